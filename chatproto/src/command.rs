@@ -1,0 +1,331 @@
+//! [`Command`]: what a client sends, with [`parse_line`] and [`Command::encode`].
+
+use std::fmt;
+
+use crate::error::clip;
+use crate::lex::{self, check_line, run, sp};
+use crate::{GroupName, Name, ParseError, Text, Token};
+
+/// A line a client sends, parsed.
+///
+/// The parser is context-free: a plain line is always [`Command::Say`]; a server
+/// treats it as the user's name while the connection is not yet registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `<text>` or `//<text>`: say `text` in the current scope (or, before
+    /// registration, ask for `text` as the name).
+    Say(Text),
+    /// `/nick <name>`: register, or rename.
+    Nick(Name),
+    /// `/users`: list the users of the current scope.
+    Users,
+    /// `/groups`: list the groups with member counts.
+    Groups,
+    /// `/join <group>`: make `group` the current group, creating it if needed.
+    Join(GroupName),
+    /// `/leave`: leave the current group, back to global.
+    Leave,
+    /// `/msg <name> <text>`: a private message.
+    Msg {
+        /// The recipient.
+        to: Name,
+        /// The message.
+        text: Text,
+    },
+    /// `/me <text>`: an action in the current scope.
+    Me(Text),
+    /// `/help`: list the commands.
+    Help,
+    /// `/ping [token]`: ask for a `PONG`.
+    Ping(Option<Token>),
+    /// `/pong <token>`: answer a server's `PING`.
+    Pong(Token),
+    /// `/quit [reason]`: leave.
+    Quit(Option<Text>),
+}
+
+/// Each command's usage and what it does, for help texts (server and client).
+pub const COMMAND_HELP: &[(&str, &str)] = &[
+    (
+        "<text>",
+        "say text in your current scope (your group, else global)",
+    ),
+    ("//<text>", "say text that starts with a slash"),
+    ("/nick <name>", "register, or change your name"),
+    ("/users", "list the users of your current scope"),
+    ("/groups", "list the groups and their member counts"),
+    (
+        "/join <group>",
+        "join a group (created if needed), leaving your current one",
+    ),
+    ("/leave", "leave your group, back to global"),
+    ("/msg <name> <text>", "send a private message"),
+    ("/me <text>", "act in your current scope"),
+    ("/help", "show this list"),
+    ("/ping [token]", "ask the server for a PONG"),
+    ("/pong <token>", "answer the server's PING"),
+    ("/quit [reason]", "leave"),
+];
+
+const USAGE_NICK: &str = "/nick <name>";
+const USAGE_JOIN: &str = "/join <group>";
+const USAGE_MSG: &str = "/msg <name> <text>";
+const USAGE_ME: &str = "/me <text>";
+const USAGE_PING: &str = "/ping [token]";
+const USAGE_PONG: &str = "/pong <token>";
+const USAGE_QUIT: &str = "/quit [reason]";
+
+/// Parses one client line, line ending already removed.
+///
+/// Grammar (PROTOCOL.md, "Client lines"):
+/// ```text
+/// line    = "//" text / "/" command / text
+/// command = "nick" SP name / "users" / "groups" / "join" SP group / "leave"
+///         / "msg" SP name SP text / "me" SP text / "help"
+///         / "ping" [SP token] / "pong" SP token / "quit" [SP text]
+/// ```
+/// Command words match ignoring ASCII case. Never panics, whatever the input.
+///
+/// ```
+/// use chatproto::{parse_line, Command};
+/// assert_eq!(parse_line("/LEAVE"), Ok(Command::Leave));
+/// assert!(matches!(parse_line("//etc"), Ok(Command::Say(t)) if t.as_str() == "/etc"));
+/// assert_eq!(parse_line("/frob").unwrap_err().code().as_str(), "unknown-command");
+/// ```
+pub fn parse_line(line: &str) -> Result<Command, ParseError> {
+    check_line(line)?;
+    let Some(after_slash) = line.strip_prefix('/') else {
+        return run(lex::text, line, ParseError::Empty).map(Command::Say);
+    };
+    if after_slash.starts_with('/') {
+        return run(lex::text, after_slash, ParseError::Empty).map(Command::Say);
+    }
+    let (word, args) = match after_slash.split_once(' ') {
+        Some((word, args)) => (word, Some(args)),
+        None => (after_slash, None),
+    };
+    let is = |name: &str| word.eq_ignore_ascii_case(name);
+    let no_args = |cmd: Command, usage: &'static str| match args {
+        None => Ok(cmd),
+        Some(_) => Err(ParseError::BadArgs { usage }),
+    };
+    let optional = |usage: &'static str| args.map(|a| (a, bad(usage)));
+    let args = args.unwrap_or("");
+    if is("users") {
+        no_args(Command::Users, "/users")
+    } else if is("groups") {
+        no_args(Command::Groups, "/groups")
+    } else if is("leave") {
+        no_args(Command::Leave, "/leave")
+    } else if is("help") {
+        no_args(Command::Help, "/help")
+    } else if is("nick") {
+        run(lex::name, args, bad(USAGE_NICK)).map(Command::Nick)
+    } else if is("join") {
+        run(lex::group_name, args, bad(USAGE_JOIN)).map(Command::Join)
+    } else if is("msg") {
+        run((lex::name, sp, lex::text), args, bad(USAGE_MSG))
+            .map(|(to, _, text)| Command::Msg { to, text })
+    } else if is("me") {
+        run(lex::text, args, bad(USAGE_ME)).map(Command::Me)
+    } else if is("ping") {
+        optional(USAGE_PING)
+            .map(|(a, e)| run(lex::token, a, e))
+            .transpose()
+            .map(Command::Ping)
+    } else if is("pong") {
+        run(lex::token, args, bad(USAGE_PONG)).map(Command::Pong)
+    } else if is("quit") {
+        optional(USAGE_QUIT)
+            .map(|(a, e)| run(lex::text, a, e))
+            .transpose()
+            .map(Command::Quit)
+    } else {
+        Err(ParseError::UnknownCommand(clip(word, 32)))
+    }
+}
+
+fn bad(usage: &'static str) -> ParseError {
+    ParseError::BadArgs { usage }
+}
+
+impl Command {
+    /// Appends the command's line, LF included, to `out`.
+    ///
+    /// Cannot fail: the validated fields cannot hold what the grammar forbids.
+    /// `parse_line` of the line (without its LF) gives back an equal command.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut put = |parts: &[&str]| {
+            for p in parts {
+                out.extend_from_slice(p.as_bytes());
+            }
+        };
+        match self {
+            Self::Say(t) if t.as_str().starts_with('/') => put(&["/", t.as_str()]),
+            Self::Say(t) => put(&[t.as_str()]),
+            Self::Nick(n) => put(&["/nick ", n.as_str()]),
+            Self::Users => put(&["/users"]),
+            Self::Groups => put(&["/groups"]),
+            Self::Join(g) => put(&["/join ", g.as_str()]),
+            Self::Leave => put(&["/leave"]),
+            Self::Msg { to, text } => put(&["/msg ", to.as_str(), " ", text.as_str()]),
+            Self::Me(t) => put(&["/me ", t.as_str()]),
+            Self::Help => put(&["/help"]),
+            Self::Ping(None) => put(&["/ping"]),
+            Self::Ping(Some(t)) => put(&["/ping ", t.as_str()]),
+            Self::Pong(t) => put(&["/pong ", t.as_str()]),
+            Self::Quit(None) => put(&["/quit"]),
+            Self::Quit(Some(r)) => put(&["/quit ", r.as_str()]),
+        }
+        out.push(b'\n');
+    }
+
+    /// The encoded line, LF included.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+}
+
+/// The wire line without its LF, for logs.
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.to_bytes();
+        f.write_str(String::from_utf8_lossy(&bytes[..bytes.len() - 1]).as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorCode, TextError};
+
+    fn name(s: &str) -> Name {
+        Name::try_from(s).unwrap()
+    }
+    fn text(s: &str) -> Text {
+        Text::try_from(s).unwrap()
+    }
+
+    #[test]
+    fn parses_every_command() {
+        let cases: Vec<(&str, Command)> = vec![
+            ("hello world", Command::Say(text("hello world"))),
+            ("  spaced  ", Command::Say(text("  spaced  "))),
+            ("//slash", Command::Say(text("/slash"))),
+            ("///", Command::Say(text("//"))),
+            ("/nick bob", Command::Nick(name("bob"))),
+            ("/users", Command::Users),
+            ("/USERS", Command::Users),
+            ("/groups", Command::Groups),
+            (
+                "/join rust",
+                Command::Join(GroupName::try_from("rust").unwrap()),
+            ),
+            ("/leave", Command::Leave),
+            (
+                "/msg bob hi there",
+                Command::Msg {
+                    to: name("bob"),
+                    text: text("hi there"),
+                },
+            ),
+            ("/me waves", Command::Me(text("waves"))),
+            ("/help", Command::Help),
+            ("/ping", Command::Ping(None)),
+            (
+                "/ping 42",
+                Command::Ping(Some(Token::try_from("42").unwrap())),
+            ),
+            ("/pong abc", Command::Pong(Token::try_from("abc").unwrap())),
+            ("/quit", Command::Quit(None)),
+            (
+                "/quit gone fishing",
+                Command::Quit(Some(text("gone fishing"))),
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_line(line), Ok(want), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_lines() {
+        let cases: &[(&str, ErrorCode)] = &[
+            ("", ErrorCode::BadText),
+            ("hi\x1b[2J", ErrorCode::BadText),
+            ("/", ErrorCode::UnknownCommand),
+            ("/frob", ErrorCode::UnknownCommand),
+            ("/ join", ErrorCode::UnknownCommand),
+            ("/users now", ErrorCode::BadArgs),
+            ("/leave ", ErrorCode::BadArgs),
+            ("/join", ErrorCode::BadArgs),
+            ("/join ", ErrorCode::BadArgs),
+            ("/join a b", ErrorCode::BadArgs),
+            ("/join bad!", ErrorCode::NameInvalid),
+            ("/nick", ErrorCode::BadArgs),
+            (
+                "/nick way-too-long-name-for-the-rules-here",
+                ErrorCode::NameInvalid,
+            ),
+            ("/msg bob", ErrorCode::BadArgs),
+            ("/msg bob ", ErrorCode::BadArgs),
+            ("/msg b@b hi", ErrorCode::NameInvalid),
+            ("/me", ErrorCode::BadArgs),
+            ("/ping a b", ErrorCode::BadArgs),
+            ("/ping ", ErrorCode::BadArgs),
+            ("/pong", ErrorCode::BadArgs),
+            ("/quit ", ErrorCode::BadArgs),
+        ];
+        for (line, code) in cases {
+            assert_eq!(parse_line(line).unwrap_err().code(), *code, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        assert_eq!(
+            parse_line("ok\u{9b}31m"),
+            Err(ParseError::BadText(TextError::ControlChar {
+                ch: '\u{9b}',
+                at: 2
+            }))
+        );
+        let long = format!("/{}", "x".repeat(100));
+        assert_eq!(
+            parse_line(&long),
+            Err(ParseError::UnknownCommand("x".repeat(32)))
+        );
+        assert_eq!(
+            parse_line("/join").unwrap_err().to_string(),
+            "usage: /join <group>"
+        );
+    }
+
+    #[test]
+    fn encodes_canonically() {
+        for line in [
+            "hello",
+            "//slash",
+            "/nick bob",
+            "/users",
+            "/groups",
+            "/join rust",
+            "/leave",
+            "/msg bob hi",
+            "/me waves",
+            "/help",
+            "/ping",
+            "/ping 7",
+            "/pong 7",
+            "/quit",
+            "/quit bye all",
+        ] {
+            let cmd = parse_line(line).unwrap();
+            assert_eq!(cmd.to_bytes(), format!("{line}\n").into_bytes(), "{line:?}");
+            assert_eq!(cmd.to_string(), line);
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! [`Event`]: what a server sends, with [`parse_event`] and [`Event::encode`].
+
+use std::fmt;
+
+use nom::character::complete::char;
+use nom::combinator::{map_res, opt};
+use nom::multi::many0;
+use nom::sequence::preceded;
+use nom::Parser;
+
+use crate::error::clip;
+use crate::lex::{self, check_line, run, sp, LexResult};
+use crate::{CloseReason, ErrorCode, GroupName, Name, ParseError, Scope, Text, Token};
+
+/// A line a server sends, parsed. The first field is always the tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// `HELLO <server> <version> <text>`: the greeting; `text` asks for a name.
+    Hello {
+        /// The server software's name.
+        server: Token,
+        /// Its version.
+        version: Token,
+        /// Words for a person.
+        text: Text,
+    },
+    /// `WELCOME <name>`: registration (or rename) accepted; this is your name now.
+    Welcome(Name),
+    /// `MSG <scope> <from> <text>`: a chat message (never echoed to its sender).
+    Msg {
+        /// Where it was said.
+        scope: Scope,
+        /// Who said it.
+        from: Name,
+        /// What was said, exactly as sent.
+        text: Text,
+    },
+    /// `ME <scope> <from> <text>`: an action.
+    Me {
+        /// Where.
+        scope: Scope,
+        /// Who.
+        from: Name,
+        /// The action.
+        text: Text,
+    },
+    /// `DM <from> <to> <text>`: a private message, to its recipient and, as a
+    /// confirmation, to its sender.
+    Dm {
+        /// The sender.
+        from: Name,
+        /// The recipient.
+        to: Name,
+        /// The message.
+        text: Text,
+    },
+    /// `JOIN <scope> <name>`: `name` joined a group, or (`*`) connected.
+    Join {
+        /// The group, or global for a new user.
+        scope: Scope,
+        /// Who.
+        name: Name,
+    },
+    /// `PART <scope> <name> [reason]`: `name` left a group, or (`*`) disconnected.
+    Part {
+        /// The group, or global for a user who left the server.
+        scope: Scope,
+        /// Who.
+        name: Name,
+        /// Why, if said: a close reason token or the user's `/quit` text.
+        reason: Option<Text>,
+    },
+    /// `NICK <old> <new>`: someone was renamed.
+    Nick {
+        /// The former name.
+        old: Name,
+        /// The new name.
+        new: Name,
+    },
+    /// `USERS <scope> <name>...`: the reply to `/users`.
+    Users {
+        /// The scope listed.
+        scope: Scope,
+        /// Its users, sorted ignoring case.
+        names: Vec<Name>,
+    },
+    /// `GROUPS <group>=<count>...`: the reply to `/groups`, sorted ignoring case.
+    Groups(Vec<(GroupName, u32)>),
+    /// `INFO <text>`: a notice for a person, such as a line of help.
+    Info(Text),
+    /// `ERR <code> <text>`: a command was refused; nothing else changed.
+    Err {
+        /// What went wrong, for programs.
+        code: ErrorCode,
+        /// What went wrong, for people.
+        text: Text,
+    },
+    /// `PING <token>`: answer with `/pong <token>`.
+    Ping(Token),
+    /// `PONG <token>`: the answer to `/ping`.
+    Pong(Token),
+    /// `BYE <reason>`: the server closes the connection after this line.
+    Bye(CloseReason),
+}
+
+/// Parses one server line, line ending already removed.
+///
+/// Grammar (PROTOCOL.md, "Server lines"); every line is `tag *(SP field) [SP text]`:
+/// ```text
+/// event = "HELLO" SP token SP token SP text / "WELCOME" SP name
+///       / "MSG" SP scope SP name SP text / "ME" SP scope SP name SP text
+///       / "DM" SP name SP name SP text / "JOIN" SP scope SP name
+///       / "PART" SP scope SP name [SP text] / "NICK" SP name SP name
+///       / "USERS" SP scope *(SP name) / "GROUPS" *(SP group "=" count)
+///       / "INFO" SP text / "ERR" SP token SP text
+///       / "PING" SP token / "PONG" SP token / "BYE" SP token
+/// ```
+/// Never panics, whatever the input.
+///
+/// ```
+/// use chatproto::{parse_event, Event, Scope};
+/// let Ok(Event::Msg { scope, from, text }) = parse_event("MSG rust bob hi all") else { panic!() };
+/// assert_eq!((scope.as_str(), from.as_str(), text.as_str()), ("rust", "bob", "hi all"));
+/// ```
+pub fn parse_event(line: &str) -> Result<Event, ParseError> {
+    check_line(line)?;
+    let tag = line.split(' ').next().unwrap_or_default();
+    let fields = &line[tag.len()..];
+    let malformed = |tag| ParseError::MalformedEvent { tag };
+    match tag {
+        "HELLO" => run(
+            (sp, lex::token, sp, lex::token, sp, lex::text),
+            fields,
+            malformed("HELLO"),
+        )
+        .map(|(_, server, _, version, _, text)| Event::Hello {
+            server,
+            version,
+            text,
+        }),
+        "WELCOME" => run(preceded(sp, lex::name), fields, malformed("WELCOME")).map(Event::Welcome),
+        "MSG" => run(scoped_text, fields, malformed("MSG")).map(|(scope, from, text)| Event::Msg {
+            scope,
+            from,
+            text,
+        }),
+        "ME" => run(scoped_text, fields, malformed("ME")).map(|(scope, from, text)| Event::Me {
+            scope,
+            from,
+            text,
+        }),
+        "DM" => run(
+            (sp, lex::name, sp, lex::name, sp, lex::text),
+            fields,
+            malformed("DM"),
+        )
+        .map(|(_, from, _, to, _, text)| Event::Dm { from, to, text }),
+        "JOIN" => run((sp, lex::scope, sp, lex::name), fields, malformed("JOIN"))
+            .map(|(_, scope, _, name)| Event::Join { scope, name }),
+        "PART" => run(
+            (sp, lex::scope, sp, lex::name, opt(preceded(sp, lex::text))),
+            fields,
+            malformed("PART"),
+        )
+        .map(|(_, scope, _, name, reason)| Event::Part {
+            scope,
+            name,
+            reason,
+        }),
+        "NICK" => run((sp, lex::name, sp, lex::name), fields, malformed("NICK"))
+            .map(|(_, old, _, new)| Event::Nick { old, new }),
+        "USERS" => run(
+            (sp, lex::scope, many0(preceded(sp, lex::name))),
+            fields,
+            malformed("USERS"),
+        )
+        .map(|(_, scope, names)| Event::Users { scope, names }),
+        "GROUPS" => run(
+            many0(preceded(sp, group_count)),
+            fields,
+            malformed("GROUPS"),
+        )
+        .map(Event::Groups),
+        "INFO" => run(preceded(sp, lex::text), fields, malformed("INFO")).map(Event::Info),
+        "ERR" => run((sp, lex::token, sp, lex::text), fields, malformed("ERR")).map(
+            |(_, code, _, text)| Event::Err {
+                code: ErrorCode::from_token(code),
+                text,
+            },
+        ),
+        "PING" => run(preceded(sp, lex::token), fields, malformed("PING")).map(Event::Ping),
+        "PONG" => run(preceded(sp, lex::token), fields, malformed("PONG")).map(Event::Pong),
+        "BYE" => run(preceded(sp, lex::token), fields, malformed("BYE"))
+            .map(|t| Event::Bye(CloseReason::from_token(t))),
+        _ => Err(ParseError::UnknownEvent(clip(tag, 32))),
+    }
+}
+
+/// `SP scope SP name SP text`, shared by `MSG` and `ME`.
+fn scoped_text(input: &str) -> LexResult<'_, (Scope, Name, Text)> {
+    (sp, lex::scope, sp, lex::name, sp, lex::text)
+        .map(|(_, scope, _, name, _, text)| (scope, name, text))
+        .parse(input)
+}
+
+/// `group "=" count`, one entry of `GROUPS`.
+fn group_count(input: &str) -> LexResult<'_, (GroupName, u32)> {
+    let group = map_res(
+        nom::bytes::complete::take_while1(|c: char| {
+            c.is_ascii() && crate::name::is_name_byte(c as u8)
+        }),
+        |w: &str| GroupName::try_from(w).map_err(ParseError::BadName),
+    );
+    (group, char('='), lex::count)
+        .map(|(g, _, n)| (g, n))
+        .parse(input)
+}
+
+impl Event {
+    /// Appends the event's line, LF included, to `out`.
+    ///
+    /// Cannot fail; `parse_event` of the line (without its LF) gives back an
+    /// equal event.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut put = |parts: &[&str]| {
+            for p in parts {
+                out.extend_from_slice(p.as_bytes());
+            }
+        };
+        match self {
+            Self::Hello {
+                server,
+                version,
+                text,
+            } => put(&[
+                "HELLO ",
+                server.as_str(),
+                " ",
+                version.as_str(),
+                " ",
+                text.as_str(),
+            ]),
+            Self::Welcome(n) => put(&["WELCOME ", n.as_str()]),
+            Self::Msg { scope, from, text } => put(&[
+                "MSG ",
+                scope.as_str(),
+                " ",
+                from.as_str(),
+                " ",
+                text.as_str(),
+            ]),
+            Self::Me { scope, from, text } => put(&[
+                "ME ",
+                scope.as_str(),
+                " ",
+                from.as_str(),
+                " ",
+                text.as_str(),
+            ]),
+            Self::Dm { from, to, text } => {
+                put(&["DM ", from.as_str(), " ", to.as_str(), " ", text.as_str()])
+            }
+            Self::Join { scope, name } => put(&["JOIN ", scope.as_str(), " ", name.as_str()]),
+            Self::Part {
+                scope,
+                name,
+                reason,
+            } => {
+                put(&["PART ", scope.as_str(), " ", name.as_str()]);
+                if let Some(r) = reason {
+                    put(&[" ", r.as_str()]);
+                }
+            }
+            Self::Nick { old, new } => put(&["NICK ", old.as_str(), " ", new.as_str()]),
+            Self::Users { scope, names } => {
+                put(&["USERS ", scope.as_str()]);
+                for n in names {
+                    put(&[" ", n.as_str()]);
+                }
+            }
+            Self::Groups(groups) => {
+                put(&["GROUPS"]);
+                let mut digits = String::new();
+                for (g, n) in groups {
+                    digits.clear();
+                    fmt::Write::write_fmt(&mut digits, format_args!("{n}"))
+                        .expect("writing to a String cannot fail");
+                    put(&[" ", g.as_str(), "=", &digits]);
+                }
+            }
+            Self::Info(t) => put(&["INFO ", t.as_str()]),
+            Self::Err { code, text } => put(&["ERR ", code.as_str(), " ", text.as_str()]),
+            Self::Ping(t) => put(&["PING ", t.as_str()]),
+            Self::Pong(t) => put(&["PONG ", t.as_str()]),
+            Self::Bye(r) => put(&["BYE ", r.as_str()]),
+        }
+        out.push(b'\n');
+    }
+
+    /// The encoded line, LF included.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+}
+
+/// The wire line without its LF, for logs.
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.to_bytes();
+        f.write_str(String::from_utf8_lossy(&bytes[..bytes.len() - 1]).as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_lines_round_trip() {
+        for line in [
+            "HELLO chatd 0.1.0 welcome, who are you?",
+            "WELCOME alice",
+            "MSG * bob hi  there ",
+            "MSG rust bob hi",
+            "ME * bob waves",
+            "DM bob alice psst",
+            "JOIN * carol",
+            "JOIN rust carol",
+            "PART rust carol",
+            "PART * carol ping-timeout",
+            "PART * carol gone fishing",
+            "NICK carol caroline",
+            "USERS *",
+            "USERS rust alice bob",
+            "GROUPS",
+            "GROUPS rust=2 go=1",
+            "INFO /help  show this list",
+            "ERR name-taken the name bob is taken",
+            "ERR some-future-code text",
+            "PING 17",
+            "PONG chatd",
+            "BYE quit",
+            "BYE some-future-reason",
+        ] {
+            let event = parse_event(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(event.to_string(), line);
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_lines() {
+        for line in [
+            "",
+            "HELLO chatd 0.1.0",
+            "WELCOME",
+            "WELCOME a b",
+            "MSG * bob",
+            "MSG * bob ",
+            "MSG  bob hi",
+            "MSG ** bob hi",
+            "JOIN rust",
+            "PART rust carol ",
+            "USERS",
+            "USERS * ",
+            "USERS * a  b",
+            "GROUPS ",
+            "GROUPS rust",
+            "GROUPS rust=x",
+            "GROUPS rust=99999999999",
+            "GROUPS =1",
+            "ERR name-taken",
+            "BYE",
+            "BYE quit now",
+            "msg * bob hi",
+            "NOPE x",
+            "INFO \x1b[2J",
+        ] {
+            assert!(parse_event(line).is_err(), "{line:?} parsed");
+        }
+    }
+
+    #[test]
+    fn unknown_codes_and_reasons_are_kept() {
+        assert_eq!(
+            parse_event("ERR name-taken x"),
+            Ok(Event::Err {
+                code: ErrorCode::NameTaken,
+                text: Text::try_from("x").unwrap()
+            })
+        );
+        assert_eq!(
+            parse_event("BYE sendq-exceeded"),
+            Ok(Event::Bye(CloseReason::SendqExceeded))
+        );
+    }
+}

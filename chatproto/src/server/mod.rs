@@ -1,0 +1,658 @@
+//! The server's state machine: users, groups and scopes, as pure functions of
+//! inputs, with effects returned as data.
+
+mod groups;
+mod users;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::{
+    CloseReason, Command, ErrorCode, Event, GroupName, Name, NameKey, Refusal, Scope, Text, Token,
+    COMMAND_HELP,
+};
+use groups::Groups;
+use users::Users;
+
+/// An opaque handle for one connection, chosen by the driver. Each connection
+/// needs an id no other live connection has.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
+impl ConnId {
+    /// The handle for the driver's number `n`.
+    pub const fn new(n: u64) -> Self {
+        Self(n)
+    }
+
+    /// The driver's number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// Settings of the state machine. Built with [`ServerConfig::default`] and
+/// changed field by field.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Sent in `HELLO`. Default `chatd`.
+    pub server_name: Token,
+    /// Sent in `HELLO`. Default: this crate's version.
+    pub version: Token,
+    /// A connection that has not registered this long after connecting is
+    /// closed with `register-timeout`. Default 30 s: ample for a person typing.
+    pub register_timeout: Duration,
+    /// A registered connection silent this long gets a `PING`. Default 60 s.
+    pub ping_after: Duration,
+    /// A registered connection silent this long is closed with `ping-timeout`.
+    /// Default 120 s: one minute to answer the `PING`.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            server_name: Token::try_from("chatd").expect("valid token literal"),
+            version: Token::try_from(env!("CARGO_PKG_VERSION")).expect("versions are tokens"),
+            register_timeout: Duration::from_secs(30),
+            ping_after: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What happened, as told to [`Server::handle`] by the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Input {
+    /// A connection was accepted. The server greets it with `HELLO`.
+    Connected(ConnId),
+    /// The connection sent a line that parsed.
+    Line(ConnId, Command),
+    /// The connection sent a line that did not frame or parse; the server
+    /// answers `ERR` and changes nothing else.
+    Refused(ConnId, Refusal),
+    /// The driver closes the connection for `reason` (a slow consumer, say):
+    /// the server sends `BYE`, then [`Effect::Close`], and tells the others.
+    Kick(ConnId, CloseReason),
+    /// The connection is already gone (reset, EOF, write error): the server
+    /// forgets it and tells the others. Unknown ids are ignored.
+    Disconnected(ConnId, CloseReason),
+    /// Time passed: checks registration and idle timeouts. Call about once a
+    /// second; timeouts are as precise as the ticks.
+    Tick,
+    /// The server is shutting down: every connection gets `BYE
+    /// server-shutdown` and is closed.
+    Shutdown,
+}
+
+/// What the driver must do, in order, as returned by [`Server::handle`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Effect {
+    /// Queue `bytes` (one or more whole encoded lines) for `to`. The same
+    /// allocation is shared by every recipient of a broadcast.
+    Deliver {
+        /// The recipient.
+        to: ConnId,
+        /// Encoded lines, LF-terminated.
+        bytes: Arc<[u8]>,
+    },
+    /// Flush what is queued for `conn`, then close it. The server has already
+    /// forgotten it.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why, for logs.
+        reason: CloseReason,
+    },
+}
+
+#[derive(Debug)]
+struct Conn {
+    name: Option<Name>,
+    group: Option<NameKey>,
+    connected_at: Instant,
+    last_heard: Instant,
+    pinged: bool,
+}
+
+/// The chat server's state machine: no sockets, clocks, locks or tasks.
+///
+/// # How to drive it
+/// For each connection the driver picks a fresh [`ConnId`] and calls
+/// [`handle`](Self::handle) with [`Input::Connected`]; for each line it reads, it
+/// frames it ([`crate::LineFramer`]), parses it ([`crate::parse_line`]) and
+/// passes [`Input::Line`] or, on an error, [`Input::Refused`]; when the
+/// connection ends on its own, [`Input::Disconnected`]. About once a second it
+/// passes [`Input::Tick`]. Every call takes the current time and returns
+/// effects: the driver carries them out in order, queueing each
+/// [`Effect::Deliver`] without waiting on a socket, and closing the connection
+/// on [`Effect::Close`]. If it calls `handle` for one input at a time and
+/// queues the effects before the next call, every member of a scope receives
+/// that scope's lines in one order.
+///
+/// ```
+/// use std::time::Instant;
+/// use chatproto::server::{ConnId, Effect, Input, Server, ServerConfig};
+/// use chatproto::parse_line;
+///
+/// let mut server = Server::new(ServerConfig::default());
+/// let now = Instant::now();
+/// let (alice, bob) = (ConnId::new(1), ConnId::new(2));
+/// for (conn, name) in [(alice, "alice"), (bob, "bob")] {
+///     let _ = server.handle(now, Input::Connected(conn));
+///     let _ = server.handle(now, Input::Line(conn, parse_line(name).unwrap()));
+/// }
+/// let effects = server.handle(now, Input::Line(alice, parse_line("hi bob").unwrap()));
+/// assert_eq!(
+///     effects,
+///     vec![Effect::Deliver { to: bob, bytes: b"MSG * alice hi bob\n".to_vec().into() }]
+/// );
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    conns: HashMap<ConnId, Conn>,
+    users: Users,
+    groups: Groups,
+    hello: Arc<[u8]>,
+    help: Arc<[u8]>,
+    pings_sent: u64,
+}
+
+fn encode(event: &Event) -> Arc<[u8]> {
+    event.to_bytes().into()
+}
+
+fn text(s: &str) -> Text {
+    Text::lossy(s)
+}
+
+/// Where effects go while one input is handled.
+struct Out(Vec<Effect>);
+
+impl Out {
+    fn deliver(&mut self, to: ConnId, bytes: &Arc<[u8]>) {
+        self.0.push(Effect::Deliver {
+            to,
+            bytes: bytes.clone(),
+        });
+    }
+
+    fn deliver_all(
+        &mut self,
+        to: impl Iterator<Item = ConnId>,
+        except: Option<ConnId>,
+        bytes: &Arc<[u8]>,
+    ) {
+        for c in to {
+            if Some(c) != except {
+                self.deliver(c, bytes);
+            }
+        }
+    }
+
+    fn event(&mut self, to: ConnId, event: &Event) {
+        self.deliver(to, &encode(event));
+    }
+
+    fn error(&mut self, to: ConnId, code: ErrorCode, message: &str) {
+        self.event(
+            to,
+            &Event::Err {
+                code,
+                text: text(message),
+            },
+        );
+    }
+}
+
+impl Server {
+    /// A server with no connections.
+    pub fn new(config: ServerConfig) -> Self {
+        let hello = encode(&Event::Hello {
+            server: config.server_name.clone(),
+            version: config.version.clone(),
+            text: text("welcome! who are you? send your name (1-32 of A-Z a-z 0-9 _ -)"),
+        });
+        let mut help = Vec::new();
+        for (usage, what) in COMMAND_HELP {
+            Event::Info(text(&format!("{usage:<20} {what}"))).encode(&mut help);
+        }
+        Self {
+            config,
+            conns: HashMap::new(),
+            users: Users::default(),
+            groups: Groups::default(),
+            hello,
+            help: help.into(),
+            pings_sent: 0,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Live connections, registered or not.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Registered users.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Groups (each has at least one member).
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The name a connection registered, if any.
+    pub fn name_of(&self, conn: ConnId) -> Option<&Name> {
+        self.conns.get(&conn)?.name.as_ref()
+    }
+
+    /// Handles one input at time `now`; returns what the driver must do, in order.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
+        let mut out = Out(Vec::new());
+        match input {
+            Input::Connected(conn) => self.connected(now, conn, &mut out),
+            Input::Line(conn, cmd) => {
+                if let Some(c) = self.heard(now, conn) {
+                    if c.name.is_some() {
+                        self.registered_line(conn, cmd, &mut out);
+                    } else {
+                        self.unregistered_line(conn, cmd, &mut out);
+                    }
+                }
+            }
+            Input::Refused(conn, refusal) => {
+                if self.heard(now, conn).is_some() {
+                    out.error(conn, refusal.code().clone(), refusal.message().as_str());
+                }
+            }
+            Input::Kick(conn, reason) => self.close(conn, reason, None, true, &mut out),
+            Input::Disconnected(conn, reason) => self.close(conn, reason, None, false, &mut out),
+            Input::Tick => self.tick(now, &mut out),
+            Input::Shutdown => self.shutdown(&mut out),
+        }
+        out.0
+    }
+
+    /// Notes that `conn` spoke; returns it if it is live.
+    fn heard(&mut self, now: Instant, conn: ConnId) -> Option<&Conn> {
+        let c = self.conns.get_mut(&conn)?;
+        c.last_heard = now;
+        c.pinged = false;
+        Some(c)
+    }
+
+    fn connected(&mut self, now: Instant, conn: ConnId, out: &mut Out) {
+        if self.conns.contains_key(&conn) {
+            return; // A driver bug; keep the live connection's state.
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                name: None,
+                group: None,
+                connected_at: now,
+                last_heard: now,
+                pinged: false,
+            },
+        );
+        out.deliver(conn, &self.hello);
+    }
+
+    fn unregistered_line(&mut self, conn: ConnId, cmd: Command, out: &mut Out) {
+        match cmd {
+            Command::Say(t) => match Name::try_from(t.as_str()) {
+                Ok(name) => self.register(conn, name, out),
+                Err(e) => out.error(conn, ErrorCode::NameInvalid, &e.to_string()),
+            },
+            Command::Nick(name) => self.register(conn, name, out),
+            Command::Help => out.deliver(conn, &self.help),
+            Command::Ping(t) => self.pong(conn, t, out),
+            Command::Pong(_) => {}
+            Command::Quit(reason) => self.close(conn, CloseReason::Quit, reason, true, out),
+            _ => out.error(
+                conn,
+                ErrorCode::NotRegistered,
+                "register first: send your name",
+            ),
+        }
+    }
+
+    fn registered_line(&mut self, conn: ConnId, cmd: Command, out: &mut Out) {
+        match cmd {
+            Command::Say(t) => self.say(
+                conn,
+                |scope, from| Event::Msg {
+                    scope,
+                    from,
+                    text: t,
+                },
+                out,
+            ),
+            Command::Me(t) => self.say(
+                conn,
+                |scope, from| Event::Me {
+                    scope,
+                    from,
+                    text: t,
+                },
+                out,
+            ),
+            Command::Nick(name) => self.rename(conn, name, out),
+            Command::Users => {
+                let listing = match self.group_of(conn) {
+                    Some(key) => match self.groups.get_mut(&key) {
+                        Some(g) => g.listing(),
+                        None => self.users.listing(),
+                    },
+                    None => self.users.listing(),
+                };
+                out.deliver(conn, &listing);
+            }
+            Command::Groups => out.deliver(conn, &self.groups.listing()),
+            Command::Join(group) => self.join(conn, group, out),
+            Command::Leave => {
+                if self.group_of(conn).is_some() {
+                    self.leave_group(conn, out);
+                } else {
+                    out.error(conn, ErrorCode::NotInGroup, "you are not in a group");
+                }
+            }
+            Command::Msg { to, text } => self.direct(conn, to, text, out),
+            Command::Help => out.deliver(conn, &self.help),
+            Command::Ping(t) => self.pong(conn, t, out),
+            Command::Pong(_) => {}
+            Command::Quit(reason) => self.close(conn, CloseReason::Quit, reason, true, out),
+        }
+    }
+
+    fn group_of(&self, conn: ConnId) -> Option<NameKey> {
+        self.conns.get(&conn)?.group.clone()
+    }
+
+    fn register(&mut self, conn: ConnId, name: Name, out: &mut Out) {
+        if self.users.get(&name.key()).is_some() {
+            let msg = format!("the name {name} is taken");
+            return out.error(conn, ErrorCode::NameTaken, &msg);
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.name = Some(name.clone());
+        self.users.insert(name.clone(), conn);
+        out.event(conn, &Event::Welcome(name.clone()));
+        let joined = encode(&Event::Join {
+            scope: Scope::Global,
+            name,
+        });
+        out.deliver_all(self.users.conns(), Some(conn), &joined);
+    }
+
+    fn rename(&mut self, conn: ConnId, new: Name, out: &mut Out) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(old) = c.name.clone() else { return };
+        if new == old {
+            return out.event(conn, &Event::Welcome(new));
+        }
+        if matches!(self.users.get(&new.key()), Some((_, owner)) if *owner != conn) {
+            let msg = format!("the name {new} is taken");
+            return out.error(conn, ErrorCode::NameTaken, &msg);
+        }
+        c.name = Some(new.clone());
+        if let Some(group) = &c.group {
+            self.groups.rename(group, &old.key(), &new);
+        }
+        self.users.remove(&old.key());
+        self.users.insert(new.clone(), conn);
+        out.event(conn, &Event::Welcome(new.clone()));
+        let nick = encode(&Event::Nick { old, new });
+        out.deliver_all(self.users.conns(), Some(conn), &nick);
+    }
+
+    /// `MSG`/`ME` to the sender's scope, not echoed.
+    fn say(&mut self, conn: ConnId, event: impl FnOnce(Scope, Name) -> Event, out: &mut Out) {
+        let Some(Conn {
+            name: Some(from),
+            group,
+            ..
+        }) = self.conns.get(&conn)
+        else {
+            return;
+        };
+        match group.as_ref().and_then(|key| self.groups.get(key)) {
+            Some(g) => {
+                let bytes = encode(&event(Scope::Group(g.name.clone()), from.clone()));
+                out.deliver_all(g.conns(), Some(conn), &bytes);
+            }
+            None => {
+                let bytes = encode(&event(Scope::Global, from.clone()));
+                out.deliver_all(self.users.conns(), Some(conn), &bytes);
+            }
+        }
+    }
+
+    fn direct(&mut self, conn: ConnId, to: Name, text: Text, out: &mut Out) {
+        let Some(from) = self.name_of(conn).cloned() else {
+            return;
+        };
+        let Some((to, to_conn)) = self.users.get(&to.key()).cloned() else {
+            let msg = format!("no user is named {to}");
+            return out.error(conn, ErrorCode::NoSuchUser, &msg);
+        };
+        let bytes = encode(&Event::Dm { from, to, text });
+        out.deliver(to_conn, &bytes);
+        if to_conn != conn {
+            out.deliver(conn, &bytes);
+        }
+    }
+
+    fn join(&mut self, conn: ConnId, group: GroupName, out: &mut Out) {
+        let key = group.key();
+        if self.group_of(conn).as_ref() == Some(&key) {
+            let msg = format!("you are in {group} already");
+            return out.error(conn, ErrorCode::AlreadyInGroup, &msg);
+        }
+        if self.group_of(conn).is_some() {
+            self.leave_group(conn, out);
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(name) = c.name.clone() else { return };
+        c.group = Some(key);
+        let g = self.groups.join(&group, &name, conn);
+        let bytes = encode(&Event::Join {
+            scope: Scope::Group(g.name.clone()),
+            name,
+        });
+        out.deliver_all(g.conns(), None, &bytes);
+    }
+
+    /// `PART <group> <name>` to the group, the leaver included; the last one out
+    /// removes the group.
+    fn leave_group(&mut self, conn: ConnId, out: &mut Out) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let (Some(key), Some(name)) = (c.group.take(), c.name.clone()) else {
+            return;
+        };
+        if let Some(g) = self.groups.get(&key) {
+            let bytes = encode(&Event::Part {
+                scope: Scope::Group(g.name.clone()),
+                name: name.clone(),
+                reason: None,
+            });
+            out.deliver_all(g.conns(), None, &bytes);
+        }
+        self.groups.leave(&key, &name.key());
+    }
+
+    fn pong(&mut self, conn: ConnId, token: Option<Token>, out: &mut Out) {
+        let token = token.unwrap_or_else(|| self.config.server_name.clone());
+        out.event(conn, &Event::Pong(token));
+    }
+
+    /// Ends a connection: optionally `BYE` and [`Effect::Close`], then forgets it
+    /// and sends everyone else `PART * <name> <reason>`.
+    fn close(
+        &mut self,
+        conn: ConnId,
+        reason: CloseReason,
+        said: Option<Text>,
+        bye: bool,
+        out: &mut Out,
+    ) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        if bye {
+            out.event(conn, &Event::Bye(reason.clone()));
+            out.0.push(Effect::Close {
+                conn,
+                reason: reason.clone(),
+            });
+        }
+        let Some(name) = c.name else { return };
+        if let Some(group) = &c.group {
+            self.groups.leave(group, &name.key());
+        }
+        self.users.remove(&name.key());
+        let reason = said.unwrap_or_else(|| text(reason.as_str()));
+        let part = encode(&Event::Part {
+            scope: Scope::Global,
+            name,
+            reason: Some(reason),
+        });
+        out.deliver_all(self.users.conns(), None, &part);
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Out) {
+        let cfg = &self.config;
+        let mut expired = Vec::new();
+        let mut to_ping = Vec::new();
+        for (&id, c) in &self.conns {
+            if c.name.is_none() {
+                if now.saturating_duration_since(c.connected_at) >= cfg.register_timeout {
+                    expired.push((id, CloseReason::RegisterTimeout));
+                }
+                continue;
+            }
+            let silent = now.saturating_duration_since(c.last_heard);
+            if silent >= cfg.idle_timeout {
+                expired.push((id, CloseReason::PingTimeout));
+            } else if silent >= cfg.ping_after && !c.pinged {
+                to_ping.push(id);
+            }
+        }
+        // Sorted so the effects do not depend on hash order.
+        to_ping.sort_unstable();
+        expired.sort_unstable_by_key(|(id, _)| *id);
+        for id in to_ping {
+            self.pings_sent += 1;
+            let token = Token::try_from(self.pings_sent.to_string().as_str())
+                .expect("decimal numbers are tokens");
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.pinged = true;
+            }
+            out.event(id, &Event::Ping(token));
+        }
+        for (id, reason) in expired {
+            self.close(id, reason, None, true, out);
+        }
+    }
+
+    fn shutdown(&mut self, out: &mut Out) {
+        let bye = encode(&Event::Bye(CloseReason::ServerShutdown));
+        let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        ids.sort_unstable();
+        for conn in ids {
+            out.deliver(conn, &bye);
+            out.0.push(Effect::Close {
+                conn,
+                reason: CloseReason::ServerShutdown,
+            });
+        }
+        self.conns.clear();
+        self.users = Users::default();
+        self.groups = Groups::default();
+    }
+
+    /// Checks the state's invariants; returns the first one broken. For tests
+    /// and fuzzing: every user is one live connection; every group member is a
+    /// registered user whose group is that group; no group is empty.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut registered = 0;
+        for (&id, c) in &self.conns {
+            let Some(name) = &c.name else {
+                if c.group.is_some() {
+                    return Err(format!("{id:?} is in a group without a name"));
+                }
+                continue;
+            };
+            registered += 1;
+            match self.users.get(&name.key()) {
+                Some((n, owner)) if *owner == id && n == name => {}
+                _ => return Err(format!("{id:?} ({name}) is not registered as itself")),
+            }
+            if let Some(key) = &c.group {
+                let member = self
+                    .groups
+                    .members(key)
+                    .is_some_and(|mut m| m.any(|(k, owner)| owner == id && *k == name.key()));
+                if !member {
+                    return Err(format!(
+                        "{id:?} thinks it is in {key:?} but is not a member"
+                    ));
+                }
+            }
+        }
+        if registered != self.users.len() {
+            return Err(format!(
+                "{} users but {registered} registered connections",
+                self.users.len()
+            ));
+        }
+        let mut members = 0;
+        for g in self.groups.iter() {
+            if g.len() == 0 {
+                return Err(format!("group {} is empty", g.name));
+            }
+            for id in g.conns() {
+                let in_it =
+                    self.conns.get(&id).and_then(|c| c.group.as_ref()) == Some(&g.name.key());
+                if !in_it {
+                    return Err(format!("{id:?} is listed in {} but not in it", g.name));
+                }
+            }
+            members += g.len();
+        }
+        let grouped = self.conns.values().filter(|c| c.group.is_some()).count();
+        if members != grouped {
+            return Err(format!(
+                "{members} group members but {grouped} grouped connections"
+            ));
+        }
+        Ok(())
+    }
+}
