@@ -1,0 +1,421 @@
+//! State transitions of the server, one behaviour per test, asserted on the
+//! lines each fake connection receives.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatproto::server::{Effect, Input, ServerConfig};
+use chatproto::{CloseReason, Refusal};
+use support::World;
+
+fn lines(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn greeting_then_registration() {
+    let mut w = World::new();
+    w.user("alice");
+    w.conn("bob");
+    let hello = w.take("bob");
+    assert_eq!(hello.len(), 1);
+    assert!(hello[0].starts_with("HELLO chatd "), "{hello:?}");
+    w.send("bob", "bob");
+    assert_eq!(w.take("bob"), lines(&["WELCOME bob"]));
+    assert_eq!(w.take("alice"), lines(&["JOIN * bob"]));
+    assert_eq!(w.server.user_count(), 2);
+}
+
+#[test]
+fn refused_name_can_be_retried() {
+    let mut w = World::new();
+    w.user("alice");
+    w.conn("x");
+    w.take_all();
+    w.send("x", "Alice");
+    assert_eq!(
+        w.take("x"),
+        lines(&["ERR name-taken the name Alice is taken"])
+    );
+    w.send("x", "no way");
+    assert_eq!(w.take("x")[0].split(' ').nth(1), Some("name-invalid"));
+    w.send("x", "/nick alice2");
+    assert_eq!(w.take("x"), lines(&["WELCOME alice2"]));
+    assert_eq!(w.take("alice"), lines(&["JOIN * alice2"]));
+}
+
+#[test]
+fn commands_before_registration() {
+    let mut w = World::new();
+    w.conn("x");
+    w.take_all();
+    for cmd in [
+        "/users", "/groups", "/join g", "/leave", "/me hi", "/msg a b",
+    ] {
+        w.send("x", cmd);
+        assert_eq!(
+            w.take("x"),
+            lines(&["ERR not-registered register first: send your name"]),
+            "{cmd}"
+        );
+    }
+    w.send("x", "/ping t");
+    assert_eq!(w.take("x"), lines(&["PONG t"]));
+    w.send("x", "/help");
+    assert!(w.take("x").iter().all(|l| l.starts_with("INFO ")));
+    w.send("x", "/quit");
+    assert_eq!(w.take("x"), lines(&["BYE quit"]));
+    assert!(w.is_closed("x"));
+    assert_eq!(w.server.connection_count(), 0);
+}
+
+#[test]
+fn global_broadcast_reaches_everyone_but_the_sender_and_shares_one_buffer() {
+    let mut w = World::new();
+    let a = w.user("a");
+    w.user("b");
+    w.user("c");
+    w.take_all();
+    let effects = w.input(Input::Line(a, chatproto::parse_line("hi").unwrap()));
+    let buffers: Vec<&Arc<[u8]>> = effects
+        .iter()
+        .map(|e| match e {
+            Effect::Deliver { to, bytes } => {
+                assert_ne!(*to, a, "echoed to the sender");
+                bytes
+            }
+            Effect::Close { .. } => panic!("unexpected close"),
+        })
+        .collect();
+    assert_eq!(buffers.len(), 2);
+    assert!(
+        Arc::ptr_eq(buffers[0], buffers[1]),
+        "encoded once per broadcast"
+    );
+    assert_eq!(w.take("b"), lines(&["MSG * a hi"]));
+    assert_eq!(w.take("c"), lines(&["MSG * a hi"]));
+}
+
+#[test]
+fn group_messages_stay_in_the_group_but_global_reaches_group_members() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.user("out");
+    w.send("a", "/join g");
+    w.send("b", "/join g");
+    w.take_all();
+    w.send("a", "in group");
+    w.send("a", "/me nods");
+    assert_eq!(w.take("b"), lines(&["MSG g a in group", "ME g a nods"]));
+    assert_eq!(w.take("out"), Vec::<String>::new());
+    w.send("out", "global");
+    assert_eq!(w.take("a"), lines(&["MSG * out global"]));
+    assert_eq!(w.take("b"), lines(&["MSG * out global"]));
+}
+
+#[test]
+fn users_lists_the_current_scope() {
+    let mut w = World::new();
+    w.user("Zed");
+    w.user("amy");
+    w.user("bob");
+    w.send("bob", "/users");
+    assert_eq!(w.take("bob"), lines(&["USERS * amy bob Zed"]));
+    w.send("bob", "/join g");
+    w.send("Zed", "/join G");
+    w.take_all();
+    w.send("bob", "/users");
+    assert_eq!(w.take("bob"), lines(&["USERS g bob Zed"]));
+    // The cached listing follows changes.
+    w.send("Zed", "/nick Zara");
+    w.send("amy", "/join g");
+    w.take_all();
+    w.send("bob", "/users");
+    assert_eq!(w.take("bob"), lines(&["USERS g amy bob Zara"]));
+}
+
+#[test]
+fn join_while_in_a_group_switches() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.send("a", "/join one");
+    w.send("b", "/join one");
+    w.take_all();
+    w.send("a", "/join two");
+    assert_eq!(w.take("a"), lines(&["PART one a", "JOIN two a"]));
+    assert_eq!(w.take("b"), lines(&["PART one a"]));
+    w.send("b", "/groups");
+    assert_eq!(w.take("b"), lines(&["GROUPS one=1 two=1"]));
+    w.send("a", "/join TWO");
+    assert_eq!(
+        w.take("a"),
+        lines(&["ERR already-in-group you are in TWO already"])
+    );
+}
+
+#[test]
+fn leave_while_not_in_a_group() {
+    let mut w = World::new();
+    w.user("a");
+    w.send("a", "/leave");
+    assert_eq!(
+        w.take("a"),
+        lines(&["ERR not-in-group you are not in a group"])
+    );
+}
+
+#[test]
+fn empty_groups_disappear() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.send("a", "/join g");
+    w.send("b", "/join h");
+    assert_eq!(w.server.group_count(), 2);
+    w.send("a", "/leave");
+    assert_eq!(w.server.group_count(), 1);
+    w.send("b", "/join g");
+    assert_eq!(w.server.group_count(), 1);
+    w.take_all();
+    w.send("a", "/groups");
+    assert_eq!(w.take("a"), lines(&["GROUPS g=1"]));
+}
+
+#[test]
+fn message_to_an_absent_user() {
+    let mut w = World::new();
+    w.user("a");
+    w.send("a", "/msg ghost boo");
+    assert_eq!(
+        w.take("a"),
+        lines(&["ERR no-such-user no user is named ghost"])
+    );
+}
+
+#[test]
+fn direct_messages_reach_recipient_and_confirm_to_sender() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.user("c");
+    w.send("a", "/msg B  two spaces");
+    assert_eq!(w.take("b"), lines(&["DM a b  two spaces"]));
+    assert_eq!(w.take("a"), lines(&["DM a b  two spaces"]));
+    assert_eq!(w.take("c"), Vec::<String>::new());
+    w.send("a", "/msg a note to self");
+    assert_eq!(
+        w.take("a"),
+        lines(&["DM a a note to self"]),
+        "once, not twice"
+    );
+}
+
+#[test]
+fn rename_to_a_taken_name() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.send("a", "/nick B");
+    assert_eq!(w.take("a"), lines(&["ERR name-taken the name B is taken"]));
+    w.send("a", "/nick A");
+    assert_eq!(
+        w.take("a"),
+        lines(&["WELCOME A"]),
+        "changing case of one's own name is allowed"
+    );
+    assert_eq!(w.take("b"), lines(&["NICK a A"]));
+    w.send("a", "/nick A");
+    assert_eq!(w.take("a"), lines(&["WELCOME A"]));
+    assert_eq!(
+        w.take("b"),
+        Vec::<String>::new(),
+        "no NICK when nothing changed"
+    );
+}
+
+#[test]
+fn disconnect_mid_group() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.user("c");
+    w.send("a", "/join g");
+    w.send("b", "/join g");
+    w.take_all();
+    w.drop_conn("a", CloseReason::ConnectionLost);
+    assert_eq!(w.take("b"), lines(&["PART * a connection-lost"]));
+    assert_eq!(w.take("c"), lines(&["PART * a connection-lost"]));
+    w.send("b", "/users");
+    assert_eq!(w.take("b"), lines(&["USERS g b"]));
+    w.drop_conn("b", CloseReason::ConnectionLost);
+    assert_eq!(w.server.group_count(), 0);
+    assert_eq!(w.server.user_count(), 1);
+    // A late duplicate disconnect is ignored.
+    w.drop_conn("b", CloseReason::ConnectionLost);
+    assert_eq!(w.take("c"), lines(&["PART * b connection-lost"]));
+}
+
+#[test]
+fn quit_with_and_without_reason() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.user("c");
+    w.send("a", "/quit off to bed");
+    assert_eq!(w.take("a"), lines(&["BYE quit"]));
+    assert!(w.is_closed("a"));
+    assert_eq!(w.take("b"), lines(&["PART * a off to bed"]));
+    assert_eq!(w.take("c"), lines(&["PART * a off to bed"]));
+    w.send("b", "/QUIT");
+    assert_eq!(w.take("c"), lines(&["PART * b quit"]));
+    assert_eq!(w.server.user_count(), 1);
+}
+
+#[test]
+fn refused_lines_get_err_and_change_nothing() {
+    let mut w = World::new();
+    let a = w.user("a");
+    w.user("b");
+    w.send("a", "evil \x1b]52;c;AAAA\x07");
+    let err = w.take("a");
+    assert_eq!(err.len(), 1);
+    assert!(err[0].starts_with("ERR bad-text "), "{err:?}");
+    assert!(
+        !err[0].contains('\x1b'),
+        "the error must not echo the escape"
+    );
+    w.input(Input::Refused(
+        a,
+        Refusal::from(chatproto::FrameError::LineTooLong { max: 4096 }),
+    ));
+    assert_eq!(
+        w.take("a"),
+        lines(&["ERR line-too-long line longer than 4096 bytes, discarded"])
+    );
+    assert_eq!(w.take("b"), Vec::<String>::new());
+}
+
+#[test]
+fn register_timeout() {
+    let mut w = World::new();
+    w.user("a");
+    w.conn("lurker");
+    w.take_all();
+    w.advance(Duration::from_secs(29));
+    assert!(!w.is_closed("lurker"));
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.take("lurker"), lines(&["BYE register-timeout"]));
+    assert!(w.is_closed("lurker"));
+    assert!(
+        !w.is_closed("a"),
+        "registered users do not time out on registration"
+    );
+    assert_eq!(
+        w.take("a"),
+        Vec::<String>::new(),
+        "no PART for a connection that never registered"
+    );
+}
+
+#[test]
+fn ping_then_ping_timeout() {
+    let mut config = ServerConfig::default();
+    config.ping_after = Duration::from_secs(10);
+    config.idle_timeout = Duration::from_secs(20);
+    let mut w = World::with_config(config);
+    w.user("quiet");
+    w.user("chatty");
+    w.advance(Duration::from_secs(9));
+    w.send("chatty", "still here");
+    w.take_all();
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.take("quiet"), lines(&["PING 1"]));
+    w.advance(Duration::from_secs(1));
+    assert_eq!(
+        w.take("quiet"),
+        Vec::<String>::new(),
+        "one PING per silence"
+    );
+    w.advance(Duration::from_secs(8));
+    assert!(!w.is_closed("quiet"));
+    // t = 20 s: quiet has been silent for the idle timeout, chatty for 11 s.
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.take("quiet"), lines(&["BYE ping-timeout"]));
+    assert!(w.is_closed("quiet"));
+    assert_eq!(
+        w.take("chatty"),
+        lines(&["PING 2", "PART * quiet ping-timeout"])
+    );
+    w.send("chatty", "/pong 2");
+    w.advance(Duration::from_secs(15));
+    assert!(!w.is_closed("chatty"), "the pong counts as activity");
+}
+
+#[test]
+fn kick_sends_bye_close_and_part() {
+    let mut w = World::new();
+    let slow = w.user("slow");
+    w.user("b");
+    let effects = w.input(Input::Kick(slow, CloseReason::SendqExceeded));
+    assert!(effects.contains(&Effect::Close {
+        conn: slow,
+        reason: CloseReason::SendqExceeded
+    }));
+    assert_eq!(w.take("slow"), lines(&["BYE sendq-exceeded"]));
+    assert_eq!(w.take("b"), lines(&["PART * slow sendq-exceeded"]));
+}
+
+#[test]
+fn shutdown_says_goodbye_to_everyone() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.conn("unregistered");
+    w.send("a", "/join g");
+    w.take_all();
+    w.input(Input::Shutdown);
+    for label in ["a", "b", "unregistered"] {
+        assert_eq!(w.take(label), lines(&["BYE server-shutdown"]), "{label}");
+        assert!(w.is_closed(label));
+    }
+    assert_eq!(w.server.connection_count(), 0);
+    assert_eq!(w.server.group_count(), 0);
+}
+
+#[test]
+fn ping_without_token_answers_with_server_name() {
+    let mut w = World::new();
+    w.user("a");
+    w.send("a", "/ping");
+    assert_eq!(w.take("a"), lines(&["PONG chatd"]));
+    w.send("a", "/pong whatever");
+    assert_eq!(w.take("a"), Vec::<String>::new());
+}
+
+#[test]
+fn help_lists_every_command() {
+    let mut w = World::new();
+    w.user("a");
+    w.send("a", "/help");
+    let help = w.take("a");
+    assert_eq!(help.len(), chatproto::COMMAND_HELP.len());
+    assert!(
+        help.iter().any(|l| l.starts_with("INFO /join <group>")),
+        "{help:?}"
+    );
+}
+
+#[test]
+fn lines_from_unknown_connections_are_ignored() {
+    let mut w = World::new();
+    w.user("a");
+    let ghost = chatproto::server::ConnId::new(999);
+    let effects = w.input(Input::Line(ghost, chatproto::parse_line("hi").unwrap()));
+    assert!(effects.is_empty());
+    let effects = w.input(Input::Disconnected(ghost, CloseReason::ConnectionLost));
+    assert!(effects.is_empty());
+}

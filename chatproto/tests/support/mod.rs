@@ -1,0 +1,135 @@
+//! A socket-free harness for the server state machine: named fake connections,
+//! an explicit clock, and delivered lines as text.
+
+#![allow(dead_code, unreachable_pub)] // each test file uses its own part of the harness
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chatproto::server::{ConnId, Effect, Input, Server, ServerConfig};
+use chatproto::{parse_line, CloseReason, Refusal};
+
+pub struct World {
+    pub server: Server,
+    pub now: Instant,
+    next_id: u64,
+    ids: HashMap<String, ConnId>,
+    inbox: HashMap<ConnId, VecDeque<String>>,
+    pub closed: BTreeSet<ConnId>,
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self::with_config(ServerConfig::default())
+    }
+
+    pub fn with_config(config: ServerConfig) -> Self {
+        Self {
+            server: Server::new(config),
+            now: Instant::now(),
+            next_id: 1,
+            ids: HashMap::new(),
+            inbox: HashMap::new(),
+            closed: BTreeSet::new(),
+        }
+    }
+
+    /// The connection called `label`, connecting it on first use.
+    pub fn conn(&mut self, label: &str) -> ConnId {
+        if let Some(id) = self.ids.get(label) {
+            return *id;
+        }
+        let id = ConnId::new(self.next_id);
+        self.next_id += 1;
+        self.ids.insert(label.to_owned(), id);
+        self.input(Input::Connected(id));
+        id
+    }
+
+    /// Connects `label` and registers it as `label`, discarding the greeting
+    /// lines it and others receive.
+    pub fn user(&mut self, label: &str) -> ConnId {
+        let id = self.conn(label);
+        self.send(label, label);
+        self.take_all();
+        id
+    }
+
+    /// Sends one client line as the driver would: parsed, or refused.
+    pub fn send(&mut self, label: &str, line: &str) {
+        let id = self.conn(label);
+        let input = match parse_line(line) {
+            Ok(cmd) => Input::Line(id, cmd),
+            Err(e) => Input::Refused(id, Refusal::from(e)),
+        };
+        self.input(input);
+    }
+
+    pub fn drop_conn(&mut self, label: &str, reason: CloseReason) {
+        let id = self.conn(label);
+        self.input(Input::Disconnected(id, reason));
+    }
+
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.input(Input::Tick);
+    }
+
+    pub fn input(&mut self, input: Input) -> Vec<Effect> {
+        let effects = self.server.handle(self.now, input);
+        for e in &effects {
+            match e {
+                Effect::Deliver { to, bytes } => {
+                    assert!(!self.closed.contains(to), "delivery to closed {to:?}");
+                    let text = std::str::from_utf8(bytes).expect("server output is UTF-8");
+                    let queue = self.inbox.entry(*to).or_default();
+                    for line in text.split_terminator('\n') {
+                        queue.push_back(line.to_owned());
+                    }
+                }
+                Effect::Close { conn, .. } => {
+                    self.closed.insert(*conn);
+                }
+            }
+        }
+        if let Err(e) = self.server.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+        effects
+    }
+
+    /// Lines delivered to `label` since the last take.
+    pub fn take(&mut self, label: &str) -> Vec<String> {
+        let id = self.conn(label);
+        self.inbox.entry(id).or_default().drain(..).collect()
+    }
+
+    /// The next line delivered to `label`, if any.
+    pub fn next(&mut self, label: &str) -> Option<String> {
+        let id = self.conn(label);
+        self.inbox.entry(id).or_default().pop_front()
+    }
+
+    pub fn take_all(&mut self) {
+        self.inbox.clear();
+    }
+
+    pub fn is_closed(&mut self, label: &str) -> bool {
+        let id = self.conn(label);
+        self.closed.contains(&id)
+    }
+
+    /// Labels with undelivered lines, for checking nothing unexpected arrived.
+    pub fn pending(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = self
+            .ids
+            .iter()
+            .filter_map(|(label, id)| {
+                let q = self.inbox.get(id)?;
+                (!q.is_empty()).then(|| (label.clone(), q.iter().cloned().collect()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
