@@ -1,0 +1,54 @@
+//! Replays the committed fuzz corpus (`fuzz/corpus/<target>/`) through the same
+//! checks the cargo-fuzz targets run, so `cargo test --workspace` covers them on
+//! stable without cargo-fuzz or libfuzzer-sys. The fuzz crate itself is outside
+//! the workspace; its checks use only chatproto and std, so they compile here.
+
+use std::path::Path;
+
+// The checks are `pub` for the fuzz targets; here they sit in a private module.
+#[allow(unreachable_pub)]
+#[path = "../../fuzz/src/lib.rs"]
+mod checks;
+
+/// Replays `fuzz/corpus/<target>/`; fails naming every file whose check panics.
+fn replay(target: &str) {
+    let (_, check) = checks::TARGETS
+        .iter()
+        .find(|(name, _)| *name == target)
+        .unwrap_or_else(|| panic!("no fuzz target named {target}"));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    match checks::replay_dir(&dir, *check) {
+        Ok(files) => assert!(files > 0, "{} holds no corpus files", dir.display()),
+        Err(failures) => panic!("{target}: {failures}"),
+    }
+}
+
+#[test]
+fn parse_line_corpus() {
+    replay("parse_line");
+}
+
+#[test]
+fn parse_event_corpus() {
+    replay("parse_event");
+}
+
+#[test]
+fn framer_corpus() {
+    replay("framer");
+}
+
+#[test]
+fn server_corpus() {
+    replay("server");
+}
+
+/// Every target has a test above and a corpus directory: a new target cannot be
+/// added without being replayed.
+#[test]
+fn every_target_is_replayed() {
+    let names: Vec<&str> = checks::TARGETS.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, ["parse_line", "parse_event", "framer", "server"]);
+}

@@ -1,0 +1,915 @@
+//! The fuzz checks for chatproto, one plain function per cargo-fuzz target.
+//!
+//! Each `check_*` takes the fuzzer's raw bytes and panics when chatproto breaks
+//! one of its promises. The targets in `fuzz_targets/` only call these, and
+//! `chatproto/tests/fuzz_corpus.rs` includes this file to replay the committed
+//! corpus on stable `cargo test --workspace`; so this file uses only chatproto
+//! and std, never libfuzzer-sys.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::panic;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chatproto::server::{ConnId, Effect, Input, Server, ServerConfig};
+use chatproto::{
+    parse_event, parse_line, CloseReason, Command, ErrorCode, Event, FrameError, GroupName,
+    LineFramer, Name, NameKey, ParseError, Refusal, Scope, Session, Text, Token, COMMAND_HELP,
+};
+
+/// A target's check: panics when chatproto breaks a promise on these bytes.
+pub type Check = fn(&[u8]);
+
+/// Every target: its name (the `fuzz/corpus/<name>/` directory) and its check.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("parse_line", check_parse_line),
+    ("parse_event", check_parse_event),
+    ("framer", check_framer),
+    ("server", check_server),
+];
+
+/// Feeds every file in `dir` to `check`; returns how many files passed, or the
+/// names of the files that failed (each failure's panic message is printed too).
+pub fn replay_dir(dir: &Path, check: Check) -> Result<usize, String> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    files.sort();
+    let mut failed = Vec::new();
+    for path in &files {
+        let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if panic::catch_unwind(|| check(&bytes)).is_err() {
+            failed.push(path.display().to_string());
+        }
+    }
+    if failed.is_empty() {
+        Ok(files.len())
+    } else {
+        Err(format!("failing corpus files: {}", failed.join(", ")))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// parse_line and parse_event
+
+/// Target `parse_line`: the bytes (lossily decoded) as one client line.
+pub fn check_parse_line(data: &[u8]) {
+    check_client_line(&String::from_utf8_lossy(data));
+}
+
+/// Target `parse_event`: the bytes (lossily decoded) as one server line.
+pub fn check_parse_event(data: &[u8]) {
+    check_server_line(&String::from_utf8_lossy(data));
+}
+
+/// `parse_line` never panics; what parses re-encodes to one line that parses to
+/// the same command; the encoding differs from the input only in the command
+/// word's case; errors are small and map to a known code.
+pub fn check_client_line(line: &str) {
+    let cmd = match parse_line(line) {
+        Ok(cmd) => cmd,
+        Err(e) => return check_parse_error(line, &e),
+    };
+    let bytes = cmd.to_bytes();
+    let encoded = single_line(&bytes);
+    let again = parse_line(encoded)
+        .unwrap_or_else(|e| panic!("{line:?} parsed to {cmd:?}, re-encoded as {encoded:?}: {e}"));
+    assert_eq!(again, cmd, "{line:?} re-encoded as {encoded:?}");
+    assert_eq!(
+        cmd.to_string(),
+        encoded,
+        "Display differs from the wire form"
+    );
+    assert_eq!(
+        encoded,
+        canonical_client_line(line),
+        "{line:?} is not re-encoded canonically"
+    );
+}
+
+/// `parse_event` never panics; what parses re-encodes to one line that parses to
+/// the same event, equal to the input unless a `GROUPS` count had leading zeros;
+/// a `Session` fed the event answers `PING` with the same token.
+pub fn check_server_line(line: &str) {
+    let event = match parse_event(line) {
+        Ok(event) => event,
+        Err(e) => return check_parse_error(line, &e),
+    };
+    let bytes = event.to_bytes();
+    let encoded = single_line(&bytes);
+    let again = parse_event(encoded)
+        .unwrap_or_else(|e| panic!("{line:?} parsed to {event:?}, re-encoded as {encoded:?}: {e}"));
+    assert_eq!(again, event, "{line:?} re-encoded as {encoded:?}");
+    assert_eq!(
+        event.to_string(),
+        encoded,
+        "Display differs from the wire form"
+    );
+    if !line.starts_with("GROUPS") || groups_counts_are_canonical(line) {
+        assert_eq!(
+            encoded, line,
+            "a canonical event line is not re-encoded as itself"
+        );
+    }
+    let mut session = Session::new();
+    let reply = session.handle(&event);
+    match &event {
+        Event::Ping(token) => assert_eq!(reply, Some(Command::Pong(token.clone()))),
+        Event::Welcome(name) => assert_eq!(session.name(), Some(name)),
+        Event::Bye(_) => assert!(session.is_closed()),
+        _ => {}
+    }
+}
+
+/// Parse errors map to a code this version knows and quote little of the input,
+/// so an `ERR` reply never echoes a whole line back.
+fn check_parse_error(line: &str, e: &ParseError) {
+    let code = e.code();
+    let token = Token::try_from(code.as_str()).expect("error codes are tokens");
+    assert!(
+        ErrorCode::KNOWN.contains(&ErrorCode::from_token(token)),
+        "{line:?}: unknown code {code}"
+    );
+    let message = e.to_string();
+    assert!(
+        !message.is_empty() && message.len() <= 256,
+        "{line:?}: error message of {} bytes: {message:?}",
+        message.len()
+    );
+    match e {
+        ParseError::UnknownCommand(quoted) | ParseError::UnknownEvent(quoted) => {
+            assert!(quoted.len() <= 32, "{line:?}: quotes {quoted:?}");
+        }
+        ParseError::Empty => assert!(line.is_empty(), "non-empty {line:?} reported empty"),
+        _ => {}
+    }
+    let refusal = Refusal::from(e.clone());
+    assert_eq!(refusal.code(), &code);
+    assert!(!refusal.message().as_str().is_empty());
+}
+
+/// The encoded bytes are UTF-8 and exactly one LF-terminated line; returns it
+/// without its LF.
+fn single_line(bytes: &[u8]) -> &str {
+    let line = std::str::from_utf8(bytes).expect("encoders write UTF-8");
+    let body = line
+        .strip_suffix('\n')
+        .expect("encoders end the line with LF");
+    assert!(!body.contains(['\n', '\r']), "encoded {body:?} spans lines");
+    body
+}
+
+/// `line` with its command word lowercased: the only thing a client may write
+/// in more than one way.
+fn canonical_client_line(line: &str) -> String {
+    match line.strip_prefix('/') {
+        Some(rest) if !rest.starts_with('/') => {
+            let (word, args) = rest.split_at(rest.find(' ').unwrap_or(rest.len()));
+            format!("/{}{args}", word.to_ascii_lowercase())
+        }
+        _ => line.to_owned(),
+    }
+}
+
+/// True unless a `GROUPS` count has a leading zero (which re-encodes without it).
+fn groups_counts_are_canonical(line: &str) -> bool {
+    line.split(' ')
+        .filter_map(|field| field.split_once('='))
+        .all(|(_, count)| count == "0" || !count.starts_with('0'))
+}
+
+// ---------------------------------------------------------------------------
+// framer
+
+/// Target `framer`: byte 0 picks the line limit (0 to 63), byte 1 seeds the
+/// chunk sizes, the rest is the stream. It is framed whole, byte by byte, and
+/// in pseudo-random chunks (shrinking when idle); each way must give the same
+/// lines and errors as a plain model, none longer than the limit, and the
+/// framer must never hold more than the limit plus one chunk.
+pub fn check_framer(data: &[u8]) {
+    let [limit, seed, stream @ ..] = data else {
+        return;
+    };
+    let max = usize::from(limit % 64);
+    let want = model_frames(stream, max);
+    let pending = stream.rsplit(|&b| b == b'\n').next().unwrap_or_default();
+    let want_buffered = if pending.len() > max + 1 {
+        0
+    } else {
+        pending.len()
+    };
+
+    let whole = [stream];
+    let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+    let mut rng = u64::from(*seed) + 1;
+    let mut random = Vec::new();
+    let mut rest = stream;
+    while !rest.is_empty() {
+        // xorshift: cheap, deterministic chunk sizes from 1 to about twice the limit.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let n = 1 + (rng % (2 * max as u64 + 4)) as usize;
+        let (chunk, tail) = rest.split_at(n.min(rest.len()));
+        random.push(chunk);
+        rest = tail;
+    }
+    for (how, chunks, shrink) in [
+        ("whole", &whole[..], false),
+        ("bytewise", &bytes[..], false),
+        ("random chunks", &random[..], true),
+    ] {
+        let (got, buffered) = frame_chunks(chunks, max, shrink);
+        assert_eq!(got, want, "max {max}, framed {how}: {chunks:?}");
+        assert_eq!(
+            buffered, want_buffered,
+            "max {max}, framed {how}: bytes held at the end"
+        );
+    }
+}
+
+type Framed = Result<String, FrameError>;
+
+/// Runs a framer over `chunks`, draining after each push; returns what it framed
+/// and how many bytes it held at the end.
+fn frame_chunks(chunks: &[&[u8]], max: usize, shrink: bool) -> (Vec<Framed>, usize) {
+    let mut framer = LineFramer::new(max);
+    assert_eq!(framer.max_line(), max);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        framer.push(chunk);
+        let held = framer.buffered();
+        assert!(
+            held <= max + 1 + chunk.len(),
+            "held {held} bytes after a push of {}, limit {max}",
+            chunk.len()
+        );
+        loop {
+            let has_line = framer.has_line();
+            let Some(next) = framer.next_line() else {
+                assert!(!has_line, "has_line() but no next_line()");
+                break;
+            };
+            assert!(has_line, "next_line() without has_line()");
+            if let Ok(line) = next {
+                assert!(line.len() <= max, "{line:?} is longer than {max}");
+                assert!(!line.contains('\n'), "{line:?} holds a LF");
+            }
+            out.push(next.map(str::to_owned));
+        }
+        let held = framer.buffered();
+        assert!(held <= max + 1, "held {held} bytes while idle, limit {max}");
+        if shrink {
+            framer.shrink();
+        }
+    }
+    (out, framer.buffered())
+}
+
+/// What a framer must produce for `stream`, written the obvious way: split on
+/// LF, drop one CR, check length then UTF-8. A partial last line is reported
+/// as too long once it passes the limit plus a CR.
+fn model_frames(stream: &[u8], max: usize) -> Vec<Framed> {
+    let mut lines: Vec<&[u8]> = stream.split(|&b| b == b'\n').collect();
+    let pending = lines.pop().unwrap_or_default();
+    let mut out: Vec<Framed> = lines
+        .into_iter()
+        .map(|raw| {
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if line.len() > max {
+                return Err(FrameError::LineTooLong { max });
+            }
+            std::str::from_utf8(line)
+                .map(str::to_owned)
+                .map_err(|e| FrameError::BadEncoding {
+                    at: e.valid_up_to(),
+                })
+        })
+        .collect();
+    if pending.len() > max + 1 {
+        out.push(Err(FrameError::LineTooLong { max }));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// server
+
+/// Connections the server target uses: few, so that they meet in groups.
+const CONNS: u8 = 6;
+/// Inputs per run at most, so every run ends quickly.
+const MAX_STEPS: usize = 400;
+
+/// Client lines the server target picks from: every command, with names and
+/// groups that collide ignoring case.
+const DICTIONARY: &[&str] = &[
+    "ann",
+    "Ann",
+    "bob",
+    "carol",
+    "not a name",
+    "hello all",
+    "//slash",
+    "/nick ann",
+    "/nick ANN",
+    "/nick bob",
+    "/nick dave_2",
+    "/users",
+    "/groups",
+    "/join rust",
+    "/join Rust",
+    "/join go",
+    "/leave",
+    "/msg ann hi",
+    "/msg BOB  hey ",
+    "/msg nobody hi",
+    "/me waves",
+    "/help",
+    "/ping",
+    "/ping 7",
+    "/pong 1",
+    "/quit",
+    "/quit gone fishing",
+];
+
+/// Target `server`: the bytes are a program of inputs for one [`Server`]: byte
+/// `op` then its operands (a missing byte reads as 0):
+/// - `0 c`: connection `c` connects;
+/// - `1 c i`: `c` sends dictionary line `i`;
+/// - `2 c n bytes[n]`: `c` sends those bytes as a line: a `Line` if it parses, a
+///   `Refused` if not, nothing if empty (as chatd does);
+/// - `3 c r` / `4 c r`: `c` disconnects / is kicked, with close reason `r`;
+/// - `5 s`: `s` seconds pass, then a `Tick`;
+/// - `6 c k`: `c` sent a line the framer refused;
+/// - `7`: `Shutdown`.
+///
+/// After every input the server's effects must equal those of a small reference
+/// model (per recipient, in order; `ERR`, `HELLO` and `INFO` texts are not
+/// compared), every delivered line must be a canonical event, one broadcast must
+/// share one allocation, `check_invariants` must pass, and the counts and names
+/// must match the model's.
+pub fn check_server(data: &[u8]) {
+    let mut program = Program(data);
+    let start = Instant::now();
+    let mut now = start;
+    let mut server = Server::new(ServerConfig::default());
+    let mut model = Model::new(server.config());
+    let mut history = Vec::new();
+    for step in 0..MAX_STEPS {
+        let Some(op) = program.next() else { break };
+        let Some(input) = program.input(op, &mut now) else {
+            continue;
+        };
+        history.push(format!("t+{}s {input:?}", (now - start).as_secs()));
+        let want = model.handle(now, &input);
+        let effects = server.handle(now, input);
+        let context = || format!("step {step}, inputs so far:\n  {}", history.join("\n  "));
+        let got = observe(&effects).unwrap_or_else(|e| panic!("{e}\n{}", context()));
+        assert_eq!(got, want, "effects differ from the model's\n{}", context());
+        if let Err(e) = server.check_invariants() {
+            panic!("invariant broken: {e}\n{}", context());
+        }
+        model
+            .check_counts(&server)
+            .unwrap_or_else(|e| panic!("{e}\n{}", context()));
+    }
+}
+
+/// The fuzz bytes, read as operations.
+struct Program<'a>(&'a [u8]);
+
+impl Program<'_> {
+    fn next(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn operand(&mut self) -> u8 {
+        self.next().unwrap_or(0)
+    }
+
+    fn conn(&mut self) -> ConnId {
+        ConnId::new(u64::from(self.operand() % CONNS))
+    }
+
+    fn reason(&mut self) -> CloseReason {
+        let known = CloseReason::KNOWN;
+        known[usize::from(self.operand()) % known.len()].clone()
+    }
+
+    /// Decodes operation `op`; `None` for a line the driver would ignore.
+    fn input(&mut self, op: u8, now: &mut Instant) -> Option<Input> {
+        Some(match op % 8 {
+            0 => Input::Connected(self.conn()),
+            1 => {
+                let conn = self.conn();
+                let line = DICTIONARY[usize::from(self.operand()) % DICTIONARY.len()];
+                // The dictionary holds only valid lines (checked by a test below).
+                Input::Line(conn, parse_line(line).expect("dictionary lines parse"))
+            }
+            2 => {
+                let conn = self.conn();
+                let len = usize::from(self.operand() % 64).min(self.0.len());
+                let (bytes, rest) = self.0.split_at(len);
+                self.0 = rest;
+                match parse_line(&String::from_utf8_lossy(bytes)) {
+                    Ok(cmd) => Input::Line(conn, cmd),
+                    Err(ParseError::Empty) => return None,
+                    Err(e) => Input::Refused(conn, e.into()),
+                }
+            }
+            3 => Input::Disconnected(self.conn(), self.reason()),
+            4 => Input::Kick(self.conn(), self.reason()),
+            5 => {
+                *now += Duration::from_secs(u64::from(self.operand()));
+                Input::Tick
+            }
+            6 => {
+                let conn = self.conn();
+                let error = if self.operand().is_multiple_of(2) {
+                    FrameError::LineTooLong { max: 4096 }
+                } else {
+                    FrameError::BadEncoding { at: 3 }
+                };
+                Input::Refused(conn, error.into())
+            }
+            _ => Input::Shutdown,
+        })
+    }
+}
+
+/// What a connection received in one step: event lines (normalized) and closes,
+/// in order, per connection.
+type Observed = BTreeMap<ConnId, Vec<String>>;
+
+/// The effects as seen per connection. Every delivered line must parse as an
+/// event and be that event's canonical encoding, and deliveries of one
+/// broadcast line must share one allocation.
+fn observe(effects: &[Effect]) -> Result<Observed, String> {
+    let mut seen = Observed::new();
+    let mut shared: BTreeMap<&[u8], &Arc<[u8]>> = BTreeMap::new();
+    for effect in effects {
+        match effect {
+            Effect::Deliver { to, bytes } => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| format!("delivery to {to:?} is not UTF-8: {e}"))?;
+                let Some(body) = text.strip_suffix('\n') else {
+                    return Err(format!("delivery to {to:?} does not end with LF: {text:?}"));
+                };
+                let mut broadcast = false;
+                for line in body.split('\n') {
+                    let event = parse_event(line)
+                        .map_err(|e| format!("{to:?} got {line:?}, which does not parse: {e}"))?;
+                    let again = event.to_bytes();
+                    if again.strip_suffix(b"\n") != Some(line.as_bytes()) {
+                        return Err(format!("{to:?} got non-canonical {line:?}"));
+                    }
+                    broadcast |= matches!(
+                        event,
+                        Event::Msg { .. }
+                            | Event::Me { .. }
+                            | Event::Dm { .. }
+                            | Event::Join { .. }
+                            | Event::Part { .. }
+                            | Event::Nick { .. }
+                    );
+                    seen.entry(*to).or_default().push(normalize(&event));
+                }
+                if broadcast {
+                    let first = shared.entry(bytes).or_insert(bytes);
+                    if !Arc::ptr_eq(first, bytes) {
+                        return Err(format!("{text:?} was encoded more than once"));
+                    }
+                }
+            }
+            Effect::Close { conn, reason } => {
+                seen.entry(*conn).or_default().push(close_mark(reason));
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// An event as compared with the model: texts meant for people are left out.
+fn normalize(event: &Event) -> String {
+    match event {
+        Event::Hello { .. } => "HELLO".to_owned(),
+        Event::Info(_) => "INFO".to_owned(),
+        Event::Err { code, .. } => format!("ERR {code}"),
+        other => other.to_string(),
+    }
+}
+
+fn close_mark(reason: &CloseReason) -> String {
+    format!("<close {reason}>")
+}
+
+/// One connection as the model sees it.
+#[derive(Debug)]
+struct ModelConn {
+    name: Option<Name>,
+    group: Option<NameKey>,
+    connected_at: Instant,
+    last_heard: Instant,
+    pinged: bool,
+}
+
+/// The server's documented behaviour, written plainly: a map of connections,
+/// users and groups found by scanning it.
+#[derive(Debug)]
+struct Model {
+    server_name: Token,
+    register_timeout: Duration,
+    ping_after: Duration,
+    idle_timeout: Duration,
+    conns: BTreeMap<ConnId, ModelConn>,
+    /// Each group's name as its creator spelled it.
+    groups: BTreeMap<NameKey, GroupName>,
+    pings_sent: u64,
+    out: Observed,
+}
+
+impl Model {
+    fn new(config: &ServerConfig) -> Self {
+        Self {
+            server_name: config.server_name.clone(),
+            register_timeout: config.register_timeout,
+            ping_after: config.ping_after,
+            idle_timeout: config.idle_timeout,
+            conns: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            pings_sent: 0,
+            out: Observed::new(),
+        }
+    }
+
+    fn send(&mut self, to: ConnId, event: &Event) {
+        self.out.entry(to).or_default().push(normalize(event));
+    }
+
+    fn send_all(&mut self, to: &[ConnId], event: &Event) {
+        for &c in to {
+            self.send(c, event);
+        }
+    }
+
+    fn error(&mut self, to: ConnId, code: ErrorCode) {
+        let text = Text::try_from("-").expect("valid text literal");
+        self.send(to, &Event::Err { code, text });
+    }
+
+    /// Registered connections, except `but`.
+    fn users_except(&self, but: Option<ConnId>) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(&id, c)| c.name.is_some() && Some(id) != but)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    fn user(&self, key: &NameKey) -> Option<(ConnId, Name)> {
+        self.conns.iter().find_map(|(&id, c)| {
+            let name = c.name.as_ref()?;
+            (name.key() == *key).then(|| (id, name.clone()))
+        })
+    }
+
+    fn members(&self, group: &NameKey) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.group.as_ref() == Some(group))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    fn name_of(&self, conn: ConnId) -> Option<Name> {
+        self.conns.get(&conn)?.name.clone()
+    }
+
+    fn group_of(&self, conn: ConnId) -> Option<NameKey> {
+        self.conns.get(&conn)?.group.clone()
+    }
+
+    /// The effects `input` must have, per connection.
+    fn handle(&mut self, now: Instant, input: &Input) -> Observed {
+        match input {
+            Input::Connected(c) => {
+                if !self.conns.contains_key(c) {
+                    let conn = ModelConn {
+                        name: None,
+                        group: None,
+                        connected_at: now,
+                        last_heard: now,
+                        pinged: false,
+                    };
+                    self.conns.insert(*c, conn);
+                    self.out.entry(*c).or_default().push("HELLO".to_owned());
+                }
+            }
+            Input::Line(c, cmd) => {
+                if let Some(conn) = self.conns.get_mut(c) {
+                    conn.last_heard = now;
+                    conn.pinged = false;
+                    if conn.name.is_some() {
+                        self.registered_line(*c, cmd);
+                    } else {
+                        self.unregistered_line(*c, cmd);
+                    }
+                }
+            }
+            Input::Refused(c, refusal) => {
+                if let Some(conn) = self.conns.get_mut(c) {
+                    conn.last_heard = now;
+                    conn.pinged = false;
+                    self.error(*c, refusal.code().clone());
+                }
+            }
+            Input::Kick(c, reason) => self.close(*c, reason, None, true),
+            Input::Disconnected(c, reason) => self.close(*c, reason, None, false),
+            Input::Tick => self.tick(now),
+            Input::Shutdown => {
+                let bye = Event::Bye(CloseReason::ServerShutdown);
+                for c in std::mem::take(&mut self.conns).into_keys() {
+                    self.send(c, &bye);
+                    let close = close_mark(&CloseReason::ServerShutdown);
+                    self.out.entry(c).or_default().push(close);
+                }
+                self.groups.clear();
+            }
+            other => panic!("the model does not know input {other:?}"),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn unregistered_line(&mut self, c: ConnId, cmd: &Command) {
+        match cmd {
+            Command::Say(text) => match Name::try_from(text.as_str()) {
+                Ok(name) => self.register(c, name),
+                Err(_) => self.error(c, ErrorCode::NameInvalid),
+            },
+            Command::Nick(name) => self.register(c, name.clone()),
+            Command::Help | Command::Ping(_) | Command::Pong(_) | Command::Quit(_) => {
+                self.any_time_line(c, cmd);
+            }
+            _ => self.error(c, ErrorCode::NotRegistered),
+        }
+    }
+
+    /// Commands that work the same before and after registration.
+    fn any_time_line(&mut self, c: ConnId, cmd: &Command) {
+        match cmd {
+            Command::Help => {
+                let info = Event::Info(Text::try_from("-").expect("valid text literal"));
+                for _ in COMMAND_HELP {
+                    self.send(c, &info);
+                }
+            }
+            Command::Ping(token) => {
+                let token = token.clone().unwrap_or_else(|| self.server_name.clone());
+                self.send(c, &Event::Pong(token));
+            }
+            Command::Pong(_) => {}
+            Command::Quit(said) => self.close(c, &CloseReason::Quit, said.clone(), true),
+            other => panic!("the model does not know command {other:?}"),
+        }
+    }
+
+    fn registered_line(&mut self, c: ConnId, cmd: &Command) {
+        let me = self
+            .name_of(c)
+            .expect("registered_line is for registered connections");
+        match cmd {
+            Command::Say(text) => {
+                let (to, scope) = self.scope_of(c);
+                let event = Event::Msg {
+                    scope,
+                    from: me,
+                    text: text.clone(),
+                };
+                self.send_all(&to, &event);
+            }
+            Command::Me(text) => {
+                let (to, scope) = self.scope_of(c);
+                let event = Event::Me {
+                    scope,
+                    from: me,
+                    text: text.clone(),
+                };
+                self.send_all(&to, &event);
+            }
+            Command::Nick(new) => self.rename(c, me, new.clone()),
+            Command::Users => {
+                let (scope, mut members) = match self.group_of(c) {
+                    Some(key) => (Scope::Group(self.groups[&key].clone()), self.members(&key)),
+                    None => (Scope::Global, self.users_except(None)),
+                };
+                members.sort_by_key(|id| self.name_of(*id).map(|n| n.key()));
+                let names = members.iter().filter_map(|id| self.name_of(*id)).collect();
+                self.send(c, &Event::Users { scope, names });
+            }
+            Command::Groups => {
+                let groups = self
+                    .groups
+                    .iter()
+                    .map(|(key, name)| (name.clone(), self.members(key).len() as u32))
+                    .collect();
+                self.send(c, &Event::Groups(groups));
+            }
+            Command::Join(group) => {
+                if self.group_of(c) == Some(group.key()) {
+                    return self.error(c, ErrorCode::AlreadyInGroup);
+                }
+                if self.group_of(c).is_some() {
+                    self.leave_group(c, me.clone());
+                }
+                let key = group.key();
+                let display = self
+                    .groups
+                    .entry(key.clone())
+                    .or_insert_with(|| group.clone());
+                let scope = Scope::Group(display.clone());
+                self.conns.get_mut(&c).expect("live").group = Some(key.clone());
+                let members = self.members(&key);
+                self.send_all(&members, &Event::Join { scope, name: me });
+            }
+            Command::Leave => match self.group_of(c) {
+                Some(_) => self.leave_group(c, me),
+                None => self.error(c, ErrorCode::NotInGroup),
+            },
+            Command::Msg { to, text } => match self.user(&to.key()) {
+                None => self.error(c, ErrorCode::NoSuchUser),
+                Some((to_conn, to)) => {
+                    let dm = Event::Dm {
+                        from: me,
+                        to,
+                        text: text.clone(),
+                    };
+                    self.send(to_conn, &dm);
+                    if to_conn != c {
+                        self.send(c, &dm);
+                    }
+                }
+            },
+            _ => self.any_time_line(c, cmd),
+        }
+    }
+
+    /// Who gets plain text from `c`, and the scope it is said in.
+    fn scope_of(&self, c: ConnId) -> (Vec<ConnId>, Scope) {
+        match self.group_of(c) {
+            Some(key) => {
+                let to = self.members(&key).into_iter().filter(|&m| m != c).collect();
+                (to, Scope::Group(self.groups[&key].clone()))
+            }
+            None => (self.users_except(Some(c)), Scope::Global),
+        }
+    }
+
+    fn register(&mut self, c: ConnId, name: Name) {
+        if self.user(&name.key()).is_some() {
+            return self.error(c, ErrorCode::NameTaken);
+        }
+        self.conns.get_mut(&c).expect("live").name = Some(name.clone());
+        self.send(c, &Event::Welcome(name.clone()));
+        let others = self.users_except(Some(c));
+        self.send_all(
+            &others,
+            &Event::Join {
+                scope: Scope::Global,
+                name,
+            },
+        );
+    }
+
+    fn rename(&mut self, c: ConnId, old: Name, new: Name) {
+        if new == old {
+            return self.send(c, &Event::Welcome(new));
+        }
+        if matches!(self.user(&new.key()), Some((owner, _)) if owner != c) {
+            return self.error(c, ErrorCode::NameTaken);
+        }
+        self.conns.get_mut(&c).expect("live").name = Some(new.clone());
+        self.send(c, &Event::Welcome(new.clone()));
+        let others = self.users_except(Some(c));
+        self.send_all(&others, &Event::Nick { old, new });
+    }
+
+    /// `PART <group> <name>` to every member, the leaver included; the last one
+    /// out removes the group.
+    fn leave_group(&mut self, c: ConnId, name: Name) {
+        let Some(key) = self.group_of(c) else { return };
+        let scope = Scope::Group(self.groups[&key].clone());
+        let members = self.members(&key);
+        self.send_all(
+            &members,
+            &Event::Part {
+                scope,
+                name,
+                reason: None,
+            },
+        );
+        self.conns.get_mut(&c).expect("live").group = None;
+        if self.members(&key).is_empty() {
+            self.groups.remove(&key);
+        }
+    }
+
+    fn close(&mut self, c: ConnId, reason: &CloseReason, said: Option<Text>, bye: bool) {
+        let Some(conn) = self.conns.remove(&c) else {
+            return;
+        };
+        if bye {
+            self.send(c, &Event::Bye(reason.clone()));
+            self.out.entry(c).or_default().push(close_mark(reason));
+        }
+        let Some(name) = conn.name else { return };
+        if let Some(key) = conn.group {
+            if self.members(&key).is_empty() {
+                self.groups.remove(&key);
+            }
+        }
+        let reason = said.unwrap_or_else(|| Text::lossy(reason.as_str()));
+        let part = Event::Part {
+            scope: Scope::Global,
+            name,
+            reason: Some(reason),
+        };
+        let everyone = self.users_except(None);
+        self.send_all(&everyone, &part);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        let mut to_ping = Vec::new();
+        for (&id, c) in &self.conns {
+            if c.name.is_none() {
+                if now.saturating_duration_since(c.connected_at) >= self.register_timeout {
+                    expired.push((id, CloseReason::RegisterTimeout));
+                }
+                continue;
+            }
+            let silent = now.saturating_duration_since(c.last_heard);
+            if silent >= self.idle_timeout {
+                expired.push((id, CloseReason::PingTimeout));
+            } else if silent >= self.ping_after && !c.pinged {
+                to_ping.push(id);
+            }
+        }
+        for id in to_ping {
+            self.pings_sent += 1;
+            let token = Token::try_from(self.pings_sent.to_string().as_str())
+                .expect("decimal numbers are tokens");
+            self.conns.get_mut(&id).expect("live").pinged = true;
+            self.send(id, &Event::Ping(token));
+        }
+        for (id, reason) in expired {
+            self.close(id, &reason, None, true);
+        }
+    }
+
+    /// The server's counts and names agree with the model's.
+    fn check_counts(&self, server: &Server) -> Result<(), String> {
+        let want = (
+            self.conns.len(),
+            self.users_except(None).len(),
+            self.groups.len(),
+        );
+        let got = (
+            server.connection_count(),
+            server.user_count(),
+            server.group_count(),
+        );
+        if got != want {
+            return Err(format!(
+                "(connections, users, groups) are {got:?}, the model has {want:?}"
+            ));
+        }
+        for n in 0..CONNS {
+            let id = ConnId::new(u64::from(n));
+            let (got, want) = (server.name_of(id), self.name_of(id));
+            if got != want.as_ref() {
+                return Err(format!("{id:?} is named {got:?}, the model has {want:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dictionary_lines_parse() {
+        for line in DICTIONARY {
+            assert!(parse_line(line).is_ok(), "{line:?}");
+        }
+    }
+}
