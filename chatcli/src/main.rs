@@ -1,1 +1,152 @@
-fn main() {}
+//! `chatcli`: a terminal client for the chat line protocol (PROTOCOL.md).
+//!
+//! On a terminal: a prompt with line editing, incoming lines printed above it.
+//! On a pipe: each input line is sent, each event printed as one plain line, so
+//! `printf 'alice\nhello\n/quit\n' | chatcli` works in scripts.
+//!
+//! Exit status: 0 when the person leaves (`/quit`, Ctrl+C, Ctrl+D, end of
+//! input, SIGTERM), 1 when the server cannot be reached or goes away, 2 for bad
+//! arguments.
+
+#![forbid(unsafe_code)]
+
+mod app;
+mod input;
+mod net;
+mod render;
+mod sanitize;
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use chatproto::Name;
+
+/// Terminal client for the chat server.
+#[derive(FromArgs, Debug)]
+struct Args {
+    /// server host name or address (default 127.0.0.1)
+    #[argh(option)]
+    host: Option<String>,
+    /// server port (default 8080)
+    #[argh(option)]
+    port: Option<u16>,
+    /// your name (1-32 of A-Z a-z 0-9 _ -); without it the client asks
+    #[argh(option)]
+    name: Option<String>,
+    /// no colours (also off when NO_COLOR is set or output is not a terminal)
+    #[argh(switch)]
+    no_color: bool,
+    /// when the connection is lost, reconnect with back-off and re-join the group
+    #[argh(switch)]
+    reconnect: bool,
+    /// server address as HOST:PORT or HOST, instead of --host and --port
+    #[argh(positional)]
+    addr: Option<String>,
+}
+
+const DEFAULT_HOST: &str = "127.0.0.1";
+const DEFAULT_PORT: u16 = 8080;
+
+/// `host:port` to connect to, from the flags.
+fn address(args: &Args) -> Result<String, String> {
+    let join = |host: &str, port: u16| {
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}") // a bare IPv6 address
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    match &args.addr {
+        Some(_) if args.host.is_some() || args.port.is_some() => {
+            Err("give either ADDR or --host/--port, not both".to_owned())
+        }
+        Some(addr) if addr.parse::<std::net::SocketAddr>().is_ok() => Ok(addr.clone()),
+        Some(addr) => match addr.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+                let port: u16 = port.parse().map_err(|_| format!("bad port in {addr:?}"))?;
+                Ok(join(host, port))
+            }
+            _ => Ok(join(addr, DEFAULT_PORT)),
+        },
+        None => Ok(join(
+            args.host.as_deref().unwrap_or(DEFAULT_HOST),
+            args.port.unwrap_or(DEFAULT_PORT),
+        )),
+    }
+}
+
+/// Colours unless asked not to (flag or `NO_COLOR`, see no-color.org) or
+/// printing to something that is not a terminal.
+fn want_colour(no_color_flag: bool) -> bool {
+    use std::io::IsTerminal;
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color_flag
+        && !no_color_env
+        && std::io::stdout().is_terminal()
+        && std::io::stdin().is_terminal()
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    let addr = match address(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("chatcli: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let name = match args.name.as_deref().map(Name::try_from).transpose() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("chatcli: --name: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // SIGINT (outside raw mode), SIGTERM and SIGHUP: leave through /quit so the
+    // terminal is restored and the server hears a goodbye.
+    let (sig_tx, sig_rx) = async_channel::bounded(1);
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = sig_tx.try_send(());
+    }) {
+        eprintln!("chatcli: no signal handler ({e}); Ctrl+C will not say goodbye");
+    }
+    let opts = app::Options {
+        addr,
+        name,
+        colour: want_colour(args.no_color),
+        reconnect: args.reconnect,
+    };
+    match smol::block_on(app::run(opts, sig_rx)) {
+        app::Exit::Quit => ExitCode::SUCCESS,
+        app::Exit::Lost => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(argv: &[&str]) -> Args {
+        Args::from_args(&["chatcli"], argv).unwrap()
+    }
+
+    #[test]
+    fn addresses_from_flags() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "127.0.0.1:8080"),
+            (&["--port", "9000"], "127.0.0.1:9000"),
+            (&["--host", "example.test"], "example.test:8080"),
+            (&["--host", "::1", "--port", "1"], "[::1]:1"),
+            (&["localhost:7000"], "localhost:7000"),
+            (&["localhost"], "localhost:8080"),
+            (&["[::1]:7000"], "[::1]:7000"),
+            (&["::1"], "[::1]:8080"),
+            (&["10.1.2.3:5"], "10.1.2.3:5"),
+        ];
+        for (argv, want) in cases {
+            assert_eq!(address(&args(argv)).as_deref(), Ok(*want), "{argv:?}");
+        }
+        assert!(address(&args(&["x:1", "--port", "2"])).is_err());
+        assert!(address(&args(&["x:notaport"])).is_err());
+    }
+}

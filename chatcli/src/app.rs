@@ -1,0 +1,436 @@
+//! The client's loop: races the keyboard, the server, signals and timers on one
+//! thread, keeps the [`Session`], and decides what to send, print and when to stop.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use async_channel::Receiver;
+use chatproto::{parse_line, Command, Event, GroupName, Name, Session, Text, DEFAULT_MAX_LINE};
+use futures_lite::future;
+use smol::Timer;
+
+use crate::input::{Console, Input};
+use crate::net::{Connection, NetEvent};
+use crate::render::{self, Line, Stamp};
+
+/// How long to wait for the server's `BYE` after `/quit` before closing anyway.
+const QUIT_WAIT: Duration = Duration::from_secs(3);
+/// How long to wait for the answer to a name before reading on regardless.
+const NAME_WAIT: Duration = Duration::from_secs(10);
+/// Lines typed while a name is being answered; past this they are refused.
+const MAX_PENDING: usize = 64;
+/// Reconnection back-off: first wait and ceiling.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) addr: String,
+    pub(crate) name: Option<Name>,
+    pub(crate) colour: bool,
+    pub(crate) reconnect: bool,
+}
+
+/// How the client ended, as an exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// The person left (`/quit`, Ctrl+C, Ctrl+D, end of piped input, a signal).
+    Quit,
+    /// The server went away or could not be reached.
+    Lost,
+}
+
+/// What woke the loop.
+enum Wake {
+    Input(std::io::Result<Input>),
+    Net(NetEvent),
+    Signal,
+    Timer,
+}
+
+struct App {
+    opts: Options,
+    console: Console,
+    conn: Option<Connection>,
+    session: Session,
+    /// A name was sent and its `WELCOME` or `ERR` has not come yet. Piped lines
+    /// wait for it, so that a script's second line is not taken as a name retry
+    /// (or a name as a message) before the server has answered.
+    awaiting_name: Option<Instant>,
+    /// Lines typed on the terminal while a name is being answered.
+    pending: VecDeque<String>,
+    /// `/quit` was sent; leave at `BYE`, at EOF, or at this deadline.
+    quitting: Option<Instant>,
+    /// The name to register again after a reconnection.
+    last_name: Option<Name>,
+    /// The group to join again once re-registered.
+    rejoin: Option<GroupName>,
+    /// When to try to reconnect, and the wait after that.
+    reconnect_at: Option<Instant>,
+    backoff: Duration,
+    /// Set when the connection is closing for a reason worth an exit status.
+    exit: Option<Exit>,
+}
+
+/// The local time of day, for stamps.
+fn now_stamp() -> Stamp {
+    let now = jiff::ZonedDateTime::now();
+    // hour() is 0..=23 and minute() 0..=59, so both fit in u8.
+    Stamp::new(
+        u8::try_from(now.hour()).unwrap_or(0),
+        u8::try_from(now.minute()).unwrap_or(0),
+    )
+}
+
+/// Runs the client until the person quits or the server is gone.
+pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
+    let console = Console::open("");
+    let mut app = App {
+        last_name: opts.name.clone(),
+        opts,
+        console,
+        conn: None,
+        session: Session::new(),
+        awaiting_name: None,
+        pending: VecDeque::new(),
+        quitting: None,
+        rejoin: None,
+        reconnect_at: None,
+        backoff: BACKOFF_FIRST,
+        exit: None,
+    };
+    app.connect().await;
+    let exit = app.main_loop(&signals).await;
+    if let Some(conn) = app.conn.take() {
+        conn.close();
+    }
+    app.console.finish();
+    exit
+}
+
+impl App {
+    /// Prints lines, coloured if so configured.
+    fn print(&mut self, lines: &[Line]) {
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&render::paint(line, self.opts.colour));
+            text.push('\n');
+        }
+        self.console.print(&text);
+    }
+
+    fn notice(&mut self, text: &str) {
+        self.print(&[render::notice(now_stamp(), text)]);
+    }
+
+    fn error(&mut self, text: &str) {
+        self.print(&[render::local_error(now_stamp(), text)]);
+    }
+
+    fn prompt(&self) -> String {
+        if self.conn.is_none() {
+            "[offline]> ".to_owned()
+        } else if !self.session.is_registered() {
+            "name> ".to_owned()
+        } else {
+            match self.session.scope().group() {
+                Some(g) => format!("[{g}]> "),
+                None => "[global]> ".to_owned(),
+            }
+        }
+    }
+
+    /// Connects (or reconnects) and registers the known name, if any.
+    async fn connect(&mut self) {
+        match Connection::open(&self.opts.addr).await {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.session = Session::new();
+                self.reconnect_at = None;
+                if let Some(name) = self.last_name.clone() {
+                    self.send(&Command::Nick(name)).await;
+                    self.awaiting_name = Some(Instant::now() + NAME_WAIT);
+                }
+            }
+            Err(e) => {
+                let addr = self.opts.addr.clone();
+                if self.opts.reconnect {
+                    let wait = self.backoff;
+                    self.error(&format!(
+                        "cannot connect to {addr}: {e}; trying again in {} s",
+                        wait.as_secs()
+                    ));
+                    self.reconnect_at = Some(Instant::now() + wait);
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                } else {
+                    self.error(&format!("cannot connect to {addr}: {e}"));
+                    self.exit = Some(Exit::Lost);
+                }
+            }
+        }
+    }
+
+    /// Sends `cmd`; a failed write ends the connection like a read error would.
+    async fn send(&mut self, cmd: &Command) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if let Err(e) = conn.send(cmd).await {
+            self.connection_lost(Some(e));
+        }
+    }
+
+    async fn main_loop(&mut self, signals: &Receiver<()>) -> Exit {
+        loop {
+            if let Some(exit) = self.exit {
+                return exit;
+            }
+            let prompt = self.prompt();
+            self.console.set_prompt(&prompt);
+            let wake = self.wait(signals).await;
+            match wake {
+                Wake::Input(Ok(input)) => self.on_input(input).await,
+                Wake::Input(Err(e)) => {
+                    self.error(&format!("cannot read input: {e}"));
+                    self.quit(None).await;
+                }
+                Wake::Net(ev) => self.on_net(ev).await,
+                Wake::Signal => self.quit(None).await,
+                Wake::Timer => self.on_timer().await,
+            }
+        }
+    }
+
+    /// Waits for the first of: input (when it is wanted), the server, a signal,
+    /// the nearest deadline.
+    async fn wait(&mut self, signals: &Receiver<()>) -> Wake {
+        // On a terminal the editor must be polled to show output and keys, so it
+        // always is; typed lines are queued while a name is answered. Piped input
+        // is left unread instead, which bounds what waits.
+        let want_input =
+            self.console.is_terminal() || (self.awaiting_name.is_none() && self.quitting.is_none());
+        let deadline = [self.awaiting_name, self.quitting, self.reconnect_at]
+            .into_iter()
+            .flatten()
+            .min();
+        let Self { console, conn, .. } = self;
+        let input = async {
+            if want_input {
+                Wake::Input(console.next().await)
+            } else {
+                future::pending().await
+            }
+        };
+        let net = async {
+            match conn {
+                Some(c) => Wake::Net(c.next().await),
+                None => future::pending().await,
+            }
+        };
+        let signal = async {
+            match signals.recv().await {
+                Ok(()) => Wake::Signal,
+                // No handler could be installed: no signal will come.
+                Err(_) => future::pending().await,
+            }
+        };
+        let timer = async {
+            match deadline {
+                Some(at) => {
+                    Timer::at(at).await;
+                    Wake::Timer
+                }
+                None => future::pending().await,
+            }
+        };
+        // Input first: on a terminal, polling the editor is what prints queued output.
+        future::or(future::or(input, net), future::or(signal, timer)).await
+    }
+
+    async fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Line(line) => {
+                if self.awaiting_name.is_some() {
+                    if self.pending.len() < MAX_PENDING {
+                        self.pending.push_back(line);
+                    } else {
+                        self.error("still waiting for the server to answer the name; line dropped");
+                    }
+                } else {
+                    self.on_line(&line).await;
+                }
+            }
+            Input::TooLong => self.error(&format!(
+                "input line longer than {DEFAULT_MAX_LINE} bytes, not sent"
+            )),
+            Input::Interrupt | Input::Eof => self.quit(None).await,
+        }
+    }
+
+    /// One line the person typed.
+    async fn on_line(&mut self, line: &str) {
+        if line.is_empty() {
+            return;
+        }
+        if line.len() > DEFAULT_MAX_LINE {
+            let n = line.len();
+            return self.error(&format!(
+                "line of {n} bytes is longer than the {DEFAULT_MAX_LINE} a server accepts, not sent"
+            ));
+        }
+        let cmd = match parse_line(line) {
+            Ok(cmd) => cmd,
+            Err(e) => return self.error(&e.to_string()),
+        };
+        match cmd {
+            Command::Help => {
+                let help = render::help();
+                return self.print(&help);
+            }
+            Command::Quit(reason) => return self.quit(reason).await,
+            _ => {}
+        }
+        if self.conn.is_none() {
+            return self.error("not connected; the line was not sent");
+        }
+        let registering = !self.session.is_registered();
+        if registering {
+            if let Command::Say(text) = &cmd {
+                // Before registration a plain line is the name: check it here.
+                if let Err(e) = Name::try_from(text.as_str()) {
+                    return self.error(&format!("not a valid name: {e}"));
+                }
+            }
+        }
+        self.send(&cmd).await;
+        if registering && matches!(cmd, Command::Say(_) | Command::Nick(_)) {
+            self.awaiting_name = Some(Instant::now() + NAME_WAIT);
+        }
+        if let Some(echo) = render::own(&cmd, &self.session, now_stamp()) {
+            self.print(&[echo]);
+        }
+    }
+
+    /// Lines typed while the name was being answered, in order, until one of
+    /// them is again a name attempt.
+    async fn flush_pending(&mut self) {
+        while self.awaiting_name.is_none() {
+            let Some(line) = self.pending.pop_front() else {
+                return;
+            };
+            self.on_line(&line).await;
+        }
+    }
+
+    /// Starts leaving: `/quit` to the server, then wait for its `BYE` (bounded).
+    /// A second request, or no connection, leaves at once.
+    async fn quit(&mut self, reason: Option<Text>) {
+        if self.quitting.is_some() || self.conn.is_none() {
+            self.exit = Some(Exit::Quit);
+            return;
+        }
+        self.send(&Command::Quit(reason)).await;
+        if self.conn.is_none() {
+            // The write failed: nothing to wait for.
+            self.exit = Some(Exit::Quit);
+            return;
+        }
+        self.quitting = Some(Instant::now() + QUIT_WAIT);
+    }
+
+    async fn on_net(&mut self, ev: NetEvent) {
+        let at = now_stamp();
+        match ev {
+            NetEvent::Event(event) => {
+                // Render first: "you" must still mean the old name on a rename.
+                if let Some(line) = render::event(&event, &self.session, at) {
+                    self.print(&[line]);
+                }
+                if let Some(reply) = self.session.handle(&event) {
+                    self.send(&reply).await;
+                }
+                self.after_event(&event).await;
+            }
+            NetEvent::Unparsed { raw, err } => self.print(&[render::unparsed(&raw, &err, at)]),
+            NetEvent::Unframed(err) => self.print(&[render::frame_error(&err, at)]),
+            NetEvent::Closed(err) => self.connection_lost(err),
+        }
+    }
+
+    /// State changes that follow an event, beyond the session's own.
+    async fn after_event(&mut self, event: &Event) {
+        match event {
+            Event::Welcome(name) => {
+                self.last_name = Some(name.clone());
+                self.backoff = BACKOFF_FIRST;
+                if self.awaiting_name.take().is_some() {
+                    if let Some(group) = self.rejoin.take() {
+                        self.send(&Command::Join(group)).await;
+                    }
+                }
+                self.flush_pending().await;
+            }
+            Event::Err { .. } if self.awaiting_name.is_some() => {
+                // The name was refused; the next line is the next try.
+                self.awaiting_name = None;
+                if self.rejoin.is_some() && self.console.is_terminal() {
+                    self.notice("type another name to register again");
+                }
+                self.flush_pending().await;
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection ended without our `/quit` being answered: leave, or
+    /// reconnect later.
+    fn connection_lost(&mut self, err: Option<std::io::Error>) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        conn.close();
+        if self.quitting.is_some() {
+            self.exit = Some(Exit::Quit);
+            return;
+        }
+        let addr = self.opts.addr.clone();
+        let why = match err {
+            Some(e) => format!("connection to {addr} lost: {e}"),
+            None => format!("connection to {addr} closed by the server"),
+        };
+        self.awaiting_name = None;
+        if self.opts.reconnect {
+            self.rejoin = self.session.scope().group().cloned().or(self.rejoin.take());
+            let wait = self.backoff;
+            self.error(&format!("{why}; reconnecting in {} s", wait.as_secs()));
+            self.reconnect_at = Some(Instant::now() + wait);
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        } else {
+            self.error(&why);
+            self.exit = Some(Exit::Lost);
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.quitting.is_some_and(|at| at <= now) {
+            self.notice("no goodbye from the server; closing anyway");
+            self.exit = Some(Exit::Quit);
+            return;
+        }
+        if self.awaiting_name.is_some_and(|at| at <= now) {
+            self.awaiting_name = None;
+            self.error("no answer to the name from the server");
+            self.flush_pending().await;
+        }
+        if self.reconnect_at.is_some_and(|at| at <= now) {
+            self.reconnect_at = None;
+            self.notice("reconnecting…");
+            self.connect().await;
+            if self.conn.is_some() {
+                self.notice("reconnected");
+            }
+        }
+    }
+}

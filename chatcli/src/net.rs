@@ -1,0 +1,153 @@
+//! The connection to the server: bytes in, [`NetEvent`]s out; commands in, bytes out.
+//!
+//! No task of its own: [`Connection::next`] is one future the main loop races
+//! against the keyboard, so everything runs on the one executor thread and the
+//! reading stops when the client does.
+
+use std::io;
+use std::net::Shutdown;
+
+use chatproto::{parse_event, Command, Event, FrameError, LineFramer, ParseError};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use smol::net::TcpStream;
+
+/// The longest server line accepted. Far above the protocol's 4096 bytes
+/// because a `USERS` reply holds every name of the scope on one line: 4 MiB is
+/// room for over 100,000 users, yet bounds what a hostile server can make us hold.
+pub(crate) const MAX_SERVER_LINE: usize = 4 << 20;
+
+/// What the server did.
+#[derive(Debug)]
+pub(crate) enum NetEvent {
+    /// A line that parsed.
+    Event(Event),
+    /// A line that did not parse: shown sanitised, never dropped silently.
+    Unparsed { raw: String, err: ParseError },
+    /// A line the framer refused (too long, not UTF-8); it was skipped.
+    Unframed(FrameError),
+    /// The connection ended: `None` for an orderly close by the server.
+    Closed(Option<io::Error>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Connection {
+    stream: TcpStream,
+    framer: LineFramer,
+    buf: Box<[u8]>,
+    closed: bool,
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`, resolved if needed).
+    pub(crate) async fn open(addr: &str) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        // Chat lines are small and typed by people: send each at once.
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            framer: LineFramer::new(MAX_SERVER_LINE),
+            buf: vec![0; 16 * 1024].into_boxed_slice(),
+            closed: false,
+        })
+    }
+
+    /// The next thing the server did. Cancel-safe: bytes read are in the framer
+    /// before any await, so dropping this future loses nothing. After
+    /// [`NetEvent::Closed`] it keeps returning `Closed(None)`.
+    pub(crate) async fn next(&mut self) -> NetEvent {
+        loop {
+            if let Some(framed) = self.framer.next_line() {
+                return match framed {
+                    Ok(line) => match parse_event(line) {
+                        Ok(event) => NetEvent::Event(event),
+                        Err(err) => NetEvent::Unparsed {
+                            raw: line.to_owned(),
+                            err,
+                        },
+                    },
+                    Err(err) => NetEvent::Unframed(err),
+                };
+            }
+            if self.closed {
+                return NetEvent::Closed(None);
+            }
+            match self.stream.read(&mut self.buf).await {
+                Ok(0) => {
+                    self.closed = true;
+                    // A last line without its LF is incomplete: the framer keeps it.
+                    return NetEvent::Closed(None);
+                }
+                Ok(n) => {
+                    self.framer.push(&self.buf[..n]);
+                    self.framer.shrink();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.closed = true;
+                    return NetEvent::Closed(Some(e));
+                }
+            }
+        }
+    }
+
+    /// Sends one command.
+    pub(crate) async fn send(&mut self, cmd: &Command) -> io::Result<()> {
+        self.stream.write_all(&cmd.to_bytes()).await?;
+        self.stream.flush().await
+    }
+
+    /// Closes both directions now; the peer sees EOF.
+    pub(crate) fn close(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smol::net::TcpListener;
+
+    /// A server that sends `script` and closes; the connection's events in order.
+    fn events_for(script: &'static [u8]) -> Vec<String> {
+        smol::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let server = smol::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                s.write_all(script).await.unwrap();
+            });
+            let mut conn = Connection::open(&addr).await.unwrap();
+            server.await;
+            let mut got = Vec::new();
+            for _ in 0..100 {
+                let ev = conn.next().await;
+                let done = matches!(ev, NetEvent::Closed(_));
+                got.push(match ev {
+                    NetEvent::Event(e) => format!("event {e}"),
+                    NetEvent::Unparsed { raw, .. } => format!("unparsed {raw:?}"),
+                    NetEvent::Unframed(e) => format!("unframed {e}"),
+                    NetEvent::Closed(e) => format!("closed {}", e.is_some()),
+                });
+                if done {
+                    break;
+                }
+            }
+            got
+        })
+    }
+
+    #[test]
+    fn frames_parses_and_reports_what_does_not_parse() {
+        let got = events_for(b"HELLO x 1 hi\r\nMSG * bob \x1b[2J\nab\xffcd\nPING 3\nhalf");
+        assert_eq!(
+            got,
+            [
+                "event HELLO x 1 hi",
+                "unparsed \"MSG * bob \\u{1b}[2J\"",
+                "unframed line is not valid UTF-8 (byte 2), discarded",
+                "event PING 3",
+                "closed false",
+            ]
+        );
+    }
+}

@@ -1,0 +1,608 @@
+//! Turning events into screen lines: pure functions from (event, session, time of
+//! day) to styled text, and [`paint`], the one place where styles become colours.
+//!
+//! Every string that came from the network goes through [`sanitize`] here, so no
+//! caller can forget it.
+
+use std::fmt;
+
+use chatproto::{Command, Event, FrameError, Name, ParseError, Scope, Session, COMMAND_HELP};
+
+use crate::sanitize::{sanitize, sanitize_clipped};
+
+/// How much of a line that did not parse is shown: enough to recognise it, not
+/// a screenful of megabytes.
+const RAW_SHOWN_CHARS: usize = 300;
+
+/// The local time of day a line is stamped with (`12:04`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    hour: u8,
+    minute: u8,
+}
+
+impl Stamp {
+    pub(crate) fn new(hour: u8, minute: u8) -> Self {
+        Self { hour, minute }
+    }
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
+/// What a piece of a line means; [`paint`] decides how that looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Style {
+    Plain,
+    /// The time stamp.
+    Time,
+    /// `[Global]`, `[rust]`.
+    Scope,
+    /// `[DM]`.
+    Private,
+    /// A user's name, in the colour derived from it.
+    Name(u8),
+    /// Join, part and rename notices, and other things of little weight.
+    Dim,
+    /// Refusals from the server and local mistakes.
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) style: Style,
+    pub(crate) text: String,
+}
+
+/// One screen line (it may wrap), as styled spans.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Line(pub(crate) Vec<Span>);
+
+impl Line {
+    fn push(mut self, style: Style, text: impl Into<String>) -> Self {
+        self.0.push(Span {
+            style,
+            text: text.into(),
+        });
+        self
+    }
+
+    /// The line as it reads without styles.
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> String {
+        self.0.iter().map(|s| s.text.as_str()).collect()
+    }
+}
+
+/// SGR parameters of the colours names get: greens, yellows, blues, magentas and
+/// cyans in normal and bright forms. Red is kept for errors.
+const NAME_COLOURS: [u8; 10] = [32, 33, 34, 35, 36, 92, 93, 94, 95, 96];
+
+/// A colour derived from the name alone (ignoring case, as names are unique
+/// ignoring case), so a user looks the same in every line and every session.
+pub(crate) fn name_colour(name: &str) -> u8 {
+    // FNV-1a: tiny, and stable across Rust versions unlike `DefaultHasher`.
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        hash ^= u32::from(b.to_ascii_lowercase());
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    NAME_COLOURS[hash as usize % NAME_COLOURS.len()]
+}
+
+/// The line as terminal text: with SGR colours when `colour` is set, else plain.
+/// The only place where escape sequences are written.
+pub(crate) fn paint(line: &Line, colour: bool) -> String {
+    let mut out = String::new();
+    for span in &line.0 {
+        let sgr = match span.style {
+            _ if !colour => None,
+            Style::Plain => None,
+            Style::Time | Style::Dim => Some("2".to_owned()),
+            Style::Scope => Some("1".to_owned()),
+            Style::Private => Some("1;35".to_owned()),
+            Style::Name(c) => Some(c.to_string()),
+            Style::Error => Some("31".to_owned()),
+        };
+        match sgr {
+            Some(sgr) => {
+                out.push_str("\x1b[");
+                out.push_str(&sgr);
+                out.push('m');
+                out.push_str(&span.text);
+                out.push_str("\x1b[0m");
+            }
+            None => out.push_str(&span.text),
+        }
+    }
+    out
+}
+
+fn stamped(at: Stamp) -> Line {
+    Line::default().push(Style::Time, format!("{at} "))
+}
+
+/// A user's name, sanitised (names are validated, but this costs nothing).
+fn name_span(line: Line, name: &str) -> Line {
+    let shown = sanitize(name).into_owned();
+    line.push(Style::Name(name_colour(name)), shown)
+}
+
+/// `[Global]` or `[rust]`.
+fn scope_label(scope: &Scope) -> String {
+    match scope {
+        Scope::Global => "[Global]".to_owned(),
+        Scope::Group(g) => format!("[{}]", sanitize(g.as_str())),
+    }
+}
+
+/// "you" for this session's own name, else the name.
+fn who(line: Line, session: &Session, name: &Name) -> Line {
+    if session.is_me(name) {
+        line.push(Style::Plain, "you")
+    } else {
+        name_span(line, name.as_str())
+    }
+}
+
+/// A dimmed `-- ...` notice built by `build` after the stamp.
+fn dim_notice(at: Stamp, build: impl FnOnce(Line) -> Line) -> Line {
+    let line = stamped(at).push(Style::Dim, "-- ");
+    let line = build(line);
+    // Everything in a notice is dim, names included: it is of little weight.
+    Line(
+        line.0
+            .into_iter()
+            .map(|s| match s.style {
+                Style::Time => s,
+                _ => Span {
+                    style: Style::Dim,
+                    text: s.text,
+                },
+            })
+            .collect(),
+    )
+}
+
+/// A local notice: `-- text`, dimmed. `text` is ours, not the network's.
+pub(crate) fn notice(at: Stamp, text: &str) -> Line {
+    dim_notice(at, |l| l.push(Style::Dim, text))
+}
+
+/// A local mistake (a bad command, not connected): `!! text`, in red.
+pub(crate) fn local_error(at: Stamp, text: &str) -> Line {
+    stamped(at).push(Style::Error, format!("!! {text}"))
+}
+
+/// The line for one event from the server, rendered with the session as it was
+/// before the event (so "you" still means the old name on a rename). `None` for
+/// events a person need not see (`PING`, answered automatically).
+pub(crate) fn event(ev: &Event, session: &Session, at: Stamp) -> Option<Line> {
+    let line = match ev {
+        Event::Msg { scope, from, text } => {
+            let line = stamped(at)
+                .push(Style::Scope, scope_label(scope))
+                .push(Style::Plain, " ");
+            name_span(line, from.as_str())
+                .push(Style::Plain, format!(": {}", sanitize(text.as_str())))
+        }
+        Event::Me { scope, from, text } => {
+            let mut line = stamped(at);
+            if let Scope::Group(_) = scope {
+                line = line
+                    .push(Style::Scope, scope_label(scope))
+                    .push(Style::Plain, " ");
+            }
+            let line = line.push(Style::Plain, "* ");
+            name_span(line, from.as_str())
+                .push(Style::Plain, format!(" {}", sanitize(text.as_str())))
+        }
+        Event::Dm { from, to, text } => {
+            let line = stamped(at)
+                .push(Style::Private, "[DM]")
+                .push(Style::Plain, " ");
+            let line = who(line, session, from).push(Style::Plain, " -> ");
+            who(line, session, to).push(Style::Plain, format!(": {}", sanitize(text.as_str())))
+        }
+        Event::Join {
+            scope: Scope::Global,
+            name,
+        } => dim_notice(at, |l| {
+            name_span(l, name.as_str()).push(Style::Dim, " connected")
+        }),
+        Event::Join { scope, name } => dim_notice(at, |l| {
+            who(l, session, name).push(Style::Dim, format!(" joined {}", sanitize(scope.as_str())))
+        }),
+        Event::Part {
+            scope: Scope::Global,
+            name,
+            reason,
+        } => dim_notice(at, |l| {
+            let l = name_span(l, name.as_str()).push(Style::Dim, " disconnected");
+            match reason {
+                Some(r) => l.push(Style::Dim, format!(" ({})", sanitize(r.as_str()))),
+                None => l,
+            }
+        }),
+        Event::Part {
+            scope,
+            name,
+            reason,
+        } => dim_notice(at, |l| {
+            let l = who(l, session, name)
+                .push(Style::Dim, format!(" left {}", sanitize(scope.as_str())));
+            match reason {
+                Some(r) => l.push(Style::Dim, format!(" ({})", sanitize(r.as_str()))),
+                None => l,
+            }
+        }),
+        Event::Nick { old, new } => dim_notice(at, |l| {
+            let l = who(l, session, old).push(Style::Dim, " is now known as ");
+            name_span(l, new.as_str())
+        }),
+        Event::Welcome(name) => match session.name() {
+            None => {
+                let l = stamped(at).push(Style::Plain, "-- you are ");
+                name_span(l, name.as_str()).push(Style::Plain, "; /help lists the commands")
+            }
+            Some(_) => dim_notice(at, |l| {
+                name_span(l.push(Style::Dim, "you are now known as "), name.as_str())
+            }),
+        },
+        Event::Hello {
+            server,
+            version,
+            text,
+        } => stamped(at).push(
+            Style::Plain,
+            format!(
+                "-- connected to {} {}: {}",
+                sanitize(server.as_str()),
+                sanitize(version.as_str()),
+                sanitize(text.as_str())
+            ),
+        ),
+        Event::Users { scope, names } => {
+            let count = match names.len() {
+                1 => "1 user".to_owned(),
+                n => format!("{n} users"),
+            };
+            let mut line = stamped(at)
+                .push(Style::Plain, format!("-- {count} in "))
+                .push(Style::Scope, scope_label(scope))
+                .push(Style::Plain, ":");
+            for (i, name) in names.iter().enumerate() {
+                line = line.push(Style::Plain, if i == 0 { " " } else { ", " });
+                line = name_span(line, name.as_str());
+            }
+            line
+        }
+        Event::Groups(groups) if groups.is_empty() => {
+            stamped(at).push(Style::Plain, "-- no groups yet; /join <group> starts one")
+        }
+        Event::Groups(groups) => {
+            let count = match groups.len() {
+                1 => "1 group".to_owned(),
+                n => format!("{n} groups"),
+            };
+            let listed: Vec<String> = groups
+                .iter()
+                .map(|(g, n)| format!("{} ({n})", sanitize(g.as_str())))
+                .collect();
+            stamped(at).push(Style::Plain, format!("-- {count}: {}", listed.join(", ")))
+        }
+        Event::Info(text) => {
+            stamped(at).push(Style::Plain, format!("-- {}", sanitize(text.as_str())))
+        }
+        Event::Err { code, text } => stamped(at).push(
+            Style::Error,
+            format!(
+                "!! {} [{}]",
+                sanitize(text.as_str()),
+                sanitize(code.as_str())
+            ),
+        ),
+        Event::Ping(_) => return None,
+        Event::Pong(token) => notice_from_net(at, "pong ", token.as_str()),
+        Event::Bye(reason) if reason.as_str() == "quit" => notice(at, "disconnected, bye"),
+        Event::Bye(reason) => stamped(at).push(
+            Style::Error,
+            format!(
+                "!! the server closed the connection: {}",
+                sanitize(reason.as_str())
+            ),
+        ),
+        // A newer chatproto may know events this client does not render yet.
+        other => notice_from_net(at, "", &other.to_string()),
+    };
+    Some(line)
+}
+
+fn notice_from_net(at: Stamp, prefix: &str, text: &str) -> Line {
+    dim_notice(at, |l| {
+        l.push(Style::Dim, format!("{prefix}{}", sanitize(text)))
+    })
+}
+
+/// The local copy of what this session just sent, for the commands the server
+/// does not echo (`MSG`, `ME`); `None` for the others, and before registration
+/// (a plain line is then a name, not a message).
+pub(crate) fn own(cmd: &Command, session: &Session, at: Stamp) -> Option<Line> {
+    let from = session.name()?.clone();
+    let scope = session.scope().clone();
+    let ev = match cmd {
+        Command::Say(text) => Event::Msg {
+            scope,
+            from,
+            text: text.clone(),
+        },
+        Command::Me(text) => Event::Me {
+            scope,
+            from,
+            text: text.clone(),
+        },
+        _ => return None,
+    };
+    event(&ev, session, at)
+}
+
+/// A server line that did not parse: shown, sanitised and clipped, rather than
+/// dropped, so nothing the server says goes unseen.
+pub(crate) fn unparsed(raw: &str, err: &ParseError, at: Stamp) -> Line {
+    stamped(at).push(
+        Style::Error,
+        format!(
+            "?? unreadable line from the server ({err}): {}",
+            sanitize_clipped(raw, RAW_SHOWN_CHARS)
+        ),
+    )
+}
+
+/// A server line the framer refused (too long, not UTF-8).
+pub(crate) fn frame_error(err: &FrameError, at: Stamp) -> Line {
+    stamped(at).push(
+        Style::Error,
+        format!("?? unreadable line from the server: {err}"),
+    )
+}
+
+/// The command list, offline: chatproto's table plus this client's keys.
+pub(crate) fn help() -> Vec<Line> {
+    let mut lines = vec![Line::default().push(Style::Plain, "commands:")];
+    for (usage, what) in COMMAND_HELP {
+        lines.push(Line::default().push(Style::Plain, format!("  {usage:<20} {what}")));
+    }
+    lines.push(Line::default().push(
+        Style::Dim,
+        "keys: Enter sends, Up/Down history, Left/Right/Home/End move, Ctrl+W/Ctrl+U delete, \
+         Ctrl+L clears the screen, Ctrl+C or Ctrl+D quits",
+    ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use chatproto::parse_event;
+
+    use super::*;
+
+    const AT: Stamp = Stamp {
+        hour: 12,
+        minute: 4,
+    };
+
+    fn session(lines: &[&str]) -> Session {
+        let mut s = Session::new();
+        for l in lines {
+            let _ = s.handle(&parse_event(l).unwrap());
+        }
+        s
+    }
+
+    fn alice() -> Session {
+        session(&["WELCOME alice"])
+    }
+
+    fn text_of(line: &str, s: &Session) -> Option<String> {
+        event(&parse_event(line).unwrap(), s, AT).map(|l| l.text())
+    }
+
+    #[test]
+    fn renders_each_event_like_the_old_client() {
+        let me = alice();
+        let cases = [
+            ("MSG * bob hello", "12:04 [Global] bob: hello"),
+            ("MSG rust bob hello", "12:04 [rust] bob: hello"),
+            (
+                "MSG * bob   spaced  out ",
+                "12:04 [Global] bob:   spaced  out ",
+            ),
+            ("ME * bob waves", "12:04 * bob waves"),
+            ("ME rust bob waves", "12:04 [rust] * bob waves"),
+            ("DM bob alice hi", "12:04 [DM] bob -> you: hi"),
+            ("DM Alice bob hi", "12:04 [DM] you -> bob: hi"),
+            ("JOIN * carol", "12:04 -- carol connected"),
+            ("JOIN rust carol", "12:04 -- carol joined rust"),
+            ("JOIN rust alice", "12:04 -- you joined rust"),
+            ("PART rust carol", "12:04 -- carol left rust"),
+            (
+                "PART * carol ping-timeout",
+                "12:04 -- carol disconnected (ping-timeout)",
+            ),
+            ("PART * carol", "12:04 -- carol disconnected"),
+            (
+                "NICK carol caroline",
+                "12:04 -- carol is now known as caroline",
+            ),
+            ("WELCOME alicia", "12:04 -- you are now known as alicia"),
+            (
+                "USERS * alice bob",
+                "12:04 -- 2 users in [Global]: alice, bob",
+            ),
+            ("USERS rust bob", "12:04 -- 1 user in [rust]: bob"),
+            ("GROUPS rust=2 go=1", "12:04 -- 2 groups: rust (2), go (1)"),
+            ("GROUPS", "12:04 -- no groups yet; /join <group> starts one"),
+            ("INFO some notice", "12:04 -- some notice"),
+            (
+                "ERR name-taken the name bob is taken",
+                "12:04 !! the name bob is taken [name-taken]",
+            ),
+            ("PONG 42", "12:04 -- pong 42"),
+            ("BYE quit", "12:04 -- disconnected, bye"),
+            (
+                "BYE server-shutdown",
+                "12:04 !! the server closed the connection: server-shutdown",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(text_of(line, &me).as_deref(), Some(want), "{line}");
+        }
+        assert_eq!(text_of("PING 7", &me), None);
+    }
+
+    #[test]
+    fn greeting_and_first_welcome() {
+        let new = Session::new();
+        assert_eq!(
+            text_of("HELLO chatd 0.1.0 who are you?", &new).unwrap(),
+            "12:04 -- connected to chatd 0.1.0: who are you?"
+        );
+        assert_eq!(
+            text_of("WELCOME alice", &new).unwrap(),
+            "12:04 -- you are alice; /help lists the commands"
+        );
+    }
+
+    #[test]
+    fn own_messages_are_echoed_in_the_current_scope() {
+        let me = session(&["WELCOME alice"]);
+        let say = chatproto::parse_line("hello there").unwrap();
+        assert_eq!(
+            own(&say, &me, AT).unwrap().text(),
+            "12:04 [Global] alice: hello there"
+        );
+        let me = session(&["WELCOME alice", "JOIN rust alice"]);
+        assert_eq!(
+            own(&say, &me, AT).unwrap().text(),
+            "12:04 [rust] alice: hello there"
+        );
+        let act = chatproto::parse_line("/me waves").unwrap();
+        assert_eq!(
+            own(&act, &me, AT).unwrap().text(),
+            "12:04 [rust] * alice waves"
+        );
+        // The server echoes DMs itself; commands have no echo.
+        for line in ["/msg bob hi", "/join go", "/users"] {
+            assert_eq!(
+                own(&chatproto::parse_line(line).unwrap(), &me, AT),
+                None,
+                "{line}"
+            );
+        }
+        // Before registration a plain line is a name.
+        assert_eq!(own(&say, &Session::new(), AT), None);
+    }
+
+    #[test]
+    fn colours_only_in_paint_and_only_when_asked() {
+        let line = event(&parse_event("MSG * bob hi").unwrap(), &alice(), AT).unwrap();
+        let plain = paint(&line, false);
+        assert_eq!(plain, "12:04 [Global] bob: hi");
+        assert!(!plain.contains('\x1b'));
+        let coloured = paint(&line, true);
+        let bob = format!("\x1b[{}mbob\x1b[0m", name_colour("bob"));
+        assert!(coloured.contains(&bob), "{coloured:?}");
+        assert!(coloured.starts_with("\x1b[2m12:04 \x1b[0m"), "{coloured:?}");
+        let err = event(
+            &parse_event("ERR bad-args usage: /join <group>").unwrap(),
+            &alice(),
+            AT,
+        )
+        .unwrap();
+        assert!(
+            paint(&err, true).starts_with("\x1b[2m12:04 \x1b[0m\x1b[31m!! usage"),
+            "{:?}",
+            paint(&err, true)
+        );
+        let join = event(&parse_event("JOIN * carol").unwrap(), &alice(), AT).unwrap();
+        assert!(
+            join.0.iter().skip(1).all(|s| s.style == Style::Dim),
+            "{join:?}"
+        );
+    }
+
+    #[test]
+    fn name_colours_are_stable_and_spread() {
+        assert_eq!(name_colour("bob"), name_colour("BOB"));
+        assert_eq!(name_colour("bob"), name_colour("bob"));
+        assert!(NAME_COLOURS.contains(&name_colour("anyone")));
+        let names = [
+            "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+        ];
+        let distinct: std::collections::HashSet<u8> =
+            names.iter().map(|n| name_colour(n)).collect();
+        assert!(
+            distinct.len() >= 4,
+            "only {} colours for 10 names",
+            distinct.len()
+        );
+    }
+
+    #[test]
+    fn hostile_raw_lines_are_shown_escaped() {
+        for raw in [
+            "INFO \x1b]52;c;ZWNobyBwd25lZA==\x07",
+            "MSG * bob \x1b[2J",
+            "MSG * bob \u{9b}31m",
+            "\x1b[1;1H\x1b[2JNOPE",
+        ] {
+            let err = parse_event(raw).unwrap_err();
+            let line = unparsed(raw, &err, AT);
+            for coloured in [false, true] {
+                let painted = paint(&line, coloured);
+                // The only escapes are our own SGR sequences.
+                let stripped = painted
+                    .replace("\x1b[2m", "")
+                    .replace("\x1b[31m", "")
+                    .replace("\x1b[0m", "");
+                assert!(!stripped.chars().any(|c| c.is_control()), "{painted:?}");
+            }
+            assert!(
+                line.text().contains("\\x1b") || line.text().contains("\\u{9b}"),
+                "{line:?}"
+            );
+        }
+        let huge = format!("NOPE {}", "x".repeat(1 << 20));
+        let line = unparsed(&huge, &parse_event(&huge).unwrap_err(), AT);
+        assert!(line.text().len() < 1000);
+    }
+
+    #[test]
+    fn bidi_overrides_in_parsed_text_are_escaped() {
+        // Bidi controls are not C0/C1, so chatproto lets them through as text.
+        let ev =
+            parse_event("MSG * bob see \u{202e}txt.exe\u{202c} and \u{2066}x\u{2069}").unwrap();
+        assert_eq!(
+            event(&ev, &alice(), AT).unwrap().text(),
+            "12:04 [Global] bob: see \\u{202e}txt.exe\\u{202c} and \\u{2066}x\\u{2069}"
+        );
+        let ev = parse_event("ERR x-y \u{202e}gnorw").unwrap();
+        assert!(event(&ev, &alice(), AT)
+            .unwrap()
+            .text()
+            .contains("\\u{202e}gnorw"));
+    }
+
+    #[test]
+    fn frame_errors_and_help() {
+        let l = frame_error(&FrameError::BadEncoding { at: 3 }, AT);
+        assert!(l.text().starts_with("12:04 ?? unreadable line"), "{l:?}");
+        let help: Vec<String> = help().iter().map(Line::text).collect();
+        assert_eq!(help.len(), COMMAND_HELP.len() + 2);
+        assert!(help.iter().any(|l| l.contains("/join <group>")));
+        assert!(help.iter().any(|l| l.contains("Ctrl+C")));
+    }
+}
