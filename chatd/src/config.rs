@@ -1,0 +1,291 @@
+//! Command-line flags ([`Args`]) and the settings the server runs with ([`Config`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use argh::FromArgs;
+use chatproto::server::ServerConfig;
+
+/// chatd: a chat server for the line protocol in PROTOCOL.md (try `nc localhost 8080`).
+///
+/// Durations take a unit (`500ms`, `30s`, `2m`, `1h`); sizes take an optional
+/// one (`65536`, `64KiB`, `1MiB`). Logs go to stderr; RUST_LOG or --log-level
+/// sets the level (default info).
+#[derive(FromArgs, Debug)]
+pub(crate) struct Args {
+    /// address to listen on, repeatable (default: 0.0.0.0:8080 and [::]:8080
+    /// where IPv6 is available); port 0 picks a free port
+    #[argh(option)]
+    pub(crate) listen: Vec<SocketAddr>,
+
+    /// longest accepted line in bytes, line ending excluded; longer lines get
+    /// ERR line-too-long and are skipped without being buffered (default 4096)
+    #[argh(
+        option,
+        default = "chatproto::DEFAULT_MAX_LINE",
+        from_str_fn(parse_size)
+    )]
+    pub(crate) max_line: usize,
+
+    /// most connections at once; a newcomer past it gets BYE server-full
+    /// (default 10000)
+    #[argh(option, default = "10000")]
+    pub(crate) max_clients: usize,
+
+    /// most connections at once from one IP address, loopback exempt
+    /// (default 64)
+    #[argh(option, default = "64")]
+    pub(crate) max_per_ip: usize,
+
+    /// apply --max-per-ip to loopback addresses too (for testing the limit)
+    #[argh(switch)]
+    pub(crate) limit_loopback: bool,
+
+    /// time to send a valid name before BYE register-timeout (default 30s)
+    #[argh(
+        option,
+        default = "Duration::from_secs(30)",
+        from_str_fn(parse_duration)
+    )]
+    pub(crate) register_timeout: Duration,
+
+    /// silence after which a registered client gets a PING (default 60s)
+    #[argh(
+        option,
+        default = "Duration::from_secs(60)",
+        from_str_fn(parse_duration)
+    )]
+    pub(crate) ping_after: Duration,
+
+    /// silence after which a registered client gets BYE ping-timeout
+    /// (default 120s)
+    #[argh(
+        option,
+        default = "Duration::from_secs(120)",
+        from_str_fn(parse_duration)
+    )]
+    pub(crate) idle_timeout: Duration,
+
+    /// bytes queued for one client before it is cut off as a slow consumer
+    /// with BYE sendq-exceeded (default 1MiB)
+    #[argh(option, default = "1 << 20", from_str_fn(parse_size))]
+    pub(crate) sendq: usize,
+
+    /// lines a client may send at once before pacing starts (default 50)
+    #[argh(option, default = "50")]
+    pub(crate) flood_burst: u32,
+
+    /// lines per second a client may send after its burst; past it the server
+    /// stops reading that client until it may go on, dropping nothing;
+    /// 0 turns pacing off (default 20)
+    #[argh(option, default = "20")]
+    pub(crate) flood_rate: u32,
+
+    /// executor threads (default: the number of cores)
+    #[argh(option)]
+    pub(crate) threads: Option<usize>,
+
+    /// log filter such as `debug` or `chatd=debug`; overrides RUST_LOG
+    /// (default info)
+    #[argh(option)]
+    pub(crate) log_level: Option<String>,
+}
+
+/// Everything the server needs, checked and with defaults filled in.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Where to listen; `explicit` is false for the built-in defaults, whose
+    /// IPv6 half may fail without stopping the server.
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) listen_explicit: bool,
+    pub(crate) max_line: usize,
+    pub(crate) max_clients: usize,
+    pub(crate) max_per_ip: usize,
+    pub(crate) limit_loopback: bool,
+    pub(crate) sendq: usize,
+    pub(crate) flood_burst: u32,
+    pub(crate) flood_rate: u32,
+    pub(crate) threads: usize,
+    pub(crate) server: ServerConfig,
+}
+
+impl Config {
+    /// Checks the flags' combinations and fills in defaults.
+    pub(crate) fn from_args(args: Args) -> Result<Self, String> {
+        if args.max_line == 0 {
+            return Err("--max-line must be at least 1".into());
+        }
+        if args.max_clients == 0 {
+            return Err("--max-clients must be at least 1".into());
+        }
+        if args.ping_after >= args.idle_timeout {
+            return Err(format!(
+                "--ping-after ({:?}) must be shorter than --idle-timeout ({:?})",
+                args.ping_after, args.idle_timeout
+            ));
+        }
+        let threads = match args.threads {
+            Some(0) => return Err("--threads must be at least 1".into()),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let listen_explicit = !args.listen.is_empty();
+        let listen = if listen_explicit {
+            args.listen
+        } else {
+            vec![
+                SocketAddr::from(([0, 0, 0, 0], 8080)),
+                SocketAddr::from(([0u16; 8], 8080)),
+            ]
+        };
+        let mut server = ServerConfig::default();
+        server.register_timeout = args.register_timeout;
+        server.ping_after = args.ping_after;
+        server.idle_timeout = args.idle_timeout;
+        Ok(Self {
+            listen,
+            listen_explicit,
+            max_line: args.max_line,
+            max_clients: args.max_clients,
+            max_per_ip: args.max_per_ip,
+            limit_loopback: args.limit_loopback,
+            sendq: args.sendq,
+            flood_burst: args.flood_burst,
+            flood_rate: args.flood_rate,
+            threads,
+            server,
+        })
+    }
+}
+
+/// Splits `12ms` into (12, "ms").
+fn number_and_unit(s: &str) -> Result<(u64, &str), String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n = s[..digits]
+        .parse::<u64>()
+        .map_err(|_| format!("{s:?} does not start with a whole number"))?;
+    Ok((n, s[digits..].trim_start()))
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`. A unit is required so `30` cannot be
+/// taken for milliseconds by mistake.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = number_and_unit(s)?;
+    let secs = |mul: u64| {
+        n.checked_mul(mul)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is too long"))
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" | "min" => secs(60),
+        "h" => secs(3600),
+        "" => Err(format!("{s:?} needs a unit: ms, s, m or h")),
+        _ => Err(format!("{s:?} has an unknown unit; use ms, s, m or h")),
+    }
+}
+
+/// Parses a byte count: `4096`, `64KiB`, `1MiB`, `1GiB` (also `k`/`KB`/`M`/`MB`,
+/// read as powers of 1024 too: this is a buffer size, not a disk label).
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
+    let (n, unit) = number_and_unit(s)?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{s:?} has an unknown unit; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(1 << shift)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration(" 3 s "), Ok(Duration::from_secs(3)));
+        for bad in [
+            "",
+            "30",
+            "s",
+            "1.5s",
+            "-1s",
+            "3days",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2mb"), Ok(2 << 20));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        for bad in ["", "MiB", "1.5MiB", "1TiB", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_issue() {
+        let args = Args::from_args(&["chatd"], &[]).unwrap();
+        let c = Config::from_args(args).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert!(!c.listen_explicit);
+        assert_eq!(c.listen[0].port(), 8080);
+        assert_eq!(c.max_line, 4096);
+        assert_eq!(c.max_clients, 10000);
+        assert_eq!(c.max_per_ip, 64);
+        assert_eq!(c.sendq, 1 << 20);
+        assert_eq!((c.flood_burst, c.flood_rate), (50, 20));
+        assert_eq!(c.server.register_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.ping_after, Duration::from_secs(60));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
+        assert!(c.threads >= 1);
+    }
+
+    #[test]
+    fn flags_are_parsed_and_checked() {
+        let args = Args::from_args(
+            &["chatd"],
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--listen",
+                "[::1]:0",
+                "--sendq",
+                "64KiB",
+                "--ping-after",
+                "1s",
+                "--idle-timeout",
+                "2s",
+                "--threads",
+                "3",
+            ],
+        )
+        .unwrap();
+        let c = Config::from_args(args).unwrap();
+        assert!(c.listen_explicit);
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.sendq, 65536);
+        assert_eq!(c.threads, 3);
+        let args =
+            Args::from_args(&["chatd"], &["--ping-after", "5s", "--idle-timeout", "5s"]).unwrap();
+        assert!(Config::from_args(args).is_err());
+        assert!(Args::from_args(&["chatd"], &["--sendq", "lots"]).is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! One connection: its task ([`serve`]) joins the reader ([`read_loop`]) and the
+//! writer ([`crate::outbox::write_loop`]), catches panics, and cleans up.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chatproto::server::{ConnId, Input};
+use chatproto::{parse_line, CloseReason, LineFramer, ParseError, Refusal, TokenBucket};
+use futures_lite::future::{self, FutureExt};
+use smol::{Async, Timer};
+
+use crate::listener::Permit;
+use crate::outbox::{write_loop, ConnIo, Outbox};
+use crate::shared::Shared;
+
+/// Most lines handed to the state machine under one lock acquisition, so one
+/// busy client cannot hold the lock for long.
+const MAX_BATCH: usize = 64;
+
+/// Bytes read per system call. Lives on the stack of a synchronous function
+/// only, never in the connection's future, so idle connections do not keep it.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Runs one accepted connection to its end. A panic in its reader or writer is
+/// caught here and ends only this connection.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    permit: Permit,
+) {
+    let id = shared.next_id();
+    log::info!("{id:?} connected from {peer}");
+    let io = Arc::new(ConnIo::new(id, stream));
+    let (outbox, rx) = Outbox::new(io.clone(), shared.config.sendq);
+    shared.connect(outbox).await;
+    let work = future::zip(read_loop(&shared, &io), async {
+        let result = write_loop(&io, rx).await;
+        // Flushed (or failed): end the socket, which also wakes the reader.
+        io.shut_down();
+        result
+    });
+    let reason = match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(((), Err(e))) => format!("write failed: {e}"),
+        Ok(((), Ok(()))) => io
+            .close_reason()
+            .map_or_else(|| "connection-lost".to_owned(), ToString::to_string),
+        Err(_) => {
+            // The panic hook already printed the message and location.
+            shared.disconnect(id, CloseReason::ConnectionLost).await;
+            io.shut_down();
+            log::error!(
+                "{id:?} task panicked; connection dropped; {}",
+                shared.health().await
+            );
+            "panic".to_owned()
+        }
+    };
+    log::info!("{id:?} closed: {reason}");
+    drop(permit);
+}
+
+/// Reads lines until EOF, an error, or the server closing the connection,
+/// pacing the client with its token bucket; then reports the disconnection.
+async fn read_loop(shared: &Shared, io: &ConnIo) {
+    let cfg = &shared.config;
+    let mut framer = LineFramer::new(cfg.max_line);
+    let mut bucket = TokenBucket::new(cfg.flood_burst, cfg.flood_rate, Instant::now());
+    loop {
+        match io.stream.read_with(|s| read_into(s, &mut framer)).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        while framer.has_line() {
+            let (inputs, wait) = take_lines(io.id, &mut framer, &mut bucket);
+            if !inputs.is_empty() {
+                shared.handle(inputs).await;
+            }
+            if io.close_reason().is_some() {
+                break;
+            }
+            if let Some(wait) = wait {
+                // Out of tokens: stop reading until one is due, so TCP pushes
+                // back on the sender and nothing is dropped.
+                Timer::after(wait).await;
+            }
+        }
+        if io.close_reason().is_some() {
+            break;
+        }
+        framer.shrink();
+    }
+    // A partial line left in the framer is dropped with the connection.
+    shared.disconnect(io.id, CloseReason::ConnectionLost).await;
+}
+
+/// One non-blocking read into `framer`. The buffer lives only in this call.
+fn read_into(mut stream: &TcpStream, framer: &mut LineFramer) -> io::Result<usize> {
+    let mut buf = [0u8; READ_CHUNK];
+    let n = stream.read(&mut buf)?;
+    framer.push(&buf[..n]);
+    Ok(n)
+}
+
+/// Turns ready lines into inputs, one token each, up to [`MAX_BATCH`]; returns
+/// the inputs and, if the bucket ran dry, how long until the next token.
+fn take_lines(
+    id: ConnId,
+    framer: &mut LineFramer,
+    bucket: &mut TokenBucket,
+) -> (Vec<Input>, Option<Duration>) {
+    let mut inputs = Vec::new();
+    let now = Instant::now();
+    while inputs.len() < MAX_BATCH && framer.has_line() {
+        if let Err(wait) = bucket.take(now) {
+            return (inputs, Some(wait));
+        }
+        let input = match framer.next_line() {
+            Some(Ok(line)) => match parse_line(line) {
+                Ok(cmd) => Input::Line(id, cmd),
+                // An empty line (a stray Enter) is ignored silently.
+                Err(ParseError::Empty) => continue,
+                Err(e) => Input::Refused(id, Refusal::from(e)),
+            },
+            Some(Err(e)) => Input::Refused(id, Refusal::from(e)),
+            None => break,
+        };
+        inputs.push(input);
+    }
+    (inputs, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_cost_tokens_and_empty_lines_are_skipped() {
+        let id = ConnId::new(1);
+        let mut framer = LineFramer::new(16);
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(3, 10, start);
+        framer.push(b"a\n\nb\n/frob\nc\n");
+        let (inputs, wait) = take_lines(id, &mut framer, &mut bucket);
+        // "a", the empty line (a token, no input), "b": the bucket is dry.
+        assert_eq!(inputs.len(), 2);
+        assert!(wait.is_some());
+        assert!(framer.has_line(), "nothing dropped while paced");
+        let mut bucket = TokenBucket::new(10, 0, start);
+        let (inputs, wait) = take_lines(id, &mut framer, &mut bucket);
+        assert_eq!(wait, None);
+        assert!(
+            matches!(&inputs[0], Input::Refused(_, r) if r.code().as_str() == "unknown-command")
+        );
+        assert!(matches!(&inputs[1], Input::Line(_, _)));
+        assert!(!framer.has_line());
+    }
+
+    #[test]
+    fn batches_are_bounded() {
+        let mut framer = LineFramer::new(16);
+        framer.push("x\n".repeat(MAX_BATCH * 2).as_bytes());
+        let mut bucket = TokenBucket::new(1, 0, Instant::now());
+        let (inputs, wait) = take_lines(ConnId::new(1), &mut framer, &mut bucket);
+        assert_eq!((inputs.len(), wait), (MAX_BATCH, None));
+        assert!(framer.has_line());
+    }
+}
