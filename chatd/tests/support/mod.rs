@@ -1,0 +1,312 @@
+//! Harness for chatd's integration tests: runs the built binary on
+//! 127.0.0.1 with an ephemeral port ([`Chatd`]) and speaks the protocol through
+//! blocking sockets with read timeouts ([`Client`]).
+
+#![allow(dead_code)] // Each test file uses a different part of the harness.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chatproto::{parse_event, Event, LineFramer};
+
+/// How long any single expected line may take: generous, for a loaded 2-core machine.
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running chatd, killed when dropped.
+pub struct Chatd {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Chatd {
+    /// Starts chatd on 127.0.0.1 with an ephemeral port and extra `args`.
+    /// Set CHATD_TEST_LOG=debug (or info) to see its log on stderr.
+    pub fn start(args: &[&str]) -> Self {
+        let log = std::env::var("CHATD_TEST_LOG").ok();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
+            .args(["--listen", "127.0.0.1:0", "--threads", "2"])
+            .args(args)
+            .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(if log.is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("spawn chatd");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let (tx, rx) = mpsc::channel();
+        // Reads the first line, then keeps draining so chatd never blocks on stdout.
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for _ in lines {}
+        });
+        let mut guard = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chatd printed its address");
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        guard.addr = addr.parse().expect("a socket address");
+        assert!(guard.addr.ip().is_loopback());
+        guard
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for chatd to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// A connected client that has read the `HELLO` greeting.
+    pub fn connect(&self) -> Client {
+        let mut c = Client::connect(self.addr);
+        c.expect_hello();
+        c
+    }
+
+    /// A client registered as `name`.
+    pub fn user(&self, name: &str) -> Client {
+        let mut c = self.connect();
+        c.register(name);
+        c
+    }
+}
+
+impl Drop for Chatd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Distinct `/ping` tokens across all clients of a test binary.
+static TOKENS: AtomicU64 = AtomicU64::new(1);
+
+/// A blocking protocol client; every read has a timeout, so no test hangs.
+pub struct Client {
+    pub stream: TcpStream,
+    framer: LineFramer,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect to chatd");
+        Self::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Self {
+        stream.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(LINE_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            framer: LineFramer::new(1 << 20),
+        }
+    }
+
+    /// Sends `line` and its LF.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to chatd");
+    }
+
+    /// The next line, or `None` on EOF, a reset, or after `timeout`.
+    pub fn try_line(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.framer.next_line() {
+                return Some(line.expect("chatd sent a valid line").to_owned());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut buf = [0u8; 16 * 1024];
+            let read = self.stream.read(&mut buf);
+            self.stream.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+            match read {
+                Ok(0) => return None,
+                Ok(n) => self.framer.push(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return None, // reset
+            }
+        }
+    }
+
+    /// The next line; panics after [`LINE_TIMEOUT`] or on EOF.
+    pub fn line(&mut self) -> String {
+        self.try_line(LINE_TIMEOUT)
+            .expect("a line from chatd within the timeout")
+    }
+
+    /// The next line, parsed as an event.
+    pub fn event(&mut self) -> Event {
+        let line = self.line();
+        parse_event(&line).unwrap_or_else(|e| panic!("chatd sent {line:?}: {e}"))
+    }
+
+    /// Asserts the next line.
+    pub fn expect(&mut self, want: &str) {
+        let got = self.line();
+        assert_eq!(got, want);
+    }
+
+    /// Asserts the next line starts with `prefix`; returns it.
+    pub fn expect_prefix(&mut self, prefix: &str) -> String {
+        let got = self.line();
+        assert!(got.starts_with(prefix), "expected {prefix:?}..., got {got:?}");
+        got
+    }
+
+    pub fn expect_hello(&mut self) {
+        let event = self.event();
+        assert!(matches!(event, Event::Hello { .. }), "{event:?}");
+    }
+
+    /// Sends the name and expects `WELCOME`.
+    pub fn register(&mut self, name: &str) {
+        self.send(name);
+        self.expect(&format!("WELCOME {name}"));
+    }
+
+    /// Round trip through the server: sends `/ping <token>` and returns every
+    /// line received before the matching `PONG`. Lines the server queued for
+    /// this client before handling the ping come first, so an empty result
+    /// proves nothing was pending.
+    pub fn sync(&mut self) -> Vec<String> {
+        let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+        self.send(&format!("/ping t{token}"));
+        let pong = format!("PONG t{token}");
+        let mut before = Vec::new();
+        for _ in 0..100_000 {
+            let line = self.line();
+            if line == pong {
+                return before;
+            }
+            before.push(line);
+        }
+        panic!("no {pong} after 100000 lines");
+    }
+
+    /// Asserts that nothing was pending for this client.
+    pub fn expect_nothing(&mut self) {
+        let pending = self.sync();
+        assert!(pending.is_empty(), "unexpected lines: {pending:?}");
+    }
+
+    /// Reads until EOF (or a reset); returns the lines read. Panics if the
+    /// server keeps the connection open past the timeout.
+    pub fn until_closed(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "still open; read {lines:?}");
+            match self.try_line(left) {
+                Some(line) => lines.push(line),
+                None if self.is_closed() => return lines,
+                None => panic!("still open after {LINE_TIMEOUT:?}; read {lines:?}"),
+            }
+        }
+    }
+
+    /// True if the server closed the connection (EOF or reset), checked
+    /// without waiting for more than a moment.
+    pub fn is_closed(&mut self) -> bool {
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        };
+        self.stream.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+        closed
+    }
+
+    /// Reads lines until one satisfies `pred` (at most `max` lines); returns
+    /// the lines before it and the line itself.
+    pub fn read_until(
+        &mut self,
+        max: usize,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> (Vec<String>, String) {
+        let mut before = Vec::new();
+        for _ in 0..max {
+            let line = self.line();
+            if pred(&line) {
+                return (before, line);
+            }
+            before.push(line);
+        }
+        panic!("no matching line within {max} lines; read {before:?}");
+    }
+
+    /// Closes the sending half (the client says it is done).
+    pub fn half_close(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
