@@ -1,1 +1,152 @@
-fn main() {}
+//! `chatload`: a load tester for chat line protocol servers (chatd, floorsrv).
+//! See testing/README.md for each subcommand.
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod fanout;
+mod idle;
+mod report;
+mod runtime;
+mod slowreader;
+mod stats;
+mod ttfb;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use async_lock::Semaphore;
+
+use crate::report::{render, Report};
+use crate::runtime::Ctx;
+
+#[derive(FromArgs, Debug)]
+/// Load tester for chat line protocol servers. Options before the subcommand
+/// apply to every scenario, e.g. `chatload --addr 127.0.0.1:8080 --json ttfb -n 200`.
+struct Args {
+    /// server address (default 127.0.0.1:8080)
+    #[argh(option, default = "String::from(\"127.0.0.1:8080\")")]
+    addr: String,
+    /// allow a server address that is not loopback
+    #[argh(switch)]
+    allow_remote: bool,
+    /// print the report as JSON
+    #[argh(switch)]
+    json: bool,
+    /// executor threads (default: the CPUs this process may run on)
+    #[argh(option)]
+    threads: Option<usize>,
+    /// the whole run ends after this many seconds, whatever happens (default 600)
+    #[argh(option, default = "600.0")]
+    timeout: f64,
+    /// seconds one connect plus registration may take (default 30)
+    #[argh(option, default = "30.0")]
+    connect_timeout: f64,
+    /// connects and registrations in flight at once (default 64)
+    #[argh(option, default = "64")]
+    connect_concurrency: usize,
+    /// no progress line on stderr
+    #[argh(switch, short = 'q')]
+    quiet: bool,
+    #[argh(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum Scenario {
+    Ttfb(ttfb::TtfbArgs),
+    Fanout(fanout::FanoutArgs),
+    Idle(idle::IdleArgs),
+    SlowReader(slowreader::SlowReaderArgs),
+}
+
+/// Resolves `addr`, refusing anything but loopback unless allowed.
+fn target(addr: &str, allow_remote: bool) -> Result<SocketAddr, String> {
+    let resolved: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("--addr {addr:?}: {e}"))?
+        .collect();
+    let first = *resolved
+        .first()
+        .ok_or_else(|| format!("--addr {addr:?}: no address"))?;
+    if !allow_remote && !resolved.iter().all(|a| a.ip().is_loopback()) {
+        return Err(format!(
+            "--addr {addr:?} is not a loopback address; pass --allow-remote to load a remote server"
+        ));
+    }
+    Ok(first)
+}
+
+fn emit<R: Report>(json: bool, result: Result<R, String>) -> Result<(), String> {
+    print!("{}", render(&result?, json));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let addr = target(&args.addr, args.allow_remote)?;
+    let timeout = runtime::secs("--timeout", args.timeout)?;
+    let connect_timeout = runtime::secs("--connect-timeout", args.connect_timeout)?;
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .clamp(1, 256);
+    let json = args.json;
+    let now = Instant::now();
+    let scenario = args.scenario;
+    runtime::run_on_threads(threads, |ex| async move {
+        let ctx = Arc::new(Ctx {
+            ex,
+            addr,
+            epoch: now,
+            connect_slots: Semaphore::new(args.connect_concurrency.max(1)),
+            connect_timeout: connect_timeout.max(Duration::from_millis(100)),
+            deadline: now + timeout,
+            tag: format!("{:x}", std::process::id()),
+            progress: !args.quiet,
+        });
+        // The scenarios bound themselves by the deadline; this is the backstop.
+        let hard = now + timeout + Duration::from_secs(5);
+        let outcome = runtime::until(hard, async move {
+            match scenario {
+                Scenario::Ttfb(a) => emit(json, ttfb::run(ctx, a).await),
+                Scenario::Fanout(a) => emit(json, fanout::run(ctx, a).await),
+                Scenario::Idle(a) => emit(json, idle::run(ctx, a).await),
+                Scenario::SlowReader(a) => emit(json, slowreader::run(ctx, a).await),
+            }
+        })
+        .await;
+        outcome.unwrap_or_else(|| Err(format!("gave up after --timeout {timeout:?}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_unless_allowed() {
+        assert!(target("127.0.0.1:8080", false).is_ok());
+        assert!(target("[::1]:8080", false).is_ok());
+        assert!(target("10.1.2.3:8080", false)
+            .unwrap_err()
+            .contains("--allow-remote"));
+        assert_eq!(target("10.1.2.3:8080", true).unwrap().port(), 8080);
+        assert!(target("nonsense", false).is_err());
+    }
+}

@@ -1,0 +1,554 @@
+//! One client connection: connect, register, read and classify lines with the
+//! time their first byte arrived, send, and the loop that drives a
+//! [`Behavior`] until a signal, EOF or a deadline.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpStream as StdStream};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use chatproto::{parse_event, Command, Event, GroupName, LineFramer, Text};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use smol::net::TcpStream;
+use smol::{Async, Timer};
+
+use crate::runtime::{Counters, Ctx};
+
+/// Bytes asked for per read. Small enough for 10,000 clients (160 MB), large
+/// enough that a read takes many broadcast lines at once.
+const READ_BUF: usize = 16 * 1024;
+/// The longest line accepted from a server: a `/users` reply listing 10,000
+/// names of 32 bytes is 330 KB.
+const MAX_LINE: usize = 4 << 20;
+/// Lines longer than this make the framer free its buffer once drained, so a
+/// large `/users` reply does not stay allocated on every idle client.
+const BIG_LINE: usize = 16 * 1024;
+
+/// Linux errno values for running out of file descriptors.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// A server line, classified. The hot lines (`MSG`, `USERS`, `JOIN`, `PART`)
+/// are split by hand without allocating, because the tester must keep up with
+/// hundreds of thousands of them per second on one core; every other line goes
+/// through `chatproto::parse_event`.
+#[derive(Debug)]
+pub(crate) enum Incoming<'a> {
+    Msg {
+        scope: &'a str,
+        text: &'a str,
+    },
+    Users,
+    Join {
+        scope: &'a str,
+        name: &'a str,
+    },
+    Part {
+        name: &'a str,
+        reason: Option<&'a str>,
+    },
+    Event(Event),
+    /// Did not frame or parse.
+    Malformed,
+}
+
+pub(crate) fn classify(line: &str) -> Incoming<'_> {
+    if let Some(rest) = line.strip_prefix("MSG ") {
+        let mut f = rest.splitn(3, ' ');
+        if let (Some(scope), Some(_from), Some(text)) = (f.next(), f.next(), f.next()) {
+            return Incoming::Msg { scope, text };
+        }
+    } else if line == "USERS" || line.starts_with("USERS ") {
+        return Incoming::Users;
+    } else if let Some(rest) = line.strip_prefix("JOIN ") {
+        if let Some((scope, name)) = rest.split_once(' ') {
+            return Incoming::Join { scope, name };
+        }
+    } else if let Some(rest) = line.strip_prefix("PART ") {
+        let mut f = rest.splitn(3, ' ');
+        if let (Some(_scope), Some(name)) = (f.next(), f.next()) {
+            return Incoming::Part {
+                name,
+                reason: f.next(),
+            };
+        }
+    }
+    match parse_event(line) {
+        Ok(e) => Incoming::Event(e),
+        Err(_) => Incoming::Malformed,
+    }
+}
+
+/// Why a connection could not be opened and registered.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    Io(&'static str, io::Error),
+    Timeout(&'static str),
+    /// The server answered the name (or `/join`) with this line.
+    Refused(String),
+    Closed(&'static str),
+}
+
+impl OpenError {
+    pub(crate) fn is_fd_exhausted(&self) -> bool {
+        matches!(self, Self::Io(_, e) if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)))
+    }
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Signalled => f.write_str("stopped"),
+            Self::Deadline => f.write_str("deadline passed"),
+            Self::Closed => f.write_str("closed by server"),
+            Self::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(stage, e) if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) => write!(
+                f,
+                "{stage}: out of file descriptors ({e}); raise `ulimit -n` or use fewer clients"
+            ),
+            Self::Io(stage, e) => write!(f, "{stage}: {e}"),
+            Self::Timeout(stage) => write!(f, "{stage}: timed out"),
+            Self::Refused(line) => write!(f, "refused: {line}"),
+            Self::Closed(stage) => write!(f, "{stage}: server closed the connection"),
+        }
+    }
+}
+
+/// How a [`drive`] ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The signal fired.
+    Signalled,
+    /// The deadline passed.
+    Deadline,
+    /// The server closed the connection (after `BYE`, if it sent one).
+    Closed,
+    Failed(io::Error),
+}
+
+/// What a client does while [`drive`] runs it.
+pub(crate) trait Behavior {
+    /// When it next wants to send, if ever.
+    fn next_send(&self) -> Option<Instant> {
+        None
+    }
+    /// Appends what it sends now to `out`.
+    fn send(&mut self, _now: Instant, _out: &mut Vec<u8>) {}
+    /// A line arrived; its first byte arrived at `first_byte`.
+    fn line(&mut self, line: Incoming<'_>, first_byte: Instant, out: &mut Vec<u8>);
+    /// A read's lines have all been handed to [`Behavior::line`].
+    fn read_done(&mut self) {}
+}
+
+/// Ignores everything (but [`Conn`] still answers `PING`).
+pub(crate) struct Quiet;
+
+impl Behavior for Quiet {
+    fn line(&mut self, _: Incoming<'_>, _: Instant, _: &mut Vec<u8>) {}
+}
+
+/// A registered connection.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    framer: LineFramer,
+    buf: Box<[u8]>,
+    /// Queued output, written by [`Conn::flush`].
+    out: Vec<u8>,
+    /// When the first byte of the partial line in the framer arrived.
+    partial_since: Instant,
+    /// When the first byte of the next line to come out of the framer arrived.
+    line_start: Instant,
+    big_line: bool,
+    /// The reason of the `BYE` the server sent, if it did.
+    pub(crate) bye: Option<String>,
+    pub(crate) name: String,
+    bytes_in: u64,
+    lines_in: u64,
+    malformed: u64,
+}
+
+impl Conn {
+    /// Connects, reads `HELLO`, sends `name`, waits for `WELCOME`, and joins
+    /// `group` if given. `rcvbuf` sets SO_RCVBUF before connecting.
+    pub(crate) async fn open(
+        ctx: &Ctx,
+        counters: &Counters,
+        name: String,
+        group: Option<&GroupName>,
+        rcvbuf: Option<usize>,
+    ) -> Result<Self, OpenError> {
+        let deadline = ctx.bound(Instant::now() + ctx.connect_timeout);
+        let result = {
+            let _slot = ctx.connect_slots.acquire().await;
+            match crate::runtime::until(
+                deadline,
+                Self::connect_and_register(ctx.addr, name, rcvbuf),
+            )
+            .await
+            {
+                Some(r) => r,
+                None => Err(OpenError::Timeout("connect and register")),
+            }
+        };
+        let result = match (result, group) {
+            (Ok(mut conn), Some(g)) => match crate::runtime::until(deadline, conn.join(g)).await {
+                Some(Ok(())) => Ok(conn),
+                Some(Err(e)) => Err(e),
+                None => Err(OpenError::Timeout("join")),
+            },
+            (r, _) => r,
+        };
+        match &result {
+            Ok(conn) => {
+                Counters::add(&counters.connected, 1);
+                Counters::add(&counters.bytes_in, conn.bytes_in);
+                Counters::add(&counters.bytes_out, conn.out.len() as u64);
+            }
+            Err(e) => {
+                Counters::add(&counters.failed, 1);
+                if e.is_fd_exhausted() {
+                    Counters::add(&counters.fd_exhausted, 1);
+                }
+                counters.error(e.to_string());
+            }
+        }
+        result.map(|mut c| {
+            c.bytes_in = 0;
+            c.out.clear();
+            c
+        })
+    }
+
+    async fn connect(addr: SocketAddr, rcvbuf: Option<usize>) -> io::Result<TcpStream> {
+        let stream = match rcvbuf {
+            None => Async::<StdStream>::connect(addr).await?,
+            Some(size) => {
+                use socket2::{Domain, Socket, Type};
+                let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                socket.set_recv_buffer_size(size)?;
+                socket.set_nonblocking(true)?;
+                match socket.connect(&addr.into()) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(115) => {} // EINPROGRESS
+                    Err(e) => return Err(e),
+                }
+                let stream = Async::new(StdStream::from(socket))?;
+                stream.writable().await?;
+                if let Some(e) = stream.get_ref().take_error()? {
+                    return Err(e);
+                }
+                stream
+            }
+        };
+        let stream = TcpStream::from(stream);
+        // Small lines must not wait for Nagle.
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    async fn connect_and_register(
+        addr: SocketAddr,
+        name: String,
+        rcvbuf: Option<usize>,
+    ) -> Result<Self, OpenError> {
+        let stream = Self::connect(addr, rcvbuf)
+            .await
+            .map_err(|e| OpenError::Io("connect", e))?;
+        let now = Instant::now();
+        let conn = Self {
+            stream,
+            framer: LineFramer::new(MAX_LINE),
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            out: Vec::new(),
+            partial_since: now,
+            line_start: now,
+            big_line: false,
+            bye: None,
+            name,
+            bytes_in: 0,
+            lines_in: 0,
+            malformed: 0,
+        };
+        let mut conn = conn
+            .expect(|e| matches!(e, Event::Hello { .. }), "hello")
+            .await?;
+        let text = Text::try_from(conn.name.as_str())
+            .map_err(|e| OpenError::Refused(format!("name {:?}: {e}", conn.name)))?;
+        Command::Say(text).encode(&mut conn.out);
+        let name = conn.name.clone();
+        conn.expect(
+            |e| matches!(e, Event::Welcome(n) if n.as_str() == name),
+            "register",
+        )
+        .await
+    }
+
+    async fn join(&mut self, group: &GroupName) -> Result<(), OpenError> {
+        Command::Join(group.clone()).encode(&mut self.out);
+        let (mut joined, mut refused) = (false, None);
+        while !joined {
+            self.flush().await.map_err(|e| OpenError::Io("join", e))?;
+            let Some(at) = self.read().await.map_err(|e| OpenError::Io("join", e))? else {
+                return Err(OpenError::Closed("join"));
+            };
+            let me = self.name.clone();
+            self.drain(at, |line, _, _| match line {
+                Incoming::Join { scope, name } if scope == group.as_str() && name == me => {
+                    joined = true;
+                }
+                Incoming::Event(Event::Err { code, text }) => {
+                    refused = Some(format!("ERR {code} {text}"));
+                }
+                _ => {}
+            });
+            if let Some(r) = refused.take() {
+                return Err(OpenError::Refused(r));
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes queued output, then reads until an event matching `want`.
+    async fn expect(
+        mut self,
+        want: impl Fn(&Event) -> bool,
+        stage: &'static str,
+    ) -> Result<Self, OpenError> {
+        loop {
+            self.flush().await.map_err(|e| OpenError::Io(stage, e))?;
+            let Some(at) = self.read().await.map_err(|e| OpenError::Io(stage, e))? else {
+                return Err(OpenError::Closed(stage));
+            };
+            let (mut found, mut refused) = (false, None);
+            self.drain(at, |line, _, _| match line {
+                Incoming::Event(e) if !found && want(&e) => found = true,
+                Incoming::Event(e @ (Event::Err { .. } | Event::Bye(_))) => {
+                    refused = Some(format!("{e:?}"));
+                }
+                _ => {}
+            });
+            if let Some(r) = refused {
+                return Err(OpenError::Refused(r));
+            }
+            if found {
+                return Ok(self);
+            }
+        }
+    }
+
+    /// Reads once into the framer; `None` at EOF, else when the bytes arrived.
+    pub(crate) async fn read(&mut self) -> io::Result<Option<Instant>> {
+        let n = self.stream.read(&mut self.buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let at = Instant::now();
+        // All complete lines were drained after the last read, so anything
+        // still buffered is the start of a line that began earlier.
+        self.line_start = if self.framer.buffered() > 0 {
+            self.partial_since
+        } else {
+            at
+        };
+        self.framer.push(&self.buf[..n]);
+        self.bytes_in += n as u64;
+        Ok(Some(at))
+    }
+
+    /// Hands every complete line to `f` with the time its first byte arrived
+    /// (the read that brought it), answering `PING` and noting `BYE` itself.
+    pub(crate) fn drain(
+        &mut self,
+        at: Instant,
+        mut f: impl FnMut(Incoming<'_>, Instant, &mut Vec<u8>),
+    ) {
+        let mut first_byte = self.line_start;
+        let mut any = false;
+        while let Some(line) = self.framer.next_line() {
+            self.lines_in += 1;
+            let incoming = match line {
+                Ok(l) => {
+                    if l.len() > BIG_LINE {
+                        self.big_line = true;
+                    }
+                    classify(l)
+                }
+                Err(_) => Incoming::Malformed,
+            };
+            match &incoming {
+                Incoming::Event(Event::Ping(token)) => {
+                    Command::Pong(token.clone()).encode(&mut self.out);
+                }
+                Incoming::Event(Event::Bye(reason)) => self.bye = Some(reason.to_string()),
+                Incoming::Malformed => self.malformed += 1,
+                _ => {}
+            }
+            f(incoming, first_byte, &mut self.out);
+            first_byte = at;
+            any = true;
+        }
+        self.partial_since = if any { at } else { self.line_start };
+        if self.big_line && self.framer.buffered() == 0 {
+            self.framer.shrink();
+            self.big_line = false;
+        }
+    }
+
+    /// Writes the queued output.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Adds this connection's byte and line counts since the last call.
+    fn report(&mut self, counters: &Counters, sent: u64) {
+        Counters::add(&counters.bytes_in, std::mem::take(&mut self.bytes_in));
+        Counters::add(&counters.lines_in, std::mem::take(&mut self.lines_in));
+        Counters::add(&counters.malformed, std::mem::take(&mut self.malformed));
+        Counters::add(&counters.bytes_out, sent);
+    }
+
+    /// Runs `b` until `signal` completes, `deadline` passes, or the server
+    /// closes the connection. Output is written between reads; a write that
+    /// cannot finish by `deadline` ends the run.
+    pub(crate) async fn drive<B: Behavior, S: Future>(
+        &mut self,
+        counters: &Counters,
+        b: &mut B,
+        mut signal: Pin<&mut S>,
+        deadline: Instant,
+    ) -> End {
+        enum Wake {
+            Read(io::Result<Option<Instant>>),
+            Timer,
+            Signal,
+        }
+        let next = |b: &B| b.next_send().map_or(deadline, |t| t.min(deadline));
+        let mut timer = Timer::at(next(b));
+        let end = loop {
+            let wake = future::or(async { Wake::Read(self.read().await) }, async {
+                future::or(
+                    async {
+                        (&mut timer).await;
+                        Wake::Timer
+                    },
+                    async {
+                        signal.as_mut().await;
+                        Wake::Signal
+                    },
+                )
+                .await
+            })
+            .await;
+            match wake {
+                Wake::Read(Ok(Some(at))) => {
+                    self.drain(at, |line, first, out| b.line(line, first, out));
+                    b.read_done();
+                }
+                Wake::Read(Ok(None)) => break End::Closed,
+                Wake::Read(Err(e)) => break End::Failed(e),
+                Wake::Signal => break End::Signalled,
+                Wake::Timer => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break End::Deadline;
+                    }
+                    if b.next_send().is_some_and(|t| t <= now) {
+                        b.send(now, &mut self.out);
+                    }
+                    timer.set_at(next(b));
+                }
+            }
+            let sent = self.out.len() as u64;
+            match crate::runtime::until(deadline, self.flush()).await {
+                Some(Ok(())) => self.report(counters, sent),
+                Some(Err(e)) => break End::Failed(e),
+                None => break End::Deadline,
+            }
+        };
+        self.report(counters, 0);
+        end
+    }
+
+    /// Reads and discards for up to `limit`, looking for the server's `BYE`:
+    /// what a client that never read finds once it does. Returns true if the
+    /// server closed the connection within the limit.
+    pub(crate) async fn read_to_close(&mut self, counters: &Counters, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let closed = loop {
+            match crate::runtime::until(deadline, self.read()).await {
+                Some(Ok(Some(at))) => self.drain(at, |_, _, _| {}),
+                Some(Ok(None) | Err(_)) => break true,
+                None => break false,
+            }
+        };
+        self.report(counters, 0);
+        closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_hot_lines_without_parsing() {
+        assert!(matches!(
+            classify("MSG * ann 1 2 3 hello there"),
+            Incoming::Msg {
+                scope: "*",
+                text: "1 2 3 hello there"
+            }
+        ));
+        assert!(matches!(classify("USERS * a b c"), Incoming::Users));
+        assert!(matches!(classify("USERS *"), Incoming::Users));
+        assert!(matches!(
+            classify("JOIN rust bob"),
+            Incoming::Join {
+                scope: "rust",
+                name: "bob"
+            }
+        ));
+        assert!(matches!(
+            classify("PART * bob sendq-exceeded"),
+            Incoming::Part {
+                name: "bob",
+                reason: Some("sendq-exceeded")
+            }
+        ));
+        assert!(matches!(
+            classify("PART * bob"),
+            Incoming::Part {
+                name: "bob",
+                reason: None
+            }
+        ));
+    }
+
+    #[test]
+    fn other_lines_go_through_parse_event() {
+        assert!(matches!(
+            classify("WELCOME ann"),
+            Incoming::Event(Event::Welcome(_))
+        ));
+        assert!(matches!(
+            classify("BYE sendq-exceeded"),
+            Incoming::Event(Event::Bye(chatproto::CloseReason::SendqExceeded))
+        ));
+        assert!(matches!(classify("MSG broken"), Incoming::Malformed));
+        assert!(matches!(classify("NONSENSE"), Incoming::Malformed));
+        assert!(matches!(classify(""), Incoming::Malformed));
+    }
+}

@@ -1,0 +1,272 @@
+//! What every scenario shares: the executor, the target address, run-wide
+//! counters, start/stop signals and the progress line.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_lock::Semaphore;
+use futures_lite::future;
+use serde::Serialize;
+use smol::{Executor, Timer};
+
+/// Process-wide settings and handles, shared by every client task.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) ex: Arc<Executor<'static>>,
+    pub(crate) addr: SocketAddr,
+    /// The clock every timestamp in a message is relative to.
+    pub(crate) epoch: Instant,
+    /// Bounds connects (and registrations) in flight, so that thousands of
+    /// clients do not overrun the server's listen backlog at once.
+    pub(crate) connect_slots: Semaphore,
+    /// How long one connect plus registration may take.
+    pub(crate) connect_timeout: Duration,
+    /// The whole run ends by then, whatever happens.
+    pub(crate) deadline: Instant,
+    /// Distinguishes this process's user names from another run's.
+    pub(crate) tag: String,
+    pub(crate) progress: bool,
+}
+
+impl Ctx {
+    /// A unique user name: `prefix`, this process's tag, `i`.
+    pub(crate) fn name(&self, prefix: &str, i: usize) -> String {
+        format!("{prefix}{}-{i}", self.tag)
+    }
+
+    /// `t`, but never past the run's deadline.
+    pub(crate) fn bound(&self, t: Instant) -> Instant {
+        t.min(self.deadline)
+    }
+}
+
+/// Runs `make(executor)` to completion on `threads` threads (the calling
+/// thread included). Tasks still alive afterwards are dropped, which closes
+/// their sockets.
+pub(crate) fn run_on_threads<T, F>(
+    threads: usize,
+    make: impl FnOnce(Arc<Executor<'static>>) -> F,
+) -> T
+where
+    F: Future<Output = T>,
+{
+    let ex = Arc::new(Executor::new());
+    let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+    std::thread::scope(|s| {
+        for _ in 1..threads.max(1) {
+            let (ex, done_rx) = (ex.clone(), done_rx.clone());
+            // Runs tasks until `done_tx` is dropped (recv then fails).
+            s.spawn(move || smol::block_on(ex.run(done_rx.recv())));
+        }
+        let out = smol::block_on(ex.run(make(ex.clone())));
+        drop(done_tx);
+        out
+    })
+}
+
+/// A one-shot signal to many tasks: firing closes a channel, which wakes
+/// every waiter at once.
+#[derive(Debug)]
+pub(crate) struct Signal {
+    tx: async_channel::Sender<()>,
+    rx: async_channel::Receiver<()>,
+}
+
+impl Signal {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = async_channel::bounded(1);
+        Self { tx, rx }
+    }
+
+    pub(crate) fn fire(&self) {
+        self.tx.close();
+    }
+
+    /// A handle whose `recv()` completes (with an error) once fired.
+    pub(crate) fn waiter(&self) -> async_channel::Receiver<()> {
+        self.rx.clone()
+    }
+}
+
+/// Counters of one run, updated by every client (once per socket read, not
+/// per line) and read by the progress line and the report.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connected: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    /// Connects that failed with EMFILE/ENFILE (out of file descriptors).
+    pub(crate) fd_exhausted: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) lines_in: AtomicU64,
+    /// Lines that did not frame or parse as server events.
+    pub(crate) malformed: AtomicU64,
+    /// Requests or messages sent.
+    pub(crate) sent: AtomicU64,
+    /// Responses or (first-time) deliveries received.
+    pub(crate) received: AtomicU64,
+    /// Connections the server closed before the run ended.
+    pub(crate) closed_early: AtomicU64,
+    /// The first few distinct failures, for the report.
+    errors: Mutex<Vec<String>>,
+}
+
+/// Failures kept verbatim in a report; the rest are only counted.
+const MAX_ERRORS_KEPT: usize = 8;
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        if n > 0 {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub(crate) fn get(c: &AtomicU64) -> u64 {
+        c.load(Relaxed)
+    }
+
+    pub(crate) fn error(&self, what: String) {
+        let mut e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if e.len() < MAX_ERRORS_KEPT && !e.contains(&what) {
+            e.push(what);
+        }
+    }
+
+    pub(crate) fn errors(&self) -> Vec<String> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
+            connections_ok: Self::get(&self.connected),
+            connections_failed: Self::get(&self.failed),
+            fd_exhausted: Self::get(&self.fd_exhausted),
+            bytes_sent: Self::get(&self.bytes_out),
+            bytes_received: Self::get(&self.bytes_in),
+            lines_received: Self::get(&self.lines_in),
+            malformed_lines: Self::get(&self.malformed),
+            closed_early: Self::get(&self.closed_early),
+            errors: self.errors(),
+        }
+    }
+}
+
+/// The counters every report carries.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Totals {
+    pub(crate) connections_ok: u64,
+    pub(crate) connections_failed: u64,
+    pub(crate) fd_exhausted: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) lines_received: u64,
+    pub(crate) malformed_lines: u64,
+    pub(crate) closed_early: u64,
+    pub(crate) errors: Vec<String>,
+}
+
+/// Prints a progress line on stderr every second (rewritten in place on a
+/// terminal, one line per 5 s otherwise) until `stop` fires.
+pub(crate) fn spawn_progress(
+    ctx: &Ctx,
+    label: String,
+    phase: Arc<Mutex<&'static str>>,
+    counters: Arc<Counters>,
+    stop: &Signal,
+) -> Option<smol::Task<()>> {
+    if !ctx.progress {
+        return None;
+    }
+    let stop = stop.waiter();
+    let deadline = ctx.deadline;
+    Some(ctx.ex.spawn(async move {
+        let tty = std::io::stderr().is_terminal();
+        let every = if tty { 1 } else { 5 };
+        let mut tick = 0u64;
+        let mut last = (0u64, 0u64);
+        while Instant::now() < deadline {
+            let stopped = future::or(async { stop.recv().await.is_err() }, async {
+                Timer::after(Duration::from_secs(every)).await;
+                false
+            })
+            .await;
+            if stopped {
+                break;
+            }
+            tick += every;
+            let c = &counters;
+            let (sent, recv) = (Counters::get(&c.sent), Counters::get(&c.received));
+            let phase = *phase.lock().unwrap_or_else(|p| p.into_inner());
+            let line = format!(
+                "{label} {tick:>4}s {phase:<10} conns {}+{} failed, sent {sent} (+{}/s), received {recv} (+{}/s), in {:.1} MB",
+                Counters::get(&c.connected),
+                Counters::get(&c.failed),
+                (sent - last.0) / every,
+                (recv - last.1) / every,
+                Counters::get(&c.bytes_in) as f64 / 1e6,
+            );
+            last = (sent, recv);
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        if tty {
+            eprint!("\r\x1b[2K");
+        }
+    }))
+}
+
+/// Sets the phase shown on the progress line.
+pub(crate) fn set_phase(phase: &Mutex<&'static str>, now: &'static str) {
+    *phase.lock().unwrap_or_else(|p| p.into_inner()) = now;
+}
+
+/// Waits until no line has arrived at any client for `quiet` (the burst of
+/// `JOIN`s that follows many registrations has been delivered), or `max` has
+/// passed. Returns how long it waited.
+pub(crate) async fn settle(counters: &Counters, quiet: Duration, max: Duration) -> Duration {
+    let start = Instant::now();
+    let mut last = Counters::get(&counters.lines_in);
+    let step = Duration::from_millis(50);
+    let mut still = Duration::ZERO;
+    while start.elapsed() < max && still < quiet {
+        Timer::after(step).await;
+        let now = Counters::get(&counters.lines_in);
+        if now == last {
+            still += step;
+        } else {
+            still = Duration::ZERO;
+            last = now;
+        }
+    }
+    start.elapsed()
+}
+
+/// `fut`'s output, or `None` if `deadline` comes first.
+pub(crate) async fn until<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    future::or(async { Some(fut.await) }, async {
+        Timer::at(deadline).await;
+        None
+    })
+    .await
+}
+
+/// Seconds as a `Duration`, refusing negative, NaN or absurd values.
+pub(crate) fn secs(what: &str, s: f64) -> Result<Duration, String> {
+    if s.is_finite() && (0.0..=86_400.0).contains(&s) {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!(
+            "{what} must be between 0 and 86400 seconds, not {s}"
+        ))
+    }
+}

@@ -1,0 +1,594 @@
+//! `ttfb`: N registered clients each send `/users` at R requests/s; measures
+//! the time from sending a request to the first byte of its reply. With
+//! `--sweep`, repeats with growing N until a stop criterion trips.
+
+use std::collections::VecDeque;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use chatproto::{Command, Event};
+use serde::Serialize;
+use smol::Timer;
+
+use crate::client::{Behavior, Conn, End, Incoming, Quiet};
+use crate::report::{latency_cell, ms, percent, Report, Table};
+use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
+use crate::stats::{Batch, SharedLatency, Summary};
+
+/// Requests one client may have unanswered before it skips sends: bounds
+/// its memory when a server stops answering.
+const MAX_OUTSTANDING: usize = 1024;
+
+#[derive(FromArgs, Debug)]
+/// time to first byte of `/users` replies from N clients at R requests/s each
+#[argh(subcommand, name = "ttfb")]
+pub(crate) struct TtfbArgs {
+    /// clients (default 200)
+    #[argh(option, short = 'n', default = "200")]
+    clients: usize,
+    /// requests per second per client (default 0.5)
+    #[argh(option, short = 'r', default = "0.5")]
+    rate: f64,
+    /// seconds of sending per run or sweep step (default 20)
+    #[argh(option, short = 'd', default = "20.0")]
+    duration: f64,
+    /// grow the client count: `start:step:stop`, e.g. 1000:1000:10000
+    #[argh(option)]
+    sweep: Option<String>,
+    /// sweep stop criterion: failed connections, percent (default 1)
+    #[argh(option, default = "1.0")]
+    max_fail_pct: f64,
+    /// sweep stop criterion: unanswered requests, percent (default 0)
+    #[argh(option, default = "0.0")]
+    max_unanswered_pct: f64,
+    /// sweep stop criterion: p50 limit in ms (default 50)
+    #[argh(option, default = "50.0")]
+    p50_limit_ms: f64,
+    /// seconds to wait for late replies after sending stops (default 5)
+    #[argh(option, default = "5.0")]
+    drain: f64,
+    /// at most this many seconds waiting for the server to go quiet after
+    /// registrations, before measuring (default 30)
+    #[argh(option, default = "30.0")]
+    settle_max: f64,
+    /// seconds between sweep steps, for the server to drop the last step's
+    /// clients (default 2)
+    #[argh(option, default = "2.0")]
+    step_pause: f64,
+}
+
+/// One run of N clients.
+#[derive(Debug, Serialize)]
+pub(crate) struct TtfbRun {
+    clients: usize,
+    rate_per_client: f64,
+    requests_sent: u64,
+    responses: u64,
+    unanswered: u64,
+    error_replies: u64,
+    skipped_sends: u64,
+    ttfb: Summary,
+    connect_s: f64,
+    settle_s: f64,
+    duration_s: f64,
+    #[serde(flatten)]
+    totals: Totals,
+}
+
+impl TtfbRun {
+    fn failed_pct(&self) -> f64 {
+        percent(self.totals.connections_failed, self.clients as u64)
+    }
+
+    fn unanswered_pct(&self) -> f64 {
+        percent(self.unanswered, self.requests_sent)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct SweepStep {
+    #[serde(flatten)]
+    run: TtfbRun,
+    passed: bool,
+    verdict: String,
+}
+
+/// `ttfb`'s report: one run, or every sweep step.
+#[derive(Debug, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub(crate) enum TtfbReport {
+    Single(TtfbRun),
+    Sweep {
+        steps: Vec<SweepStep>,
+        /// The largest client count that passed every criterion.
+        peak_stable_clients: Option<usize>,
+        criteria: String,
+    },
+}
+
+impl Report for TtfbReport {
+    fn table(&self) -> Table {
+        match self {
+            Self::Single(r) => run_table(r),
+            Self::Sweep {
+                steps,
+                peak_stable_clients,
+                criteria,
+            } => {
+                let rows = steps
+                    .iter()
+                    .map(|s| {
+                        let r = &s.run;
+                        vec![
+                            r.clients.to_string(),
+                            r.totals.connections_ok.to_string(),
+                            r.totals.connections_failed.to_string(),
+                            r.requests_sent.to_string(),
+                            r.responses.to_string(),
+                            ms(r.ttfb.p50_ms),
+                            ms(r.ttfb.p99_ms),
+                            ms(r.ttfb.max_ms),
+                            format!("{:.1}", r.connect_s),
+                            s.verdict.clone(),
+                        ]
+                    })
+                    .collect();
+                Table::new("ttfb sweep")
+                    .row("criteria", criteria)
+                    .row(
+                        "peak stable clients",
+                        peak_stable_clients.map_or("none".to_owned(), |n| n.to_string()),
+                    )
+                    .grid(
+                        &[
+                            "clients",
+                            "ok",
+                            "failed",
+                            "sent",
+                            "answered",
+                            "p50 ms",
+                            "p99 ms",
+                            "max ms",
+                            "connect s",
+                            "verdict",
+                        ],
+                        rows,
+                    )
+            }
+        }
+    }
+}
+
+fn run_table(r: &TtfbRun) -> Table {
+    let t = &r.totals;
+    let mut table = Table::new(format!(
+        "ttfb: {} clients, {} req/s each",
+        r.clients, r.rate_per_client
+    ))
+    .row(
+        "connections",
+        format!("{} ok, {} failed", t.connections_ok, t.connections_failed),
+    )
+    .row(
+        "requests",
+        format!(
+            "{} sent, {} answered, {} unanswered, {} error replies, {} skipped",
+            r.requests_sent, r.responses, r.unanswered, r.error_replies, r.skipped_sends
+        ),
+    )
+    .row("ttfb p50/p90/p95/p99/max", latency_cell(&r.ttfb))
+    .row(
+        "bytes",
+        format!("{} sent, {} received", t.bytes_sent, t.bytes_received),
+    )
+    .row(
+        "duration",
+        format!(
+            "{:.1} s measuring (connect {:.1} s, settle {:.1} s)",
+            r.duration_s, r.connect_s, r.settle_s
+        ),
+    )
+    .row("closed by server", t.closed_early)
+    .row("malformed lines", t.malformed_lines);
+    if t.fd_exhausted > 0 {
+        table = table.note(format!(
+            "{} connects ran out of file descriptors (EMFILE): raise `ulimit -n`",
+            t.fd_exhausted
+        ));
+    }
+    for e in &t.errors {
+        table = table.note(e.clone());
+    }
+    table
+}
+
+/// Sends `/users` on a fixed schedule and times each reply's first byte.
+/// Also `slowreader`'s probe.
+pub(crate) struct Requester {
+    next: Instant,
+    interval: Duration,
+    end: Instant,
+    outstanding: VecDeque<Instant>,
+    pub(crate) sent: u64,
+    pub(crate) answered: u64,
+    pub(crate) errors: u64,
+    pub(crate) skipped: u64,
+    batch: Batch,
+    answered_flushed: u64,
+    hist: Arc<SharedLatency>,
+    counters: Arc<Counters>,
+}
+
+impl Requester {
+    pub(crate) fn new(
+        first: Instant,
+        interval: Duration,
+        end: Instant,
+        hist: Arc<SharedLatency>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            next: first,
+            interval,
+            end,
+            outstanding: VecDeque::new(),
+            sent: 0,
+            answered: 0,
+            errors: 0,
+            skipped: 0,
+            batch: Batch::default(),
+            answered_flushed: 0,
+            hist,
+            counters,
+        }
+    }
+
+    pub(crate) fn unanswered(&self) -> u64 {
+        self.outstanding.len() as u64
+    }
+}
+
+impl Behavior for Requester {
+    fn next_send(&self) -> Option<Instant> {
+        (self.next < self.end).then_some(self.next)
+    }
+
+    fn send(&mut self, now: Instant, out: &mut Vec<u8>) {
+        if self.outstanding.len() >= MAX_OUTSTANDING {
+            self.skipped += 1;
+        } else {
+            Command::Users.encode(out);
+            self.outstanding.push_back(now);
+            self.sent += 1;
+            Counters::add(&self.counters.sent, 1);
+        }
+        self.next += self.interval;
+        // Fell behind (an overloaded tester or a blocked write): skip the
+        // missed slots rather than send a burst.
+        while self.next <= now {
+            self.next += self.interval;
+            self.skipped += 1;
+        }
+    }
+
+    fn line(&mut self, line: Incoming<'_>, first_byte: Instant, _: &mut Vec<u8>) {
+        match line {
+            Incoming::Users => {
+                if let Some(sent) = self.outstanding.pop_front() {
+                    self.batch.push(first_byte.saturating_duration_since(sent));
+                    self.answered += 1;
+                }
+            }
+            Incoming::Event(Event::Err { .. }) if self.outstanding.pop_front().is_some() => {
+                self.errors += 1;
+                self.answered += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn read_done(&mut self) {
+        self.hist.flush(&mut self.batch);
+        Counters::add(
+            &self.counters.received,
+            self.answered - self.answered_flushed,
+        );
+        self.answered_flushed = self.answered;
+    }
+}
+
+/// What one client task hands back.
+#[derive(Default)]
+struct Outcome {
+    sent: u64,
+    answered: u64,
+    errors: u64,
+    skipped: u64,
+    unanswered: u64,
+}
+
+struct Run {
+    clients: usize,
+    interval: Duration,
+    duration: Duration,
+    start_at: OnceLock<Instant>,
+    start: Signal,
+    stop: Signal,
+    ready: async_channel::Sender<bool>,
+    hist: Arc<SharedLatency>,
+    counters: Arc<Counters>,
+}
+
+async fn client(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Outcome {
+    let opened = Conn::open(&ctx, &run.counters, ctx.name("t", i), None, None).await;
+    let _ = run.ready.send(opened.is_ok()).await;
+    let Ok(mut conn) = opened else {
+        return Outcome::default();
+    };
+    let start = run.start.waiter();
+    let waited = conn
+        .drive(&run.counters, &mut Quiet, pin!(start.recv()), ctx.deadline)
+        .await;
+    let Some(&start_at) = run
+        .start_at
+        .get()
+        .filter(|_| matches!(waited, End::Signalled))
+    else {
+        Counters::add(&run.counters.closed_early, 1);
+        return Outcome::default();
+    };
+    // Spread the clients' sends evenly over one interval.
+    let offset = run.interval.mul_f64(i as f64 / run.clients as f64);
+    let mut req = Requester::new(
+        start_at + offset,
+        run.interval,
+        start_at + run.duration,
+        run.hist.clone(),
+        run.counters.clone(),
+    );
+    let stop = run.stop.waiter();
+    let end = conn
+        .drive(&run.counters, &mut req, pin!(stop.recv()), ctx.deadline)
+        .await;
+    if !matches!(end, End::Signalled) {
+        Counters::add(&run.counters.closed_early, 1);
+        if let Some(bye) = &conn.bye {
+            run.counters.error(format!("closed by server: BYE {bye}"));
+        }
+    }
+    Outcome {
+        sent: req.sent,
+        answered: req.answered,
+        errors: req.errors,
+        skipped: req.skipped,
+        unanswered: req.unanswered(),
+    }
+}
+
+struct StepPlan {
+    rate: f64,
+    duration: Duration,
+    drain: Duration,
+    settle_max: Duration,
+}
+
+async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> TtfbRun {
+    let counters = Arc::new(Counters::default());
+    let (ready_tx, ready_rx) = async_channel::unbounded();
+    let run = Arc::new(Run {
+        clients,
+        interval: Duration::from_secs_f64(1.0 / plan.rate),
+        duration: plan.duration,
+        start_at: OnceLock::new(),
+        start: Signal::new(),
+        stop: Signal::new(),
+        ready: ready_tx,
+        hist: Arc::new(SharedLatency::new()),
+        counters: counters.clone(),
+    });
+    let phase = Arc::new(Mutex::new("connecting"));
+    let progress_stop = Signal::new();
+    let progress = runtime::spawn_progress(
+        ctx,
+        format!("ttfb n={clients}"),
+        phase.clone(),
+        counters.clone(),
+        &progress_stop,
+    );
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| ctx.ex.spawn(client(ctx.clone(), run.clone(), i)))
+        .collect();
+    for _ in 0..clients {
+        if runtime::until(ctx.deadline, ready_rx.recv())
+            .await
+            .is_none()
+        {
+            break;
+        }
+    }
+    let connect_s = t0.elapsed().as_secs_f64();
+    set_phase(&phase, "settling");
+    let settle_s = settle(&counters, Duration::from_millis(300), plan.settle_max)
+        .await
+        .as_secs_f64();
+    set_phase(&phase, "measuring");
+    let start = Instant::now();
+    let _ = run.start_at.set(start);
+    run.start.fire();
+    Timer::at(ctx.bound(start + plan.duration)).await;
+    set_phase(&phase, "draining");
+    let drain_end = ctx.bound(Instant::now() + plan.drain);
+    while Instant::now() < drain_end
+        && Counters::get(&counters.received) < Counters::get(&counters.sent)
+    {
+        Timer::after(Duration::from_millis(20)).await;
+    }
+    let duration_s = start.elapsed().as_secs_f64();
+    run.stop.fire();
+    let mut total = Outcome::default();
+    for t in tasks {
+        // Every client stops on the signal or the deadline; past the deadline
+        // the rest are dropped with the executor.
+        let Some(o) = runtime::until(ctx.deadline + Duration::from_secs(1), t).await else {
+            break;
+        };
+        total.sent += o.sent;
+        total.answered += o.answered;
+        total.errors += o.errors;
+        total.skipped += o.skipped;
+        total.unanswered += o.unanswered;
+    }
+    progress_stop.fire();
+    if let Some(p) = progress {
+        p.await;
+    }
+    TtfbRun {
+        clients,
+        rate_per_client: plan.rate,
+        requests_sent: total.sent,
+        responses: total.answered - total.errors,
+        unanswered: total.unanswered,
+        error_replies: total.errors,
+        skipped_sends: total.skipped,
+        ttfb: run.hist.snapshot().summary(),
+        connect_s,
+        settle_s,
+        duration_s,
+        totals: counters.totals(),
+    }
+}
+
+/// Parses `start:step:stop` into the client counts to try.
+pub(crate) fn parse_sweep(s: &str) -> Result<Vec<usize>, String> {
+    let bad = || {
+        format!("--sweep wants start:step:stop with start, step >= 1 and stop >= start, not {s:?}")
+    };
+    let parts: Vec<usize> = s
+        .split(':')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let [start, step, stop] = parts[..] else {
+        return Err(bad());
+    };
+    if start == 0 || step == 0 || stop < start {
+        return Err(bad());
+    }
+    Ok((start..=stop).step_by(step).collect())
+}
+
+pub(crate) async fn run(ctx: Arc<Ctx>, args: TtfbArgs) -> Result<TtfbReport, String> {
+    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 10_000.0) {
+        return Err(format!("--rate must be in (0, 10000], not {}", args.rate));
+    }
+    let plan = StepPlan {
+        rate: args.rate,
+        duration: runtime::secs("--duration", args.duration)?,
+        drain: runtime::secs("--drain", args.drain)?,
+        settle_max: runtime::secs("--settle-max", args.settle_max)?,
+    };
+    let Some(sweep) = &args.sweep else {
+        if args.clients == 0 {
+            return Err("--clients must be at least 1".into());
+        }
+        return Ok(TtfbReport::Single(
+            run_once(&ctx, &plan, args.clients).await,
+        ));
+    };
+    let counts = parse_sweep(sweep)?;
+    let pause = runtime::secs("--step-pause", args.step_pause)?;
+    let mut steps = Vec::new();
+    let mut peak = None;
+    for (k, &n) in counts.iter().enumerate() {
+        if Instant::now() >= ctx.deadline {
+            break;
+        }
+        if k > 0 {
+            Timer::after(pause).await;
+        }
+        let run = run_once(&ctx, &plan, n).await;
+        let mut why = Vec::new();
+        if run.failed_pct() > args.max_fail_pct {
+            why.push(format!("{:.1}% failed", run.failed_pct()));
+        }
+        if run.unanswered_pct() > args.max_unanswered_pct || run.requests_sent == 0 {
+            why.push(format!("{:.2}% unanswered", run.unanswered_pct()));
+        }
+        if run.ttfb.p50_ms > args.p50_limit_ms {
+            why.push(format!("p50 {} ms", ms(run.ttfb.p50_ms)));
+        }
+        let passed = why.is_empty();
+        if passed {
+            peak = Some(n);
+        }
+        steps.push(SweepStep {
+            run,
+            passed,
+            verdict: if passed { "ok".into() } else { why.join(", ") },
+        });
+        if !passed {
+            break;
+        }
+    }
+    Ok(TtfbReport::Sweep {
+        steps,
+        peak_stable_clients: peak,
+        criteria: format!(
+            "failed <= {}%, unanswered <= {}%, p50 <= {} ms",
+            args.max_fail_pct, args.max_unanswered_pct, args.p50_limit_ms
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_specs() {
+        assert_eq!(parse_sweep("1000:1000:3000"), Ok(vec![1000, 2000, 3000]));
+        assert_eq!(parse_sweep("5:10:20"), Ok(vec![5, 15]));
+        assert_eq!(parse_sweep("7:1:7"), Ok(vec![7]));
+        for bad in ["", "1:2", "0:1:5", "5:0:9", "9:1:5", "a:b:c", "1:2:3:4"] {
+            assert!(parse_sweep(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn requester_matches_replies_in_order_and_skips_when_behind() {
+        let hist = Arc::new(SharedLatency::new());
+        let counters = Arc::new(Counters::default());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut r = Requester::new(t0, ms(100), t0 + ms(1000), hist.clone(), counters.clone());
+        let mut out = Vec::new();
+        assert_eq!(r.next_send(), Some(t0));
+        r.send(t0, &mut out);
+        r.send(t0 + ms(100), &mut out);
+        assert_eq!(out, b"/users\n/users\n");
+        r.line(Incoming::Users, t0 + ms(5), &mut out);
+        r.line(
+            Incoming::Event(Event::Err {
+                code: chatproto::ErrorCode::RateLimited,
+                text: chatproto::Text::lossy("slow down"),
+            }),
+            t0 + ms(106),
+            &mut out,
+        );
+        r.line(Incoming::Users, t0 + ms(200), &mut out); // nothing outstanding: ignored
+        r.read_done();
+        assert_eq!((r.sent, r.answered, r.errors, r.unanswered()), (2, 2, 1, 0));
+        let s = hist.snapshot().summary();
+        assert_eq!(s.count, 1);
+        assert!((s.max_ms - 5.0).abs() < 0.01, "{s:?}");
+        // Woken 550 ms late: the missed slots are skipped, not sent in a burst.
+        r.send(t0 + ms(750), &mut out);
+        assert_eq!(r.sent, 3);
+        assert!(r.skipped >= 4, "{}", r.skipped);
+        assert!(r.next_send().unwrap() > t0 + ms(750));
+        assert_eq!(Counters::get(&counters.sent), 3);
+    }
+}
