@@ -148,8 +148,11 @@ impl App {
                 self.conn = Some(conn);
                 self.session = Session::new();
                 self.reconnect_at = None;
-                if let Some(name) = self.last_name.clone() {
-                    self.send(&Command::Nick(name)).await;
+                if let Some(name) = &self.last_name {
+                    // The plain first line is the most widely understood way
+                    // to register (PROTOCOL.md); a valid name is valid text.
+                    let line = Text::lossy(name.as_str());
+                    self.send(&Command::Say(line)).await;
                     self.awaiting_name = Some(Instant::now() + NAME_WAIT);
                 }
             }

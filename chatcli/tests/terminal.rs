@@ -1,0 +1,204 @@
+//! The interactive client in a real pseudo-terminal (tmux) against the real chatd:
+//! registering at the prompt, chatting with a second client, a half-typed line
+//! surviving an incoming message, and Ctrl+C leaving with status 0 and the
+//! terminal restored.
+//!
+//! Skipped, with a message, only when tmux is not installed.
+
+mod support;
+
+use std::process::{Command, Output};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{chatcli, Peer, Server, WAIT};
+
+/// A tmux server of our own (its own socket, no config), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Runs `shell_cmd` in a detached 100x30 session.
+    fn start(shell_cmd: &str) -> Self {
+        let socket = format!("chatcli-test-{}", std::process::id());
+        let tmux = Self { socket };
+        let out = tmux.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            shell_cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        let out = self.run(&args);
+        assert!(out.status.success(), "send-keys {keys:?}");
+    }
+
+    /// Literal text, typed (no key names interpreted).
+    fn type_text(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", "t", "-l", text]);
+        assert!(out.status.success(), "send-keys -l {text:?}");
+    }
+
+    /// The visible screen; with `escapes`, SGR colour codes included.
+    fn screen(&self, escapes: bool) -> String {
+        let args: &[&str] = if escapes {
+            &["capture-pane", "-p", "-e", "-t", "t"]
+        } else {
+            &["capture-pane", "-p", "-t", "t"]
+        };
+        String::from_utf8_lossy(&self.run(args).stdout).into_owned()
+    }
+
+    /// Waits until `check` holds for the screen; returns that screen.
+    fn wait_for(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen(false);
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "screen never showed {what}:\n{screen}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_text(&self, text: &str) -> String {
+        self.wait_for(&format!("{text:?}"), |s| s.contains(text))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The last non-empty line of a screen: where the prompt is.
+fn bottom(screen: &str) -> &str {
+    screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+}
+
+#[test]
+fn chat_in_a_terminal() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED chat_in_a_terminal: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let server = Server::start();
+    // After chatcli exits, the shell reports its status and the terminal's
+    // modes, then stays so the screen can be read.
+    let shell = format!(
+        "env -u NO_COLOR {} --port {}; echo EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | sed 's/^/MODE=/'; sleep 60",
+        chatcli().display(),
+        server.port
+    );
+    let tmux = Tmux::start(&shell);
+
+    // No --name: the server's greeting asks, the prompt says so.
+    let screen = tmux.wait_text("-- connected to chatd");
+    assert!(screen.contains("who are you"), "{screen}");
+    tmux.wait_for("the name prompt", |s| bottom(s).starts_with("name>"));
+    tmux.type_text("alice");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("-- you are alice");
+    tmux.wait_for("the global prompt", |s| bottom(s).starts_with("[global]>"));
+
+    // A second client: its messages appear, ours reach it.
+    let mut bob = Peer::join(server.port, "bob");
+    tmux.wait_text("-- bob connected");
+    bob.send("hello alice");
+    tmux.wait_text("[Global] bob: hello alice");
+    // Names are coloured on a terminal (the SGR code precedes "bob").
+    let coloured = tmux.screen(true);
+    assert!(
+        coloured
+            .lines()
+            .any(|l| l.contains("hello alice") && l.contains("\x1b[")),
+        "no colour on the terminal:\n{coloured:?}"
+    );
+
+    // Half a line typed, then a message arrives: the half line stays intact
+    // at the prompt, below the new message.
+    tmux.type_text("half a li");
+    tmux.wait_for("the half line", |s| bottom(s) == "[global]> half a li");
+    bob.send("this arrives mid-typing");
+    let screen = tmux.wait_text("[Global] bob: this arrives mid-typing");
+    assert_eq!(
+        bottom(&screen),
+        "[global]> half a li",
+        "half line lost:\n{screen}"
+    );
+    tmux.type_text("ne");
+    tmux.keys(&["Enter"]);
+    assert_eq!(bob.expect("MSG "), "MSG * alice half a line");
+    tmux.wait_text("[Global] alice: half a line");
+
+    // Line editing: Home, then fix the start of the line.
+    tmux.type_text("ello");
+    tmux.keys(&["Home"]);
+    tmux.type_text("h");
+    tmux.keys(&["Enter"]);
+    assert_eq!(bob.expect("MSG "), "MSG * alice hello");
+
+    // The prompt follows the scope.
+    tmux.type_text("/join rust");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("-- you joined rust");
+    tmux.wait_for("the group prompt", |s| bottom(s).starts_with("[rust]>"));
+
+    // Ctrl+C: /quit sent, exit 0, terminal back in canonical mode with echo.
+    tmux.type_text("unsent");
+    tmux.keys(&["C-c"]);
+    assert_eq!(bob.expect("PART * alice"), "PART * alice quit");
+    let screen = tmux.wait_for("both terminal modes", |s| s.matches("MODE=").count() == 2);
+    assert!(screen.contains("EXIT=0"), "exit status:\n{screen}");
+    assert!(
+        screen.contains("MODE=icanon"),
+        "terminal left raw:\n{screen}"
+    );
+    assert!(
+        screen.contains("MODE=echo"),
+        "terminal left without echo:\n{screen}"
+    );
+}
