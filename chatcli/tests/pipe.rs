@@ -169,3 +169,130 @@ fn bad_arguments_exit_2() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+#[test]
+fn answers_the_servers_ping() {
+    // chatd pings after 1 s of silence and cuts off after 3 s: a client that
+    // did not answer would be gone before the /users below.
+    let server = Server::start_with(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--ping-after",
+        "1s",
+        "--idle-timeout",
+        "3s",
+    ]);
+    let mut cli = PipedClient::start(&["--port", &port_arg(&server), "--name", "frank"]);
+    cli.expect("you are frank");
+    thread::sleep(Duration::from_secs(5));
+    cli.send("/users");
+    let seen = cli.expect("-- 1 user in [Global]: frank");
+    assert!(
+        !seen.iter().any(|l| l.contains("closed")),
+        "disconnected: {seen:?}"
+    );
+    cli.send("/quit");
+    assert!(cli.wait().0.success());
+}
+
+#[test]
+fn sigterm_leaves_with_quit() {
+    let server = Server::start();
+    let mut bob = Peer::join(server.port, "bob");
+    let mut cli = PipedClient::start(&["--port", &port_arg(&server), "--name", "gina"]);
+    cli.expect("you are gina");
+    let killed = Command::new("kill")
+        .args(["-TERM", &cli.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    assert_eq!(bob.expect("PART * gina"), "PART * gina quit");
+    let (status, _) = cli.wait();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn reconnects_and_rejoins_the_group() {
+    let mut server = Server::start();
+    let port = server.port;
+    let mut cli =
+        PipedClient::start(&["--port", &port.to_string(), "--name", "hana", "--reconnect"]);
+    cli.expect("you are hana");
+    cli.send("/join rust");
+    cli.expect("-- you joined rust");
+    server.kill();
+    cli.expect("reconnecting in 1 s");
+    let _server = Server::start_on(&format!("127.0.0.1:{port}"));
+    cli.expect("-- reconnected");
+    cli.expect("-- you are hana");
+    cli.expect("-- you joined rust");
+    let mut bob = Peer::join(port, "bob");
+    bob.send("/join rust");
+    bob.expect("JOIN rust bob");
+    bob.send("/users");
+    assert_eq!(bob.expect("USERS "), "USERS rust bob hana");
+    bob.send("still here?");
+    cli.expect("[rust] bob: still here?");
+    cli.send("/quit");
+    assert!(cli.wait().0.success());
+}
+
+/// A server that breaks every rule: whatever it sends, the client prints
+/// nothing that drives the terminal, and answers PING.
+#[test]
+fn hostile_server_output_is_inert() {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        s.write_all(b"HELLO evil 6.6.6 who are you\n").unwrap();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "eve\n");
+        let mut evil: Vec<u8> = Vec::new();
+        evil.extend_from_slice(b"WELCOME eve\n");
+        evil.extend_from_slice(b"INFO \x1b]52;c;ZXZpbA==\x07\n");
+        evil.extend_from_slice(b"MSG * bob \x1b[2Jcleared\n");
+        evil.extend_from_slice("MSG * bob \u{9b}31mred\n".as_bytes());
+        evil.extend_from_slice("MSG * bob \u{202e}txt.exe\n".as_bytes());
+        evil.extend_from_slice(b"\xff\xfe\x1b[2J\n");
+        evil.extend_from_slice(b"NOPE \x1b[31m\n");
+        evil.extend(std::iter::repeat_n(b'x', 5 << 20));
+        evil.extend_from_slice(b"\nPING 42\n");
+        s.write_all(&evil).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "/pong 42\n");
+        s.write_all(b"INFO done\n").unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "/quit\n");
+        s.write_all(b"BYE quit\n").unwrap();
+    });
+    let mut cli = PipedClient::start(&["--port", &port.to_string()]);
+    cli.send("eve");
+    let seen = cli.expect("-- done");
+    cli.close_stdin();
+    let (status, rest) = cli.wait();
+    server.join().expect("the fake server saw what it expected");
+    assert!(status.success(), "{status}");
+    let text = seen.into_iter().chain(rest).collect::<Vec<_>>().join("\n");
+    for bad in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+        assert!(!text.contains(bad), "{bad:?} reached the terminal:\n{text}");
+    }
+    for shown in [
+        "\\x1b]52;c;ZXZpbA==\\x07",
+        "\\x1b[2Jcleared",
+        "\\u{9b}31mred",
+        "[Global] bob: \\u{202e}txt.exe",
+        "not valid UTF-8",
+        "longer than 4194304 bytes",
+        "NOPE \\x1b[31m",
+        "-- disconnected, bye",
+    ] {
+        assert!(text.contains(shown), "{shown:?} missing from:\n{text}");
+    }
+}

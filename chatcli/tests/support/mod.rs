@@ -75,8 +75,13 @@ impl Server {
     /// Starts chatd on `listen` and reads the port from its first stdout line,
     /// `listening on 127.0.0.1:PORT` (the agreed contract).
     pub(crate) fn start_on(listen: &str) -> Self {
+        Self::start_with(&["--listen", listen])
+    }
+
+    /// Starts chatd with `args` (which must include `--listen`).
+    pub(crate) fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(chatd())
-            .args(["--listen", listen])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -223,6 +228,10 @@ impl PipedClient {
         read_until(&self.stdout, &format!("output containing {part:?}"), |l| {
             l.contains(part)
         })
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Closes stdin (EOF).
