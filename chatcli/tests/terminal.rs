@@ -26,9 +26,10 @@ impl Tmux {
             .is_ok_and(|o| o.status.success())
     }
 
-    /// Runs `shell_cmd` in a detached 100x30 session.
-    fn start(shell_cmd: &str) -> Self {
-        let socket = format!("chatcli-test-{}", std::process::id());
+    /// Runs `shell_cmd` in a detached 100x30 session on a tmux server named
+    /// for this process and `test`, so parallel tests do not share one.
+    fn start(test: &str, shell_cmd: &str) -> Self {
+        let socket = format!("chatcli-{}-{test}", std::process::id());
         let tmux = Self { socket };
         let out = tmux.run(&[
             "-f",
@@ -110,6 +111,31 @@ impl Drop for Tmux {
     }
 }
 
+/// A shell command running chatcli with `args`; after it exits, the shell
+/// reports its status and the terminal's modes, then stays so the screen can
+/// be read.
+fn shell_for(args: &str) -> String {
+    format!(
+        "env -u NO_COLOR {} {args}; echo EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | sed 's/^/MODE=/'; sleep 60",
+        chatcli().display()
+    )
+}
+
+/// Checks the shell's report after chatcli exited: status 0, and canonical
+/// mode with echo (raw mode undone).
+fn assert_left_cleanly(tmux: &Tmux) {
+    let screen = tmux.wait_for("both terminal modes", |s| s.matches("MODE=").count() == 2);
+    assert!(screen.contains("EXIT=0"), "exit status:\n{screen}");
+    assert!(
+        screen.contains("MODE=icanon"),
+        "terminal left raw:\n{screen}"
+    );
+    assert!(
+        screen.contains("MODE=echo"),
+        "terminal left without echo:\n{screen}"
+    );
+}
+
 /// The last non-empty line of a screen: where the prompt is.
 fn bottom(screen: &str) -> &str {
     screen
@@ -126,14 +152,8 @@ fn chat_in_a_terminal() {
         return;
     }
     let server = Server::start();
-    // After chatcli exits, the shell reports its status and the terminal's
-    // modes, then stays so the screen can be read.
-    let shell = format!(
-        "env -u NO_COLOR {} --port {}; echo EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | sed 's/^/MODE=/'; sleep 60",
-        chatcli().display(),
-        server.port
-    );
-    let tmux = Tmux::start(&shell);
+    let shell = shell_for(&format!("--port {}", server.port));
+    let tmux = Tmux::start("chat", &shell);
 
     // No --name: the server's greeting asks, the prompt says so.
     let screen = tmux.wait_text("-- connected to chatd");
@@ -191,14 +211,50 @@ fn chat_in_a_terminal() {
     tmux.type_text("unsent");
     tmux.keys(&["C-c"]);
     assert_eq!(bob.expect("PART * alice"), "PART * alice quit");
-    let screen = tmux.wait_for("both terminal modes", |s| s.matches("MODE=").count() == 2);
-    assert!(screen.contains("EXIT=0"), "exit status:\n{screen}");
-    assert!(
-        screen.contains("MODE=icanon"),
-        "terminal left raw:\n{screen}"
+    assert_left_cleanly(&tmux);
+}
+
+#[test]
+fn name_flag_no_colour_help_history_and_ctrl_d() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED name_flag_no_colour_help_history_and_ctrl_d: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::start(
+        "flags",
+        &shell_for(&format!("--port {} --name zed --no-color", server.port)),
     );
+    tmux.wait_text("-- you are zed");
+    tmux.wait_for("the global prompt", |s| bottom(s).starts_with("[global]>"));
+    let mut bob = Peer::join(server.port, "bob");
+    bob.send("/msg zed a secret");
+    tmux.wait_text("[DM] bob -> you: a secret");
+    // --no-color: not one escape sequence on the screen.
+    let raw = tmux.screen(true);
     assert!(
-        screen.contains("MODE=echo"),
-        "terminal left without echo:\n{screen}"
+        !raw.contains("\x1b["),
+        "colour despite --no-color:\n{raw:?}"
     );
+    // /help is answered locally.
+    tmux.type_text("/help");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("/msg <name> <text>");
+    tmux.wait_text("Ctrl+C or Ctrl+D quits");
+    // History: Up brings back the last line sent.
+    tmux.type_text("first line");
+    tmux.keys(&["Enter"]);
+    assert_eq!(bob.expect("MSG "), "MSG * zed first line");
+    tmux.keys(&["Up"]);
+    tmux.wait_for("the recalled line", |s| bottom(s) == "[global]> first line");
+    tmux.keys(&["Enter"]);
+    assert_eq!(bob.expect("MSG "), "MSG * zed first line");
+    // A bad command: a local error, nothing sent.
+    tmux.type_text("/join bad!name");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("!! ");
+    // Ctrl+D leaves like /quit.
+    tmux.keys(&["C-d"]);
+    assert_eq!(bob.expect("PART * zed"), "PART * zed quit");
+    assert_left_cleanly(&tmux);
 }
