@@ -15,18 +15,18 @@ use std::time::{Duration, Instant};
 use chatproto::{parse_event, Event, LineFramer};
 
 /// How long any single expected line may take: generous, for a loaded 2-core machine.
-pub const LINE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const LINE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running chatd, killed when dropped.
-pub struct Chatd {
+pub(crate) struct Chatd {
     child: Child,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Chatd {
     /// Starts chatd on 127.0.0.1 with an ephemeral port and extra `args`.
     /// Set CHATD_TEST_LOG=debug (or info) to see its log on stderr.
-    pub fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         let log = std::env::var("CHATD_TEST_LOG").ok();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
             .args(["--listen", "127.0.0.1:0", "--threads", "2"])
@@ -66,12 +66,12 @@ impl Chatd {
         guard
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Sends a signal by name (`TERM`, `INT`) with kill(1).
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.pid().to_string())
@@ -81,7 +81,7 @@ impl Chatd {
     }
 
     /// Waits up to `timeout` for chatd to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -93,19 +93,19 @@ impl Chatd {
     }
 
     /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }
 
     /// A connected client that has read the `HELLO` greeting.
-    pub fn connect(&self) -> Client {
+    pub(crate) fn connect(&self) -> Client {
         let mut c = Client::connect(self.addr);
         c.expect_hello();
         c
     }
 
     /// A client registered as `name`.
-    pub fn user(&self, name: &str) -> Client {
+    pub(crate) fn user(&self, name: &str) -> Client {
         let mut c = self.connect();
         c.register(name);
         c
@@ -123,18 +123,18 @@ impl Drop for Chatd {
 static TOKENS: AtomicU64 = AtomicU64::new(1);
 
 /// A blocking protocol client; every read has a timeout, so no test hangs.
-pub struct Client {
-    pub stream: TcpStream,
+pub(crate) struct Client {
+    pub(crate) stream: TcpStream,
     framer: LineFramer,
 }
 
 impl Client {
-    pub fn connect(addr: SocketAddr) -> Self {
+    pub(crate) fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).expect("connect to chatd");
         Self::from_stream(stream)
     }
 
-    pub fn from_stream(stream: TcpStream) -> Self {
+    pub(crate) fn from_stream(stream: TcpStream) -> Self {
         stream.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(LINE_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
@@ -145,16 +145,16 @@ impl Client {
     }
 
     /// Sends `line` and its LF.
-    pub fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         self.send_raw(format!("{line}\n").as_bytes());
     }
 
-    pub fn send_raw(&mut self, bytes: &[u8]) {
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to chatd");
     }
 
     /// The next line, or `None` on EOF, a reset, or after `timeout`.
-    pub fn try_line(&mut self, timeout: Duration) -> Option<String> {
+    pub(crate) fn try_line(&mut self, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(line) = self.framer.next_line() {
@@ -181,37 +181,37 @@ impl Client {
     }
 
     /// The next line; panics after [`LINE_TIMEOUT`] or on EOF.
-    pub fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         self.try_line(LINE_TIMEOUT)
             .expect("a line from chatd within the timeout")
     }
 
     /// The next line, parsed as an event.
-    pub fn event(&mut self) -> Event {
+    pub(crate) fn event(&mut self) -> Event {
         let line = self.line();
         parse_event(&line).unwrap_or_else(|e| panic!("chatd sent {line:?}: {e}"))
     }
 
     /// Asserts the next line.
-    pub fn expect(&mut self, want: &str) {
+    pub(crate) fn expect(&mut self, want: &str) {
         let got = self.line();
         assert_eq!(got, want);
     }
 
     /// Asserts the next line starts with `prefix`; returns it.
-    pub fn expect_prefix(&mut self, prefix: &str) -> String {
+    pub(crate) fn expect_prefix(&mut self, prefix: &str) -> String {
         let got = self.line();
         assert!(got.starts_with(prefix), "expected {prefix:?}..., got {got:?}");
         got
     }
 
-    pub fn expect_hello(&mut self) {
+    pub(crate) fn expect_hello(&mut self) {
         let event = self.event();
         assert!(matches!(event, Event::Hello { .. }), "{event:?}");
     }
 
     /// Sends the name and expects `WELCOME`.
-    pub fn register(&mut self, name: &str) {
+    pub(crate) fn register(&mut self, name: &str) {
         self.send(name);
         self.expect(&format!("WELCOME {name}"));
     }
@@ -220,7 +220,7 @@ impl Client {
     /// line received before the matching `PONG`. Lines the server queued for
     /// this client before handling the ping come first, so an empty result
     /// proves nothing was pending.
-    pub fn sync(&mut self) -> Vec<String> {
+    pub(crate) fn sync(&mut self) -> Vec<String> {
         let token = TOKENS.fetch_add(1, Ordering::Relaxed);
         self.send(&format!("/ping t{token}"));
         let pong = format!("PONG t{token}");
@@ -236,14 +236,14 @@ impl Client {
     }
 
     /// Asserts that nothing was pending for this client.
-    pub fn expect_nothing(&mut self) {
+    pub(crate) fn expect_nothing(&mut self) {
         let pending = self.sync();
         assert!(pending.is_empty(), "unexpected lines: {pending:?}");
     }
 
     /// Reads until EOF (or a reset); returns the lines read. Panics if the
     /// server keeps the connection open past the timeout.
-    pub fn until_closed(&mut self) -> Vec<String> {
+    pub(crate) fn until_closed(&mut self) -> Vec<String> {
         let deadline = Instant::now() + LINE_TIMEOUT;
         let mut lines = Vec::new();
         loop {
@@ -259,7 +259,7 @@ impl Client {
 
     /// True if the server closed the connection (EOF or reset), checked
     /// without waiting for more than a moment.
-    pub fn is_closed(&mut self) -> bool {
+    pub(crate) fn is_closed(&mut self) -> bool {
         self.stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -275,7 +275,7 @@ impl Client {
 
     /// Reads lines until one satisfies `pred` (at most `max` lines); returns
     /// the lines before it and the line itself.
-    pub fn read_until(
+    pub(crate) fn read_until(
         &mut self,
         max: usize,
         mut pred: impl FnMut(&str) -> bool,
@@ -292,13 +292,13 @@ impl Client {
     }
 
     /// Closes the sending half (the client says it is done).
-    pub fn half_close(&mut self) {
+    pub(crate) fn half_close(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 }
 
 /// Polls `check` every 50 ms until it returns true or `timeout` passes.
-pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if check() {
