@@ -264,9 +264,7 @@ impl App {
                     self.on_line(&line).await;
                 }
             }
-            Input::TooLong => self.error(&format!(
-                "input line longer than {DEFAULT_MAX_LINE} bytes, not sent"
-            )),
+            Input::Unreadable(e) => self.error(&format!("input {e}")),
             Input::Interrupt | Input::Eof => self.quit(None).await,
         }
     }

@@ -13,8 +13,8 @@ use smol::Unblock;
 pub(crate) enum Input {
     /// A line, without its ending.
     Line(String),
-    /// A plain-mode line longer than a server accepts; it was skipped.
-    TooLong,
+    /// A plain-mode line that is too long or not UTF-8; it was skipped.
+    Unreadable(FrameError),
     /// Ctrl+C on the terminal.
     Interrupt,
     /// Ctrl+D on the terminal, or the end of piped input.
@@ -96,12 +96,7 @@ impl Console {
                 if let Some(framed) = framer.next_line() {
                     return Ok(match framed {
                         Ok(line) => Input::Line(line.to_owned()),
-                        Err(FrameError::LineTooLong { .. }) => Input::TooLong,
-                        // Not UTF-8: rare enough in a script to say it once.
-                        Err(e @ FrameError::BadEncoding { .. }) => {
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, e))
-                        }
-                        Err(e) => return Err(io::Error::other(e)),
+                        Err(e) => Input::Unreadable(e),
                     });
                 }
                 if *eof {
