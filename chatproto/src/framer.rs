@@ -137,14 +137,17 @@ impl LineFramer {
             end -= 1;
         }
         let range = self.partial_start..end;
-        let framed = match std::str::from_utf8(&self.buf[range.clone()]) {
-            Ok(_) if range.len() > self.max_line => {
-                Framed::Error(FrameError::LineTooLong { max: self.max_line })
+        // Length first, as `push` does for longer lines: a line one byte over the
+        // limit is too long whatever its bytes (found by fuzzing).
+        let framed = if range.len() > self.max_line {
+            Framed::Error(FrameError::LineTooLong { max: self.max_line })
+        } else {
+            match std::str::from_utf8(&self.buf[range.clone()]) {
+                Ok(_) => Framed::Line(range),
+                Err(e) => Framed::Error(FrameError::BadEncoding {
+                    at: e.valid_up_to(),
+                }),
             }
-            Ok(_) => Framed::Line(range),
-            Err(e) => Framed::Error(FrameError::BadEncoding {
-                at: e.valid_up_to(),
-            }),
         };
         if matches!(framed, Framed::Error(_)) {
             self.buf.truncate(self.partial_start);
@@ -257,6 +260,32 @@ mod tests {
                 Ok("fine".into())
             ]
         );
+    }
+
+    /// Fuzz finding (fuzz/corpus/framer/crash-one-over-limit-bad-utf8): a line
+    /// exactly one byte over the limit that was not UTF-8 came out as
+    /// `BadEncoding`, while every other overlong line is `LineTooLong`.
+    #[test]
+    fn line_one_byte_over_limit_with_bad_utf8_is_too_long() {
+        for (max, input) in [
+            (0, &b"\xbe\n"[..]),
+            (4, b"abc\xbe\xbe\n"),
+            (4, b"abc\xbe\xbe\r\n"),
+        ] {
+            for chunk in 1..=input.len() {
+                let mut f = LineFramer::new(max);
+                let mut got = Vec::new();
+                for c in input.chunks(chunk) {
+                    f.push(c);
+                    got.extend(drain(&mut f));
+                }
+                assert_eq!(
+                    got,
+                    vec![Err(FrameError::LineTooLong { max })],
+                    "{input:?} in chunks of {chunk}"
+                );
+            }
+        }
     }
 
     #[test]
