@@ -1,6 +1,7 @@
 //! One connection: its task ([`serve`]) joins the reader ([`read_loop`]) and the
 //! writer ([`crate::outbox::write_loop`]), catches panics, and cleans up.
 
+use std::future::Future;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
@@ -43,7 +44,7 @@ pub(crate) async fn serve(
         io.shut_down();
         result
     });
-    let reason = match AssertUnwindSafe(work).catch_unwind().await {
+    let reason = match guarded(work).await {
         Ok(((), Err(e))) => format!("write failed: {e}"),
         Ok(((), Ok(()))) => io
             .close_reason()
@@ -61,6 +62,21 @@ pub(crate) async fn serve(
     };
     log::info!("{id:?} closed: {reason}");
     drop(permit);
+}
+
+/// A panic caught by [`guarded`]; the panic hook has already printed it.
+#[derive(Debug)]
+pub(crate) struct Panicked;
+
+/// Runs `fut`, turning a panic inside it into `Err(Panicked)` so that it ends
+/// only the task it happened in. The server's state is behind an
+/// `async_lock::Mutex`, which does not poison: the caller logs the state
+/// machine's invariant check instead.
+pub(crate) async fn guarded<F: Future>(fut: F) -> Result<F::Output, Panicked> {
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|_| Panicked)
 }
 
 /// Reads lines until EOF, an error, or the server closing the connection,
@@ -157,6 +173,21 @@ mod tests {
         );
         assert!(matches!(&inputs[1], Input::Line(_, _)));
         assert!(!framer.has_line());
+    }
+
+    #[test]
+    fn a_panic_ends_only_its_own_task() {
+        let ex = smol::Executor::new();
+        let survivor = ex.spawn(async { 42 });
+        let doomed = ex.spawn(guarded(async {
+            Timer::after(Duration::from_millis(1)).await;
+            panic!("test panic in a connection task");
+        }));
+        let (doomed, survivor) = smol::block_on(ex.run(async { (doomed.await, survivor.await) }));
+        assert!(doomed.is_err());
+        assert_eq!(survivor, 42);
+        let ok = smol::block_on(guarded(async { 7 }));
+        assert_eq!(ok.ok(), Some(7));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatproto::server::Input;
-use futures_lite::{FutureExt, StreamExt};
+use futures_lite::StreamExt;
 use smol::{Executor, Timer};
 
 use crate::config::{Args, Config};
@@ -156,8 +156,10 @@ fn init_logging(level: Option<&str>) {
 async fn tick(shared: Arc<Shared>) {
     let mut ticks = Timer::interval(Duration::from_secs(1));
     while ticks.next().await.is_some() {
-        let once = std::panic::AssertUnwindSafe(shared.handle(vec![Input::Tick]));
-        if once.catch_unwind().await.is_err() {
+        if conn::guarded(shared.handle(vec![Input::Tick]))
+            .await
+            .is_err()
+        {
             log::error!("tick panicked; {}", shared.health().await);
         }
     }

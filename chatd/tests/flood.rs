@@ -36,12 +36,20 @@ fn a_flood_is_paced_not_dropped_and_others_go_first() {
         }
     }
     let elapsed = start.elapsed();
-    let want: Vec<String> = (1..70).map(|i| format!("MSG * flooder flood {i}")).collect();
+    let want: Vec<String> = (1..70)
+        .map(|i| format!("MSG * flooder flood {i}"))
+        .collect();
     assert_eq!(got[..69], want[..], "every line, in order");
     let other_at = other_at.expect("the other client's line arrived during the flood");
-    assert!(other_at < 60, "the other client waited for the flood ({other_at})");
+    assert!(
+        other_at < 60,
+        "the other client waited for the flood ({other_at})"
+    );
     // A lower bound only: a loaded machine makes it slower, never faster.
-    assert!(elapsed >= Duration::from_millis(2000), "not paced: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(2000),
+        "not paced: {elapsed:?}"
+    );
     // Pacing is not a punishment: the flooder is still connected.
     flooder.send("/ping ok");
     let (_, pong) = flooder.read_until(10, |l| l.starts_with("PONG "));

@@ -142,7 +142,10 @@ fn broadcasts_reach_their_scope_and_are_not_echoed() {
     ann.send("typed");
     match bob.event() {
         Event::Msg { scope, from, text } => {
-            assert_eq!((scope.as_str(), from.as_str(), text.as_str()), ("*", "ann", "typed"));
+            assert_eq!(
+                (scope.as_str(), from.as_str(), text.as_str()),
+                ("*", "ann", "typed")
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -62,7 +62,10 @@ fn a_second_signal_exits_at_once() {
     }
     chatd.signal("TERM");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(chatd.is_running(), "the first signal waits for queues to flush");
+    assert!(
+        chatd.is_running(),
+        "the first signal waits for queues to flush"
+    );
     let start = Instant::now();
     chatd.signal("TERM");
     let status = chatd

@@ -22,9 +22,7 @@ fn a_slow_consumer_is_cut_off_and_nobody_else_waits() {
     let mut kicked = false;
     // Bounded: 64 MB at most, far beyond any socket buffers plus the sendq.
     for _ in 0..1000 {
-        let batch: String = (0..64)
-            .map(|i| format!("{} {text}\n", sent + i))
-            .collect();
+        let batch: String = (0..64).map(|i| format!("{} {text}\n", sent + i)).collect();
         talker.send_raw(batch.as_bytes());
         // The watcher keeps up: every line arrives, in order, while `slow` stalls.
         for i in 0..64 {

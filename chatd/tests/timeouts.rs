@@ -23,7 +23,10 @@ fn unregistered_clients_are_closed_after_the_register_timeout() {
     slow.send("/help"); // talking is not registering
     let start = Instant::now();
     let lines = slow.until_closed();
-    assert_eq!(lines.last().map(String::as_str), Some("BYE register-timeout"));
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("BYE register-timeout")
+    );
     assert!(start.elapsed() >= Duration::from_millis(500));
     // Nobody saw it, since it never had a name.
     ann.send("/users");

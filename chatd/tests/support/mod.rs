@@ -201,7 +201,10 @@ impl Client {
     /// Asserts the next line starts with `prefix`; returns it.
     pub(crate) fn expect_prefix(&mut self, prefix: &str) -> String {
         let got = self.line();
-        assert!(got.starts_with(prefix), "expected {prefix:?}..., got {got:?}");
+        assert!(
+            got.starts_with(prefix),
+            "expected {prefix:?}..., got {got:?}"
+        );
         got
     }
 
