@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use async_channel::Receiver;
-use chatproto::{parse_line, Command, Event, GroupName, Name, Session, Text, DEFAULT_MAX_LINE};
+use chatproto::{
+    parse_line, Command, Event, GroupName, Name, Scope, Session, Text, DEFAULT_MAX_LINE,
+};
 use futures_lite::future;
 use smol::Timer;
 
@@ -15,9 +17,10 @@ use crate::render::{self, Line, Stamp};
 
 /// How long to wait for the server's `BYE` after `/quit` before closing anyway.
 const QUIT_WAIT: Duration = Duration::from_secs(3);
-/// How long to wait for the answer to a name before reading on regardless.
-const NAME_WAIT: Duration = Duration::from_secs(10);
-/// Lines typed while a name is being answered; past this they are refused.
+/// How long to wait for the answer to a name, `/join` or `/leave` before
+/// reading on regardless.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// Lines typed while an answer is awaited; past this they are refused.
 const MAX_PENDING: usize = 64;
 /// Reconnection back-off: first wait and ceiling.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -41,6 +44,34 @@ pub(crate) enum Exit {
     Lost,
 }
 
+/// A command whose answer changes what the next lines mean: a plain line is a
+/// name until `WELCOME`, and a message goes to the scope the server has
+/// confirmed, so the local copy must wait for that too.
+#[derive(Debug)]
+enum Answer {
+    /// `WELCOME` (or `ERR`) to a name.
+    Name,
+    /// Our own `JOIN <group>` (or `ERR`).
+    Join(GroupName),
+    /// Our own `PART <group>` (or `ERR`).
+    Leave,
+}
+
+#[derive(Debug)]
+struct Awaiting {
+    answer: Answer,
+    until: Instant,
+}
+
+impl Awaiting {
+    fn new(answer: Answer) -> Option<Self> {
+        Some(Self {
+            answer,
+            until: Instant::now() + ANSWER_WAIT,
+        })
+    }
+}
+
 /// What woke the loop.
 enum Wake {
     Input(std::io::Result<Input>),
@@ -54,11 +85,11 @@ struct App {
     console: Console,
     conn: Option<Connection>,
     session: Session,
-    /// A name was sent and its `WELCOME` or `ERR` has not come yet. Piped lines
+    /// A name, `/join` or `/leave` was sent and not answered yet. Piped lines
     /// wait for it, so that a script's second line is not taken as a name retry
-    /// (or a name as a message) before the server has answered.
-    awaiting_name: Option<Instant>,
-    /// Lines typed on the terminal while a name is being answered.
+    /// (or a name as a message), and is echoed in the right scope.
+    awaiting: Option<Awaiting>,
+    /// Lines typed on the terminal while an answer is awaited.
     pending: VecDeque<String>,
     /// `/quit` was sent; leave at `BYE`, at EOF, or at this deadline.
     quitting: Option<Instant>,
@@ -92,7 +123,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         console,
         conn: None,
         session: Session::new(),
-        awaiting_name: None,
+        awaiting: None,
         pending: VecDeque::new(),
         quitting: None,
         rejoin: None,
@@ -153,7 +184,7 @@ impl App {
                     // to register (PROTOCOL.md); a valid name is valid text.
                     let line = Text::lossy(name.as_str());
                     self.send(&Command::Say(line)).await;
-                    self.awaiting_name = Some(Instant::now() + NAME_WAIT);
+                    self.awaiting = Awaiting::new(Answer::Name);
                 }
             }
             Err(e) => {
@@ -212,8 +243,9 @@ impl App {
         // always is; typed lines are queued while a name is answered. Piped input
         // is left unread instead, which bounds what waits.
         let want_input =
-            self.console.is_terminal() || (self.awaiting_name.is_none() && self.quitting.is_none());
-        let deadline = [self.awaiting_name, self.quitting, self.reconnect_at]
+            self.console.is_terminal() || (self.awaiting.is_none() && self.quitting.is_none());
+        let awaiting = self.awaiting.as_ref().map(|a| a.until);
+        let deadline = [awaiting, self.quitting, self.reconnect_at]
             .into_iter()
             .flatten()
             .min();
@@ -254,11 +286,11 @@ impl App {
     async fn on_input(&mut self, input: Input) {
         match input {
             Input::Line(line) => {
-                if self.awaiting_name.is_some() {
+                if self.awaiting.is_some() {
                     if self.pending.len() < MAX_PENDING {
                         self.pending.push_back(line);
                     } else {
-                        self.error("still waiting for the server to answer the name; line dropped");
+                        self.error("still waiting for the server's answer; line dropped");
                     }
                 } else {
                     self.on_line(&line).await;
@@ -305,18 +337,22 @@ impl App {
             }
         }
         self.send(&cmd).await;
-        if registering && matches!(cmd, Command::Say(_) | Command::Nick(_)) {
-            self.awaiting_name = Some(Instant::now() + NAME_WAIT);
-        }
+        self.awaiting = match &cmd {
+            Command::Say(_) if registering => Awaiting::new(Answer::Name),
+            Command::Nick(_) => Awaiting::new(Answer::Name),
+            Command::Join(g) if !registering => Awaiting::new(Answer::Join(g.clone())),
+            Command::Leave if !registering => Awaiting::new(Answer::Leave),
+            _ => None,
+        };
         if let Some(echo) = render::own(&cmd, &self.session, now_stamp()) {
             self.print(&[echo]);
         }
     }
 
-    /// Lines typed while the name was being answered, in order, until one of
-    /// them is again a name attempt.
+    /// Lines typed while an answer was awaited, in order, until one of them
+    /// again awaits one.
     async fn flush_pending(&mut self) {
-        while self.awaiting_name.is_none() {
+        while self.awaiting.is_none() {
             let Some(line) = self.pending.pop_front() else {
                 return;
             };
@@ -365,23 +401,53 @@ impl App {
             Event::Welcome(name) => {
                 self.last_name = Some(name.clone());
                 self.backoff = BACKOFF_FIRST;
-                if self.awaiting_name.take().is_some() {
+                if matches!(
+                    self.awaiting.as_ref().map(|a| &a.answer),
+                    Some(Answer::Name)
+                ) {
+                    self.awaiting = None;
                     if let Some(group) = self.rejoin.take() {
-                        self.send(&Command::Join(group)).await;
+                        self.send(&Command::Join(group.clone())).await;
+                        self.awaiting = Awaiting::new(Answer::Join(group));
                     }
                 }
-                self.flush_pending().await;
             }
-            Event::Err { .. } if self.awaiting_name.is_some() => {
-                // The name was refused; the next line is the next try.
-                self.awaiting_name = None;
-                if self.rejoin.is_some() && self.console.is_terminal() {
-                    self.notice("type another name to register again");
+            Event::Join {
+                scope: Scope::Group(g),
+                name,
+            } if self.session.is_me(name) => {
+                if matches!(self.awaiting.as_ref().map(|a| &a.answer), Some(Answer::Join(want)) if want.same_as(g))
+                {
+                    self.awaiting = None;
                 }
-                self.flush_pending().await;
             }
-            _ => {}
+            Event::Part {
+                scope: Scope::Group(_),
+                name,
+                ..
+            } if self.session.is_me(name) => {
+                if matches!(
+                    self.awaiting.as_ref().map(|a| &a.answer),
+                    Some(Answer::Leave)
+                ) {
+                    self.awaiting = None;
+                }
+            }
+            Event::Err { .. } => {
+                // Refused: a name's next line is the next try.
+                if let Some(Awaiting {
+                    answer: Answer::Name,
+                    ..
+                }) = self.awaiting.take()
+                {
+                    if self.rejoin.is_some() && self.console.is_terminal() {
+                        self.notice("type another name to register again");
+                    }
+                }
+            }
+            _ => return,
         }
+        self.flush_pending().await;
     }
 
     /// The connection ended without our `/quit` being answered: leave, or
@@ -400,7 +466,7 @@ impl App {
             Some(e) => format!("connection to {addr} lost: {e}"),
             None => format!("connection to {addr} closed by the server"),
         };
-        self.awaiting_name = None;
+        self.awaiting = None;
         if self.opts.reconnect {
             self.rejoin = self.session.scope().group().cloned().or(self.rejoin.take());
             let wait = self.backoff;
@@ -420,9 +486,9 @@ impl App {
             self.exit = Some(Exit::Quit);
             return;
         }
-        if self.awaiting_name.is_some_and(|at| at <= now) {
-            self.awaiting_name = None;
-            self.error("no answer to the name from the server");
+        if self.awaiting.as_ref().is_some_and(|a| a.until <= now) {
+            self.awaiting = None;
+            self.error("no answer from the server in time; going on");
             self.flush_pending().await;
         }
         if self.reconnect_at.is_some_and(|at| at <= now) {

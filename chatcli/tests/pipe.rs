@@ -296,3 +296,32 @@ fn hostile_server_output_is_inert() {
         assert!(text.contains(shown), "{shown:?} missing from:\n{text}");
     }
 }
+
+#[test]
+fn a_script_is_echoed_in_the_scope_the_server_confirmed() {
+    let server = Server::start();
+    let mut bob = Peer::join(server.port, "bob");
+    bob.send("/join rust");
+    bob.expect("JOIN rust bob");
+    let mut cli = PipedClient::start(&["--port", &port_arg(&server)]);
+    // All at once, without waiting: each line that changes the meaning of the
+    // next is answered before the next is read. A bad line in between is
+    // reported and skipped.
+    let stdin = cli.stdin.as_mut().expect("open");
+    stdin
+        .write_all(b"ivy\n/join rust\nin rust\nbad \xff line\n/leave\nback in global\n/quit\n")
+        .expect("written");
+    let seen = cli.expect("-- disconnected, bye").join("\n");
+    for want in [
+        "-- you joined rust",
+        "[rust] ivy: in rust",
+        "!! input line is not valid UTF-8 (byte 4), discarded",
+        "-- you left rust",
+        "[Global] ivy: back in global",
+    ] {
+        assert!(seen.contains(want), "{want:?} missing from:\n{seen}");
+    }
+    assert_eq!(bob.expect("MSG "), "MSG rust ivy in rust");
+    assert_eq!(bob.expect("MSG "), "MSG * ivy back in global");
+    assert!(cli.wait().0.success());
+}
