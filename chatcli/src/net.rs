@@ -6,15 +6,21 @@
 
 use std::io;
 use std::net::Shutdown;
+use std::time::Duration;
 
 use chatproto::{parse_event, Command, Event, FrameError, LineFramer, ParseError};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
+use smol::Timer;
 
 /// The longest server line accepted. Far above the protocol's 4096 bytes
 /// because a `USERS` reply holds every name of the scope on one line: 4 MiB is
 /// room for over 100,000 users, yet bounds what a hostile server can make us hold.
 pub(crate) const MAX_SERVER_LINE: usize = 4 << 20;
+
+/// How long a connection attempt may take. The operating system's own limit is
+/// minutes, while keys are not read (nothing else runs during the attempt).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server did.
 #[derive(Debug)]
@@ -38,9 +44,18 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`, resolved if needed).
+    /// Connects to `addr` (`host:port`, resolved if needed), giving up after
+    /// [`CONNECT_TIMEOUT`].
     pub(crate) async fn open(addr: &str) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
+        let connect = TcpStream::connect(addr);
+        let timeout = async {
+            Timer::after(CONNECT_TIMEOUT).await;
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection timed out",
+            ))
+        };
+        let stream = future::or(connect, timeout).await?;
         // Chat lines are small and typed by people: send each at once.
         stream.set_nodelay(true)?;
         Ok(Self {

@@ -354,8 +354,11 @@ pub(crate) fn own(cmd: &Command, session: &Session, at: Stamp) -> Option<Line> {
 pub(crate) fn unparsed(raw: &str, err: &ParseError, at: Stamp) -> Line {
     stamped(at).push(
         Style::Error,
+        // The error quotes parts of the line (an unknown tag, say), so it is
+        // network text too.
         format!(
-            "?? unreadable line from the server ({err}): {}",
+            "?? unreadable line from the server ({}): {}",
+            sanitize(&err.to_string()),
             sanitize_clipped(raw, RAW_SHOWN_CHARS)
         ),
     )
@@ -558,6 +561,7 @@ mod tests {
             "MSG * bob \x1b[2J",
             "MSG * bob \u{9b}31m",
             "\x1b[1;1H\x1b[2JNOPE",
+            "\u{202e}NOPE x",
         ] {
             let err = parse_event(raw).unwrap_err();
             let line = unparsed(raw, &err, AT);
@@ -570,8 +574,11 @@ mod tests {
                     .replace("\x1b[0m", "");
                 assert!(!stripped.chars().any(|c| c.is_control()), "{painted:?}");
             }
+            assert!(!line.text().contains('\u{202e}'), "{line:?}");
             assert!(
-                line.text().contains("\\x1b") || line.text().contains("\\u{9b}"),
+                line.text().contains("\\x1b")
+                    || line.text().contains("\\u{9b}")
+                    || line.text().contains("\\u{202e}"),
                 "{line:?}"
             );
         }

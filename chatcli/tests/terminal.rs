@@ -76,10 +76,11 @@ impl Tmux {
 
     /// The visible screen; with `escapes`, SGR colour codes included.
     fn screen(&self, escapes: bool) -> String {
+        // -J joins wrapped lines, so long lines can be matched whole.
         let args: &[&str] = if escapes {
-            &["capture-pane", "-p", "-e", "-t", "t"]
+            &["capture-pane", "-p", "-J", "-e", "-t", "t"]
         } else {
-            &["capture-pane", "-p", "-t", "t"]
+            &["capture-pane", "-p", "-J", "-t", "t"]
         };
         String::from_utf8_lossy(&self.run(args).stdout).into_owned()
     }
@@ -257,4 +258,59 @@ fn name_flag_no_colour_help_history_and_ctrl_d() {
     tmux.keys(&["C-d"]);
     assert_eq!(bob.expect("PART * zed"), "PART * zed quit");
     assert_left_cleanly(&tmux);
+}
+
+/// On a real terminal, escapes from a hostile server are shown, not obeyed:
+/// the screen is not cleared, the title and clipboard are not touched.
+#[test]
+fn hostile_server_cannot_drive_the_terminal() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    if !Tmux::available() {
+        eprintln!("SKIPPED hostile_server_cannot_drive_the_terminal: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        s.write_all(b"HELLO evil 6.6.6 who are you\n").unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        s.write_all(b"WELCOME eve\nMSG * bob before the attack\n")
+            .unwrap();
+        s.write_all(b"INFO \x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\n")
+            .unwrap();
+        s.write_all("MSG * bob \u{9b}2J\n".as_bytes()).unwrap();
+        s.write_all("MSG * bob \u{202e}gnirts\n".as_bytes())
+            .unwrap();
+        s.write_all(b"INFO after the attack\n").unwrap();
+        line.clear();
+        // Hold the connection until the client leaves.
+        let _ = r.read_line(&mut line);
+        let _ = s.write_all(b"BYE quit\n");
+        line
+    });
+    let tmux = Tmux::start("hostile", &shell_for(&format!("--port {port} --name eve")));
+    let screen = tmux.wait_text("-- after the attack");
+    assert!(
+        screen.contains("[Global] bob: before the attack"),
+        "screen was cleared:\n{screen}"
+    );
+    assert!(
+        screen.contains("\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07"),
+        "{screen}"
+    );
+    assert!(screen.contains("): MSG * bob \\u{9b}2J"), "{screen}");
+    assert!(screen.contains("[Global] bob: \\u{202e}gnirts"), "{screen}");
+    let title = tmux.run(&["display-message", "-p", "-t", "t", "#{pane_title}"]);
+    assert!(
+        !String::from_utf8_lossy(&title.stdout).contains("pwned"),
+        "title was set"
+    );
+    tmux.keys(&["C-c"]);
+    assert_left_cleanly(&tmux);
+    assert_eq!(server.join().expect("fake server"), "/quit\n");
 }
