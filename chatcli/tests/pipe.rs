@@ -325,3 +325,19 @@ fn a_script_is_echoed_in_the_scope_the_server_confirmed() {
     assert_eq!(bob.expect("MSG "), "MSG * ivy back in global");
     assert!(cli.wait().0.success());
 }
+
+#[test]
+fn server_shutdown_is_shown_with_its_reason() {
+    let server = Server::start();
+    let mut cli = PipedClient::start(&["--port", &port_arg(&server), "--name", "jo"]);
+    cli.expect("you are jo");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    cli.expect("!! the server closed the connection: server-shutdown");
+    cli.expect("closed by the server");
+    let (status, _) = cli.wait();
+    assert_eq!(status.code(), Some(1), "{status}");
+}
