@@ -4,14 +4,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io;
+use std::io::{self, Read as _};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use chatproto::{parse_event, Command, Event, GroupName, LineFramer, Text};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use smol::net::TcpStream;
+use futures_lite::{future, AsyncWriteExt};
 use smol::{Async, Timer};
 
 use crate::runtime::{Counters, Ctx};
@@ -158,7 +157,10 @@ impl Behavior for Quiet {
 
 /// A registered connection.
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: Async<StdStream>,
+    /// The last read filled the buffer, so more may be waiting: read again
+    /// at once rather than wait for readiness first.
+    more: bool,
     framer: LineFramer,
     buf: Box<[u8]>,
     /// Queued output, written by [`Conn::flush`].
@@ -228,7 +230,7 @@ impl Conn {
         })
     }
 
-    async fn connect(addr: SocketAddr, rcvbuf: Option<usize>) -> io::Result<TcpStream> {
+    async fn connect(addr: SocketAddr, rcvbuf: Option<usize>) -> io::Result<Async<StdStream>> {
         let stream = match rcvbuf {
             None => Async::<StdStream>::connect(addr).await?,
             Some(size) => {
@@ -249,9 +251,8 @@ impl Conn {
                 stream
             }
         };
-        let stream = TcpStream::from(stream);
         // Small lines must not wait for Nagle.
-        stream.set_nodelay(true)?;
+        stream.get_ref().set_nodelay(true)?;
         Ok(stream)
     }
 
@@ -266,6 +267,7 @@ impl Conn {
         let now = Instant::now();
         let conn = Self {
             stream,
+            more: false,
             framer: LineFramer::new(MAX_LINE),
             buf: vec![0; READ_BUF].into_boxed_slice(),
             out: Vec::new(),
@@ -346,8 +348,23 @@ impl Conn {
     }
 
     /// Reads once into the framer; `None` at EOF, else when the bytes arrived.
+    ///
+    /// After a short read it waits for readiness before reading: the socket
+    /// was drained, so reading at once would only cost a failing `recv`.
+    /// Cancel-safe: dropped while waiting, nothing is lost.
     pub(crate) async fn read(&mut self) -> io::Result<Option<Instant>> {
-        let n = self.stream.read(&mut self.buf).await?;
+        if !self.more {
+            self.stream.readable().await?;
+        }
+        let n = loop {
+            match (&mut &*self.stream.get_ref()).read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.readable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        self.more = n == self.buf.len();
         if n == 0 {
             return Ok(None);
         }

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Runs issue 5's performance scenarios with chatload against floorsrv (the
+# floor) and chatd, one server at a time, each scenario on a fresh server:
+#   floor     floorsrv pinned to CPU 1
+#   chatd     chatd pinned to CPU 1 (so it runs one executor thread)
+#   chatd-mt  chatd unpinned with its default threads
+# The load tester is always pinned to CPU 0. Results: $OUT/<server>.<scenario>.json
+# and a summary table at the end (needs jq).
+#
+# Usage: testing/bench.sh [scenario...]   (default: all, in the order below)
+# Scenarios: ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader
+# Environment:
+#   SERVERS="floor chatd chatd-mt"  which servers to run
+#   DURATION=20        seconds of load per run (slowreader: SLOW_DURATION=60)
+#   OUT=target/bench   where results go
+#   FLOORSRV=../shared/floorsrv   floorsrv's cargo project
+#   PERF=1             record a cpu-clock profile of each chatd run ($OUT/*.perf.data)
+# Every step is bounded: chatload has --timeout, floorsrv --max-runtime, and
+# each server is killed after its scenario.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVERS=${SERVERS:-"floor chatd chatd-mt"}
+DURATION=${DURATION:-20}
+SLOW_DURATION=${SLOW_DURATION:-60}
+OUT=${OUT:-target/bench}
+FLOORSRV=${FLOORSRV:-../shared/floorsrv}
+PORT=${PORT:-18090}
+ALL="ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader"
+SCENARIOS=${*:-$ALL}
+mkdir -p "$OUT"
+
+cargo build --release -p chatd -p chatload
+if [[ " $SERVERS " == *" floor "* ]]; then
+    cargo build --release --manifest-path "$FLOORSRV/Cargo.toml" --target-dir target/floorsrv
+fi
+ulimit -n 20000 2>/dev/null || true
+
+SERVER_PID=
+PERF_PID=
+stop_server() {
+    if [[ -n "$PERF_PID" ]]; then
+        kill -INT "$PERF_PID" 2>/dev/null || true
+        wait "$PERF_PID" 2>/dev/null || true
+        PERF_PID=
+    fi
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+trap stop_server EXIT
+
+start_server() { # name
+    case "$1" in
+        floor) taskset -c 1 target/floorsrv/release/floorsrv --addr 127.0.0.1 --port "$PORT" --max-runtime 900 \
+                   >/dev/null 2>"$OUT/$1.stderr" & ;;
+        chatd) taskset -c 1 target/release/chatd --listen "127.0.0.1:$PORT" --log-level warn \
+                   >/dev/null 2>"$OUT/$1.stderr" & ;;
+        chatd-mt) target/release/chatd --listen "127.0.0.1:$PORT" --log-level warn \
+                   >/dev/null 2>"$OUT/$1.stderr" & ;;
+        *) echo "unknown server $1" >&2; exit 2 ;;
+    esac
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        if ss -Hltn "sport = :$PORT" | grep -q .; then
+            if [[ "${PERF:-0}" == 1 && "$1" == chatd* ]]; then
+                perf record -F 999 -e cpu-clock -g -p "$SERVER_PID" -o "$OUT/$1.$2.perf.data" \
+                    >/dev/null 2>&1 &
+                PERF_PID=$!
+            fi
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "$1 did not listen on $PORT" >&2
+    exit 1
+}
+
+args_for() { # scenario
+    local d=$DURATION
+    case "$1" in
+        ttfb200) echo "ttfb -n 200 -r 0.5 -d $d" ;;
+        ttfb5000) echo "ttfb -n 5000 -r 0.5 -d $d" ;;
+        sweep) echo "ttfb --sweep 2000:2000:10000 -r 0.5 -d $((d / 4 > 5 ? d / 4 : 5))" ;;
+        fanout100) echo "fanout -n 100 -s 10 -m 100 -d $d" ;;
+        fanout1000) echo "fanout -n 1000 -s 10 -m 20 -d $d" ;;
+        # 50 senders at 10 msg/s each stay under chatd's default flood pacing (20/s).
+        fanout1000x500) echo "fanout -n 1000 -s 50 -m 500 -d $d" ;;
+        idle10000) echo "idle -n 10000 --pid $SERVER_PID --hold 5" ;;
+        slowreader) echo "slowreader -n 100 -s 20 -m 200 --size 400 -k 1 -d $SLOW_DURATION" ;;
+        *) echo "unknown scenario $1" >&2; exit 2 ;;
+    esac
+}
+
+for scenario in $SCENARIOS; do
+    for server in $SERVERS; do
+        start_server "$server" "$scenario"
+        echo "== $server $scenario: chatload $(args_for "$scenario")" >&2
+        # shellcheck disable=SC2046 # the arguments are meant to split
+        taskset -c 0 target/release/chatload --addr "127.0.0.1:$PORT" --json --timeout 900 \
+            $(args_for "$scenario") >"$OUT/$server.$scenario.json" || echo "   (chatload failed)" >&2
+        stop_server
+        sleep 2 # let TIME_WAIT and the kernel settle between runs
+    done
+done
+
+command -v jq >/dev/null || { echo "results in $OUT (install jq for the summary)"; exit 0; }
+
+metric() { # scenario file
+    local f=$2
+    [[ -s "$f" ]] || { echo "-"; return; }
+    case "$1" in
+        ttfb200) jq -r '"p50 \(.ttfb.p50_ms) p99 \(.ttfb.p99_ms) ms"' "$f" ;;
+        ttfb5000) jq -r '"\(if .requests_sent > 0 then (100 * .responses / .requests_sent | floor) else 0 end)% answered, p99 \(.ttfb.p99_ms) ms, \(.connections_failed) failed"' "$f" ;;
+        sweep) jq -r '"peak \(.peak_stable_clients // "none"); last: \(.steps[-1].clients) clients p50 \(.steps[-1].ttfb.p50_ms) p99 \(.steps[-1].ttfb.p99_ms) ms \(.steps[-1].verdict)"' "$f" ;;
+        fanout*) jq -r '"lost \(.lost) dup \(.duplicated), \(.deliveries_per_s | floor)/s, p50 \(.latency.p50_ms) p99 \(.latency.p99_ms) max \(.latency.max_ms) ms"' "$f" ;;
+        idle10000) jq -r '"\(.bytes_per_connection | floor) B/conn (\(.connections_ok) ok)"' "$f" ;;
+        slowreader) jq -r '"holds \(.holds): lost \(.lost), cut \(.slow.cut_with_bye)/\(.slow.slow_clients) at \(.slow.parts_seen | map(.[1]) | tostring) s, probe \(.slow.probe_answered)/\(.slow.probe_sent), p99 \(.latency.p99_ms) ms"' "$f" ;;
+    esac
+}
+
+echo
+echo "| scenario | $(echo "$SERVERS" | sed 's/ / | /g') |"
+echo "|---|$(for _ in $SERVERS; do printf -- '---|'; done)"
+for scenario in $SCENARIOS; do
+    row="| $scenario |"
+    for server in $SERVERS; do
+        row="$row $(metric "$scenario" "$OUT/$server.$scenario.json") |"
+    done
+    echo "$row"
+done
