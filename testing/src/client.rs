@@ -357,7 +357,7 @@ impl Conn {
             self.stream.readable().await?;
         }
         let n = loop {
-            match (&mut &*self.stream.get_ref()).read(&mut self.buf) {
+            match self.stream.get_ref().read(&mut self.buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.readable().await?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
