@@ -285,6 +285,8 @@ impl App {
 
     async fn on_input(&mut self, input: Input) {
         match input {
+            // Leaving: what is typed now would follow the /quit.
+            Input::Line(_) if self.quitting.is_some() => {}
             Input::Line(line) => {
                 if self.awaiting.is_some() {
                     if self.pending.len() < MAX_PENDING {
