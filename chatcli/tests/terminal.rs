@@ -137,13 +137,15 @@ fn assert_left_cleanly(tmux: &Tmux) {
     );
 }
 
-/// The last non-empty line of a screen: where the prompt is.
+/// The last non-empty line of a screen, where the prompt is; without trailing
+/// blanks, which tmux may or may not report.
 fn bottom(screen: &str) -> &str {
     screen
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
+        .trim_end()
 }
 
 #[test]
