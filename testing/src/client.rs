@@ -155,6 +155,57 @@ impl Behavior for Quiet {
     fn line(&mut self, _: Incoming<'_>, _: Instant, _: &mut Vec<u8>) {}
 }
 
+/// When each line's first byte arrived, given when each read returned: a
+/// line's first byte came with the read that brought it, or, for a line that
+/// was partial before a read, with the read that brought its start.
+#[derive(Debug)]
+struct FirstByte {
+    /// When the partial line left in the framer began.
+    partial_since: Instant,
+    /// When the next line out of the framer began.
+    next_line: Instant,
+    /// When the last read returned.
+    last_read: Instant,
+    /// A line came out since the last read.
+    any: bool,
+}
+
+impl FirstByte {
+    fn new(now: Instant) -> Self {
+        Self {
+            partial_since: now,
+            next_line: now,
+            last_read: now,
+            any: false,
+        }
+    }
+
+    /// A read returned at `at`; `carried` if a partial line was buffered.
+    fn read(&mut self, at: Instant, carried: bool) {
+        self.next_line = if carried { self.partial_since } else { at };
+        self.last_read = at;
+        self.any = false;
+    }
+
+    /// A line came out of the framer: when its first byte arrived.
+    fn line(&mut self, at: Instant) -> Instant {
+        let first = self.next_line;
+        self.next_line = at;
+        self.any = true;
+        first
+    }
+
+    /// Every complete line came out; what is left began with the last read
+    /// if a line ended in it, else where it began before.
+    fn drained(&mut self) {
+        self.partial_since = if self.any {
+            self.last_read
+        } else {
+            self.next_line
+        };
+    }
+}
+
 /// A registered connection.
 pub(crate) struct Conn {
     stream: Async<StdStream>,
@@ -165,10 +216,7 @@ pub(crate) struct Conn {
     buf: Box<[u8]>,
     /// Queued output, written by [`Conn::flush`].
     out: Vec<u8>,
-    /// When the first byte of the partial line in the framer arrived.
-    partial_since: Instant,
-    /// When the first byte of the next line to come out of the framer arrived.
-    line_start: Instant,
+    clock: FirstByte,
     big_line: bool,
     /// The reason of the `BYE` the server sent, if it did.
     pub(crate) bye: Option<String>,
@@ -271,8 +319,7 @@ impl Conn {
             framer: LineFramer::new(MAX_LINE),
             buf: vec![0; READ_BUF].into_boxed_slice(),
             out: Vec::new(),
-            partial_since: now,
-            line_start: now,
+            clock: FirstByte::new(now),
             big_line: false,
             bye: None,
             name,
@@ -371,11 +418,7 @@ impl Conn {
         let at = Instant::now();
         // All complete lines were drained after the last read, so anything
         // still buffered is the start of a line that began earlier.
-        self.line_start = if self.framer.buffered() > 0 {
-            self.partial_since
-        } else {
-            at
-        };
+        self.clock.read(at, self.framer.buffered() > 0);
         self.framer.push(&self.buf[..n]);
         self.bytes_in += n as u64;
         Ok(Some(at))
@@ -388,8 +431,6 @@ impl Conn {
         at: Instant,
         mut f: impl FnMut(Incoming<'_>, Instant, &mut Vec<u8>),
     ) {
-        let mut first_byte = self.line_start;
-        let mut any = false;
         while let Some(line) = self.framer.next_line() {
             self.lines_in += 1;
             let incoming = match line {
@@ -409,11 +450,9 @@ impl Conn {
                 Incoming::Malformed => self.malformed += 1,
                 _ => {}
             }
-            f(incoming, first_byte, &mut self.out);
-            first_byte = at;
-            any = true;
+            f(incoming, self.clock.line(at), &mut self.out);
         }
-        self.partial_since = if any { at } else { self.line_start };
+        self.clock.drained();
         if self.big_line && self.framer.buffered() == 0 {
             self.framer.shrink();
             self.big_line = false;
@@ -552,6 +591,39 @@ mod tests {
                 reason: None
             }
         ));
+    }
+
+    #[test]
+    fn first_byte_of_lines_split_across_reads() {
+        let t0 = Instant::now();
+        let t = |ms| t0 + Duration::from_millis(ms);
+        let mut framer = LineFramer::new(64);
+        let mut clock = FirstByte::new(t0);
+        let mut got = Vec::new();
+        for (ms, chunk) in [
+            (1, &b"US"[..]),       // a line starts
+            (2, b"ERS a\nUSERS"),  // ends it (began at 1), starts another
+            (3, b" b"),            // no line ends
+            (4, b"\nUSERS c\nUS"), // ends one begun at 2, one whole, starts one
+            (5, b"ERS d\n"),       // ends the one begun at 4
+        ] {
+            clock.read(t(ms), framer.buffered() > 0);
+            framer.push(chunk);
+            while let Some(line) = framer.next_line() {
+                got.push((line.unwrap().to_owned(), clock.line(t(ms))));
+            }
+            clock.drained();
+        }
+        let want: Vec<(String, Instant)> = [
+            ("USERS a", 1),
+            ("USERS b", 2),
+            ("USERS c", 4),
+            ("USERS d", 4),
+        ]
+        .iter()
+        .map(|(l, ms)| ((*l).to_owned(), t(*ms)))
+        .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
