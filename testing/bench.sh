@@ -83,7 +83,7 @@ args_for() { # scenario
     case "$1" in
         ttfb200) echo "ttfb -n 200 -r 0.5 -d $d" ;;
         ttfb5000) echo "ttfb -n 5000 -r 0.5 -d $d" ;;
-        sweep) echo "ttfb --sweep 2000:2000:10000 -r 0.5 -d $((d / 4 > 5 ? d / 4 : 5))" ;;
+        sweep) echo "ttfb --sweep 2000:2000:10000 -r 0.5 -d $((d / 4 > 5 ? d / 4 : 5)) --step-pause 5" ;;
         fanout100) echo "fanout -n 100 -s 10 -m 100 -d $d" ;;
         fanout1000) echo "fanout -n 1000 -s 10 -m 20 -d $d" ;;
         # 50 senders at 10 msg/s each stay under chatd's default flood pacing (20/s).

@@ -288,6 +288,12 @@ impl Behavior for Member {
         let Some(s) = self.sender.as_mut() else {
             return;
         };
+        if now >= s.end {
+            // Woken late: sending time is over and the coordinator may
+            // already be counting deliveries.
+            s.next = s.end;
+            return;
+        }
         let lag = now.saturating_duration_since(s.next);
         self.run
             .max_lag_ns

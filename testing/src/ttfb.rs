@@ -256,6 +256,12 @@ impl Behavior for Requester {
     }
 
     fn send(&mut self, now: Instant, out: &mut Vec<u8>) {
+        if now >= self.end {
+            // Woken late: the run's sending time is over, and the coordinator
+            // may already be counting replies.
+            self.next = self.end;
+            return;
+        }
         if self.outstanding.len() >= MAX_OUTSTANDING {
             self.skipped += 1;
         } else {
@@ -420,6 +426,9 @@ async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> TtfbRun {
     run.start.fire();
     Timer::at(ctx.bound(start + plan.duration)).await;
     set_phase(&phase, "draining");
+    // Clients refuse to send past the end, but one on another thread may be
+    // finishing its last send right now.
+    Timer::after(Duration::from_millis(50)).await;
     let drain_end = ctx.bound(Instant::now() + plan.drain);
     while Instant::now() < drain_end
         && Counters::get(&counters.received) < Counters::get(&counters.sent)
@@ -590,5 +599,8 @@ mod tests {
         assert!(r.skipped >= 4, "{}", r.skipped);
         assert!(r.next_send().unwrap() > t0 + ms(750));
         assert_eq!(Counters::get(&counters.sent), 3);
+        // Woken after the end: sends nothing, and is done.
+        r.send(t0 + ms(1001), &mut out);
+        assert_eq!((r.sent, r.next_send()), (3, None));
     }
 }
