@@ -600,6 +600,9 @@ pub(crate) async fn run_plan(
     }
     let drain_s = drain_start.elapsed().as_secs_f64();
     run.stop.fire();
+    if slow_n > 0 {
+        set_phase(&phase, "final read");
+    }
 
     let sent: Vec<u64> = run.sent.iter().map(|s| s.load(Relaxed)).collect();
     let grace = ctx.deadline + Duration::from_secs(1);
