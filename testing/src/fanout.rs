@@ -255,13 +255,8 @@ struct Member {
     run: Arc<Run>,
     epoch: Instant,
     sender: Option<Sending>,
-    /// Per sender: the next sequence number expected, and how many distinct
-    /// messages arrived.
-    expected: Vec<u64>,
-    unique: Vec<u64>,
-    unique_total: u64,
+    seqs: Sequences,
     unique_flushed: u64,
-    duplicated: u64,
     foreign: u64,
     /// Watches for the slow clients being cut (one member does).
     watcher: bool,
@@ -326,18 +321,13 @@ impl Behavior for Member {
                     self.foreign += 1;
                     return;
                 };
-                let Some(expected) = self.expected.get_mut(sender) else {
-                    self.foreign += 1;
-                    return;
-                };
-                if seq >= *expected {
-                    *expected = seq + 1;
-                    self.unique[sender] += 1;
-                    self.unique_total += 1;
-                    let sent = self.epoch + Duration::from_nanos(stamp);
-                    self.batch.push(first_byte.saturating_duration_since(sent));
-                } else {
-                    self.duplicated += 1;
+                match self.seqs.accept(sender, seq) {
+                    Some(true) => {
+                        let sent = self.epoch + Duration::from_nanos(stamp);
+                        self.batch.push(first_byte.saturating_duration_since(sent));
+                    }
+                    Some(false) => {}
+                    None => self.foreign += 1,
                 }
             }
             Incoming::Msg { .. } => self.foreign += 1,
@@ -363,9 +353,49 @@ impl Behavior for Member {
         self.run.hist.flush(&mut self.batch);
         Counters::add(
             &self.run.counters.received,
-            self.unique_total - self.unique_flushed,
+            self.seqs.unique_total - self.unique_flushed,
         );
-        self.unique_flushed = self.unique_total;
+        self.unique_flushed = self.seqs.unique_total;
+    }
+}
+
+/// One receiver's view of each sender's sequence numbers.
+#[derive(Debug)]
+struct Sequences {
+    /// Per sender: the next sequence number expected.
+    expected: Vec<u64>,
+    /// Per sender: distinct messages received.
+    unique: Vec<u64>,
+    unique_total: u64,
+    /// Messages at or below one already seen (a duplicate, or a reordering,
+    /// which the protocol forbids within a scope as well).
+    duplicated: u64,
+}
+
+impl Sequences {
+    fn new(senders: usize) -> Self {
+        Self {
+            expected: vec![0; senders],
+            unique: vec![0; senders],
+            unique_total: 0,
+            duplicated: 0,
+        }
+    }
+
+    /// Notes message `seq` of `sender`: `Some(true)` if new, `Some(false)` if
+    /// a duplicate, `None` if there is no such sender. A gap is not an error
+    /// here: the missing messages count as lost at the end (sent - unique).
+    fn accept(&mut self, sender: usize, seq: u64) -> Option<bool> {
+        let expected = self.expected.get_mut(sender)?;
+        if seq >= *expected {
+            *expected = seq + 1;
+            self.unique[sender] += 1;
+            self.unique_total += 1;
+            Some(true)
+        } else {
+            self.duplicated += 1;
+            Some(false)
+        }
     }
 }
 
@@ -424,11 +454,8 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
         run: run.clone(),
         epoch: ctx.epoch,
         sender,
-        expected: vec![0; s],
-        unique: vec![0; s],
-        unique_total: 0,
+        seqs: Sequences::new(s),
         unique_flushed: 0,
-        duplicated: 0,
         foreign: 0,
         watcher: i == plan.clients - 1,
         batch: Batch::default(),
@@ -448,8 +475,8 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
             .error(format!("a reading client ended early: {why}"));
     }
     MemberOutcome {
-        unique: m.unique,
-        duplicated: m.duplicated,
+        unique: m.seqs.unique,
+        duplicated: m.seqs.duplicated,
         foreign: m.foreign,
         opened: true,
     }
@@ -712,6 +739,22 @@ mod tests {
         assert_eq!(parse_stamp("hello world"), None);
         assert_eq!(parse_stamp("1 2"), None);
         assert_eq!(parse_stamp("-1 2 3"), None);
+    }
+
+    #[test]
+    fn sequences_count_new_duplicated_and_gaps() {
+        let mut s = Sequences::new(2);
+        let got: Vec<Option<bool>> = [(0, 0), (0, 1), (1, 0), (0, 1), (0, 4), (0, 3), (2, 0)]
+            .iter()
+            .map(|&(sender, seq)| s.accept(sender, seq))
+            .collect();
+        let (new, dup) = (Some(true), Some(false));
+        assert_eq!(got, vec![new, new, new, dup, new, dup, None]);
+        // Sender 0 sent 5 (0..=4): 3 arrived, so 2 are lost; 2 duplicates.
+        assert_eq!(
+            (s.unique.clone(), s.unique_total, s.duplicated),
+            (vec![3, 1], 4, 2)
+        );
     }
 
     #[test]
