@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chatproto::server::{ConnId, Input};
 use chatproto::{parse_line, CloseReason, LineFramer, ParseError, Refusal, TokenBucket};
-use futures_lite::future::{self, FutureExt};
+use futures_lite::future::{self, CatchUnwind, FutureExt};
 use smol::{Async, Timer};
 
 use crate::listener::Permit;
@@ -36,15 +36,17 @@ pub(crate) async fn serve(
     let id = shared.next_id();
     log::info!("{id:?} connected from {peer}");
     let io = Arc::new(ConnIo::new(id, stream));
-    let (outbox, rx) = Outbox::new(io.clone(), shared.config.sendq);
-    shared.connect(outbox).await;
-    let work = future::zip(read_loop(&shared, &io), async {
-        let result = write_loop(&io, rx).await;
+    shared.connect(Outbox::new(io.clone())).await;
+    // Built inside the call: a future bound to a local first would be stored
+    // twice in this task (once moved-from), doubling an idle connection's cost.
+    let outcome = guarded(future::zip(read_loop(&shared, &io), async {
+        let result = write_loop(&io).await;
         // Flushed (or failed): end the socket, which also wakes the reader.
         io.shut_down();
         result
-    });
-    let reason = match guarded(work).await {
+    }))
+    .await;
+    let reason = match outcome {
         Ok(((), Err(e))) => format!("write failed: {e}"),
         Ok(((), Ok(()))) => io
             .close_reason()
@@ -64,19 +66,13 @@ pub(crate) async fn serve(
     drop(permit);
 }
 
-/// A panic caught by [`guarded`]; the panic hook has already printed it.
-#[derive(Debug)]
-pub(crate) struct Panicked;
-
-/// Runs `fut`, turning a panic inside it into `Err(Panicked)` so that it ends
-/// only the task it happened in. The server's state is behind an
-/// `async_lock::Mutex`, which does not poison: the caller logs the state
-/// machine's invariant check instead.
-pub(crate) async fn guarded<F: Future>(fut: F) -> Result<F::Output, Panicked> {
-    AssertUnwindSafe(fut)
-        .catch_unwind()
-        .await
-        .map_err(|_| Panicked)
+/// Runs `fut`, turning a panic inside it into `Err` (the panic hook has
+/// already printed it) so that it ends only the task it happened in. The
+/// server's state is behind an `async_lock::Mutex`, which does not poison: the
+/// caller logs the state machine's invariant check instead. A plain function,
+/// not an `async fn`, so `fut` is stored once, not twice.
+pub(crate) fn guarded<F: Future>(fut: F) -> CatchUnwind<AssertUnwindSafe<F>> {
+    AssertUnwindSafe(fut).catch_unwind()
 }
 
 /// Reads lines until EOF, an error, or the server closing the connection,

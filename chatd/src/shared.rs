@@ -34,6 +34,8 @@ struct Hub {
     server: Server,
     outboxes: HashMap<ConnId, Outbox>,
     shutting_down: bool,
+    /// Bytes one connection may have queued (`--sendq`).
+    sendq: usize,
     /// Runs the tasks that reap connections too slow to close.
     ex: Arc<Executor<'static>>,
 }
@@ -41,12 +43,14 @@ struct Hub {
 impl Shared {
     pub(crate) fn new(config: Config, ex: Arc<Executor<'static>>) -> Self {
         let server = Server::new(config.server.clone());
+        let sendq = config.sendq;
         Self {
             config,
             hub: Mutex::new(Hub {
                 server,
                 outboxes: HashMap::new(),
                 shutting_down: false,
+                sendq,
                 ex,
             }),
             next_id: AtomicU64::new(1),
@@ -64,7 +68,8 @@ impl Shared {
         let mut hub = self.hub.lock().await;
         let id = outbox.io().id;
         if hub.shutting_down {
-            let _ = outbox.push(&Event::Bye(CloseReason::ServerShutdown).to_bytes().into());
+            let bye = Event::Bye(CloseReason::ServerShutdown).to_bytes();
+            let _ = outbox.push(&bye.into(), usize::MAX);
             hub.spawn(outbox.close(CloseReason::ServerShutdown));
             return;
         }
@@ -173,7 +178,7 @@ impl Hub {
                     };
                     if Some(to) == kicked {
                         outbox.set_last_words(&bytes);
-                    } else if outbox.push(&bytes).is_err() {
+                    } else if outbox.push(&bytes, self.sendq).is_err() {
                         kicks.push(to);
                     }
                 }

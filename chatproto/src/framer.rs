@@ -175,6 +175,8 @@ impl LineFramer {
         if self.ready.is_empty() && self.partial_start == self.buf.len() {
             self.buf = Vec::new();
             self.partial_start = 0;
+            // The queue of ready lines keeps its capacity too once used.
+            self.ready = VecDeque::new();
         }
     }
 }
@@ -312,6 +314,7 @@ mod tests {
         f.push(b"");
         f.shrink();
         assert_eq!(f.buffered(), 0);
+        assert_eq!((f.buf.capacity(), f.ready.capacity()), (0, 0), "nothing kept");
         f.push(b"again\n");
         assert_eq!(drain(&mut f), vec![Ok("again".into())]);
     }
