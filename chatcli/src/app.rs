@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_channel::Receiver;
 use chatproto::{
-    parse_line, Command, Event, GroupName, Name, Scope, Session, Text, DEFAULT_MAX_LINE,
+    parse_line, Command, Event, GroupName, Name, Session, Text, Token, DEFAULT_MAX_LINE,
 };
 use futures_lite::future;
 use smol::Timer;
@@ -44,32 +44,21 @@ pub(crate) enum Exit {
     Lost,
 }
 
-/// A command whose answer changes what the next lines mean: a plain line is a
-/// name until `WELCOME`, and a message goes to the scope the server has
-/// confirmed, so the local copy must wait for that too.
-#[derive(Debug)]
-enum Answer {
-    /// `WELCOME` (or `ERR`) to a name.
-    Name,
-    /// Our own `JOIN <group>` (or `ERR`).
-    Join(GroupName),
-    /// Our own `PART <group>` (or `ERR`).
-    Leave,
-}
-
+/// A line whose answer changes what the next lines mean was sent (a name,
+/// `/nick`, `/join`, `/leave`: a plain line is a name until `WELCOME`, and the
+/// local copy of a message must show the scope the server confirmed), followed
+/// by `/ping <token>`. The protocol ties no `ERR` to the line that caused it,
+/// so an `ERR` cannot tell whether it answers this line or an earlier one (a
+/// `/msg` to nobody, say). But the server answers a connection's lines in
+/// order: once `PONG <token>` is back, every answer to the lines before it has
+/// arrived, and the session shows whether the name or group was taken.
 #[derive(Debug)]
 struct Awaiting {
-    answer: Answer,
+    token: Token,
     until: Instant,
-}
-
-impl Awaiting {
-    fn new(answer: Answer) -> Option<Self> {
-        Some(Self {
-            answer,
-            until: Instant::now() + ANSWER_WAIT,
-        })
-    }
+    /// The name was sent by the client itself (`--name`, or after a reconnection),
+    /// so if it is refused the person must be told to type one.
+    automatic: bool,
 }
 
 /// What woke the loop.
@@ -85,10 +74,12 @@ struct App {
     console: Console,
     conn: Option<Connection>,
     session: Session,
-    /// A name, `/join` or `/leave` was sent and not answered yet. Piped lines
-    /// wait for it, so that a script's second line is not taken as a name retry
-    /// (or a name as a message), and is echoed in the right scope.
+    /// A name, `/nick`, `/join` or `/leave` was sent and not answered yet.
+    /// Piped lines wait for it, so that a script's second line is not taken as a
+    /// name retry (or a name as a message), and is echoed in the right scope.
     awaiting: Option<Awaiting>,
+    /// How many answers were awaited so far: makes each `/ping` token unique.
+    answers_awaited: u64,
     /// Lines typed on the terminal while an answer is awaited.
     pending: VecDeque<String>,
     /// `/quit` was sent; leave at `BYE`, at EOF, or at this deadline.
@@ -124,6 +115,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         conn: None,
         session: Session::new(),
         awaiting: None,
+        answers_awaited: 0,
         pending: VecDeque::new(),
         quitting: None,
         rejoin: None,
@@ -184,7 +176,7 @@ impl App {
                     // to register (PROTOCOL.md); a valid name is valid text.
                     let line = Text::lossy(name.as_str());
                     self.send(&Command::Say(line)).await;
-                    self.awaiting = Awaiting::new(Answer::Name);
+                    self.await_answer(true).await;
                 }
             }
             Err(e) => {
@@ -213,6 +205,40 @@ impl App {
         if let Err(e) = conn.send(cmd).await {
             self.connection_lost(Some(e));
         }
+    }
+
+    /// Sends the `/ping` that marks the end of the answer to the line just
+    /// sent, and holds further lines until its `PONG` (see [`Awaiting`]).
+    async fn await_answer(&mut self, automatic: bool) {
+        if self.conn.is_none() {
+            // The line's write failed: no answer will come.
+            return;
+        }
+        self.answers_awaited += 1;
+        let token = format!("chatcli-{}", self.answers_awaited);
+        // "chatcli-" and the digits of a u64 are visible ASCII, well under 64 bytes.
+        let token = Token::try_from(token.as_str()).expect("a valid token");
+        // Set first: a failed send clears it along with the connection.
+        self.awaiting = Some(Awaiting {
+            token: token.clone(),
+            until: Instant::now() + ANSWER_WAIT,
+            automatic,
+        });
+        self.send(&Command::Ping(Some(token))).await;
+    }
+
+    /// The server answered everything up to the awaited line: re-join the group
+    /// after a reconnection, then go on with the lines that waited.
+    async fn answered(&mut self, awaited: Awaiting) {
+        if self.session.is_registered() {
+            if let Some(group) = self.rejoin.take() {
+                self.send(&Command::Join(group)).await;
+                return self.await_answer(false).await;
+            }
+        } else if awaited.automatic && self.console.is_terminal() {
+            self.notice("type another name to register");
+        }
+        self.flush_pending().await;
     }
 
     async fn main_loop(&mut self, signals: &Receiver<()>) -> Exit {
@@ -338,14 +364,20 @@ impl App {
                 }
             }
         }
-        self.send(&cmd).await;
-        self.awaiting = match &cmd {
-            Command::Say(_) if registering => Awaiting::new(Answer::Name),
-            Command::Nick(_) => Awaiting::new(Answer::Name),
-            Command::Join(g) if !registering => Awaiting::new(Answer::Join(g.clone())),
-            Command::Leave if !registering => Awaiting::new(Answer::Leave),
-            _ => None,
+        let changes_meaning = match &cmd {
+            Command::Say(_) => registering,
+            Command::Nick(_) => true,
+            Command::Join(_) | Command::Leave => !registering,
+            _ => false,
         };
+        self.send(&cmd).await;
+        if self.conn.is_none() {
+            // The write failed and said so: no local copy of a line not sent.
+            return;
+        }
+        if changes_meaning {
+            self.await_answer(false).await;
+        }
         if let Some(echo) = render::own(&cmd, &self.session, now_stamp()) {
             self.print(&[echo]);
         }
@@ -381,6 +413,15 @@ impl App {
     async fn on_net(&mut self, ev: NetEvent) {
         let at = now_stamp();
         match ev {
+            NetEvent::Event(Event::Pong(token))
+                if self.awaiting.as_ref().is_some_and(|a| a.token == token) =>
+            {
+                // Our own marker, not worth a line; a late one (after
+                // ANSWER_WAIT) is shown like any other PONG.
+                if let Some(awaited) = self.awaiting.take() {
+                    self.answered(awaited).await;
+                }
+            }
             NetEvent::Event(event) => {
                 // Render first: "you" must still mean the old name on a rename.
                 if let Some(line) = render::event(&event, &self.session, at) {
@@ -389,7 +430,7 @@ impl App {
                 if let Some(reply) = self.session.handle(&event) {
                     self.send(&reply).await;
                 }
-                self.after_event(&event).await;
+                self.after_event(&event);
             }
             NetEvent::Unparsed { raw, err } => self.print(&[render::unparsed(&raw, &err, at)]),
             NetEvent::Unframed(err) => self.print(&[render::frame_error(&err, at)]),
@@ -398,58 +439,12 @@ impl App {
     }
 
     /// State changes that follow an event, beyond the session's own.
-    async fn after_event(&mut self, event: &Event) {
-        match event {
-            Event::Welcome(name) => {
-                self.last_name = Some(name.clone());
-                self.backoff = BACKOFF_FIRST;
-                if matches!(
-                    self.awaiting.as_ref().map(|a| &a.answer),
-                    Some(Answer::Name)
-                ) {
-                    self.awaiting = None;
-                    if let Some(group) = self.rejoin.take() {
-                        self.send(&Command::Join(group.clone())).await;
-                        self.awaiting = Awaiting::new(Answer::Join(group));
-                    }
-                }
-            }
-            Event::Join {
-                scope: Scope::Group(g),
-                name,
-            } if self.session.is_me(name) => {
-                if matches!(self.awaiting.as_ref().map(|a| &a.answer), Some(Answer::Join(want)) if want.same_as(g))
-                {
-                    self.awaiting = None;
-                }
-            }
-            Event::Part {
-                scope: Scope::Group(_),
-                name,
-                ..
-            } if self.session.is_me(name) => {
-                if matches!(
-                    self.awaiting.as_ref().map(|a| &a.answer),
-                    Some(Answer::Leave)
-                ) {
-                    self.awaiting = None;
-                }
-            }
-            Event::Err { .. } => {
-                // Refused: a name's next line is the next try.
-                if let Some(Awaiting {
-                    answer: Answer::Name,
-                    ..
-                }) = self.awaiting.take()
-                {
-                    if self.rejoin.is_some() && self.console.is_terminal() {
-                        self.notice("type another name to register again");
-                    }
-                }
-            }
-            _ => return,
+    fn after_event(&mut self, event: &Event) {
+        if let Event::Welcome(name) = event {
+            // Registered (or renamed): the name to use after a reconnection.
+            self.last_name = Some(name.clone());
+            self.backoff = BACKOFF_FIRST;
         }
-        self.flush_pending().await;
     }
 
     /// The connection ended without our `/quit` being answered: leave, or

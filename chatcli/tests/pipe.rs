@@ -241,19 +241,13 @@ fn reconnects_and_rejoins_the_group() {
 /// nothing that drives the terminal, and answers PING.
 #[test]
 fn hostile_server_output_is_inert() {
-    use std::io::{BufRead, BufReader};
+    use std::io::BufRead;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
+        let (mut s, mut r) = support::accept_registration(&listener, "eve");
         let mut line = String::new();
-        s.write_all(b"HELLO evil 6.6.6 who are you\n").unwrap();
-        r.read_line(&mut line).unwrap();
-        assert_eq!(line, "eve\n");
         let mut evil: Vec<u8> = Vec::new();
-        evil.extend_from_slice(b"WELCOME eve\n");
         evil.extend_from_slice(b"INFO \x1b]52;c;ZXZpbA==\x07\n");
         evil.extend_from_slice(b"MSG * bob \x1b[2Jcleared\n");
         evil.extend_from_slice("MSG * bob \u{9b}31mred\n".as_bytes());
@@ -323,6 +317,34 @@ fn a_script_is_echoed_in_the_scope_the_server_confirmed() {
     }
     assert_eq!(bob.expect("MSG "), "MSG rust ivy in rust");
     assert_eq!(bob.expect("MSG "), "MSG * ivy back in global");
+    assert!(cli.wait().0.success());
+}
+
+/// The protocol ties no `ERR` to its line: the refusal of a `/msg` sent just
+/// before a `/join` must not be taken for the join's answer, or the next line
+/// is echoed as global while the server puts it in the group.
+#[test]
+fn an_earlier_lines_error_does_not_answer_a_join() {
+    let server = Server::start();
+    let mut bob = Peer::join(server.port, "bob");
+    bob.send("/join rust");
+    bob.expect("JOIN rust bob");
+    let mut cli = PipedClient::start(&["--port", &port_arg(&server)]);
+    let stdin = cli.stdin.as_mut().expect("open");
+    stdin
+        .write_all(b"kim\n/msg nobody x\n/join rust\nhi\n/quit\n")
+        .expect("written");
+    let seen = cli.expect("-- disconnected, bye").join("\n");
+    let (refused, joined, echoed) = (
+        seen.find("!! no user is named nobody"),
+        seen.find("-- you joined rust"),
+        seen.find("[rust] kim: hi"),
+    );
+    assert!(
+        refused.is_some() && joined.is_some() && joined < echoed,
+        "not refused, joined, then echoed in the group:\n{seen}"
+    );
+    assert_eq!(bob.expect("MSG "), "MSG rust kim hi");
     assert!(cli.wait().0.success());
 }
 

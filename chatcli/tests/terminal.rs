@@ -266,7 +266,7 @@ fn name_flag_no_colour_help_history_and_ctrl_d() {
 /// the screen is not cleared, the title and clipboard are not touched.
 #[test]
 fn hostile_server_cannot_drive_the_terminal() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, Write};
     use std::net::TcpListener;
     if !Tmux::available() {
         eprintln!("SKIPPED hostile_server_cannot_drive_the_terminal: tmux is not installed (apt-get install tmux)");
@@ -275,21 +275,15 @@ fn hostile_server_cannot_drive_the_terminal() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        s.write_all(b"HELLO evil 6.6.6 who are you\n").unwrap();
+        let (mut s, mut r) = support::accept_registration(&listener, "eve");
         let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        s.write_all(b"WELCOME eve\nMSG * bob before the attack\n")
-            .unwrap();
+        s.write_all(b"MSG * bob before the attack\n").unwrap();
         s.write_all(b"INFO \x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\n")
             .unwrap();
         s.write_all("MSG * bob \u{9b}2J\n".as_bytes()).unwrap();
         s.write_all("MSG * bob \u{202e}gnirts\n".as_bytes())
             .unwrap();
         s.write_all(b"INFO after the attack\n").unwrap();
-        line.clear();
         // Hold the connection until the client leaves.
         let _ = r.read_line(&mut line);
         let _ = s.write_all(b"BYE quit\n");

@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -159,6 +159,34 @@ pub(crate) fn read_until(
             }
         }
     }
+}
+
+/// A fake server's side of registration: accepts one client on `listener`,
+/// greets it, checks that it sends `name` and then the `/ping <token>` with
+/// which chatcli marks the end of the answer, and accepts the name (`WELCOME`,
+/// then `PONG <token>`). Returns the socket and a reader of what the client
+/// sends next; reads time out after [`WAIT`].
+pub(crate) fn accept_registration(
+    listener: &TcpListener,
+    name: &str,
+) -> (TcpStream, BufReader<TcpStream>) {
+    let (mut s, _) = listener.accept().expect("the client connects");
+    s.set_read_timeout(Some(WAIT)).expect("timeout set");
+    let mut r = BufReader::new(s.try_clone().expect("socket clones"));
+    s.write_all(b"HELLO fake 0.0.0 who are you\n")
+        .expect("greeting");
+    let mut line = String::new();
+    r.read_line(&mut line).expect("a name");
+    assert_eq!(line, format!("{name}\n"));
+    line.clear();
+    r.read_line(&mut line).expect("a ping");
+    let token = line
+        .strip_prefix("/ping ")
+        .unwrap_or_else(|| panic!("{line:?} instead of /ping after the name"))
+        .trim_end();
+    s.write_all(format!("WELCOME {name}\nPONG {token}\n").as_bytes())
+        .expect("welcome");
+    (s, r)
 }
 
 /// A raw protocol client, as `nc` would be.
