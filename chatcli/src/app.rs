@@ -8,7 +8,7 @@ use async_channel::Receiver;
 use chatproto::{
     parse_line, Command, Event, GroupName, Name, Session, Text, Token, DEFAULT_MAX_LINE,
 };
-use futures_lite::future;
+use futures_lite::future::{self, BoxedLocal};
 use smol::Timer;
 
 use crate::input::{Console, Input};
@@ -64,6 +64,7 @@ struct Awaiting {
 /// What woke the loop.
 enum Wake {
     Input(std::io::Result<Input>),
+    Connected(std::io::Result<Connection>),
     Net(NetEvent),
     Signal,
     Timer,
@@ -73,6 +74,13 @@ struct App {
     opts: Options,
     console: Console,
     conn: Option<Connection>,
+    /// A connection attempt under way. It is raced in [`App::wait`] like the
+    /// rest rather than awaited alone, so that keys and signals still work
+    /// while a server that drops packets keeps the client waiting (up to the
+    /// connect timeout).
+    connecting: Option<BoxedLocal<std::io::Result<Connection>>>,
+    /// A connection was made before: the next one is a reconnection.
+    was_connected: bool,
     session: Session,
     /// A name, `/nick`, `/join` or `/leave` was sent and not answered yet.
     /// Piped lines wait for it, so that a script's second line is not taken as a
@@ -113,6 +121,8 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         opts,
         console,
         conn: None,
+        connecting: None,
+        was_connected: false,
         session: Session::new(),
         awaiting: None,
         answers_awaited: 0,
@@ -123,7 +133,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         backoff: BACKOFF_FIRST,
         exit: None,
     };
-    app.connect().await;
+    app.start_connect();
     let exit = app.main_loop(&signals).await;
     if let Some(conn) = app.conn.take() {
         conn.close();
@@ -152,7 +162,9 @@ impl App {
     }
 
     fn prompt(&self) -> String {
-        if self.conn.is_none() {
+        if self.connecting.is_some() {
+            "[connecting]> ".to_owned()
+        } else if self.conn.is_none() {
             "[offline]> ".to_owned()
         } else if !self.session.is_registered() {
             "name> ".to_owned()
@@ -164,13 +176,23 @@ impl App {
         }
     }
 
-    /// Connects (or reconnects) and registers the known name, if any.
-    async fn connect(&mut self) {
-        match Connection::open(&self.opts.addr).await {
+    /// Starts a connection attempt; [`connected`](Self::connected) takes its result.
+    fn start_connect(&mut self) {
+        let addr = self.opts.addr.clone();
+        self.connecting = Some(Box::pin(async move { Connection::open(&addr).await }));
+    }
+
+    /// A connection attempt ended: register the known name, if any, or give
+    /// up, or plan the next attempt.
+    async fn connected(&mut self, result: std::io::Result<Connection>) {
+        match result {
             Ok(conn) => {
+                if self.was_connected {
+                    self.notice("reconnected");
+                }
+                self.was_connected = true;
                 self.conn = Some(conn);
                 self.session = Session::new();
-                self.reconnect_at = None;
                 if let Some(name) = &self.last_name {
                     // The plain first line is the most widely understood way
                     // to register (PROTOCOL.md); a valid name is valid text.
@@ -195,6 +217,9 @@ impl App {
                 }
             }
         }
+        // Lines typed during the attempt: sent now (unless they wait for the
+        // name's answer), or each told it was not sent.
+        self.flush_pending().await;
     }
 
     /// Sends `cmd`; a failed write ends the connection like a read error would.
@@ -255,6 +280,11 @@ impl App {
                     self.error(&format!("cannot read input: {e}"));
                     self.quit(None).await;
                 }
+                Wake::Connected(result) => {
+                    // Done: a finished future must not be polled again.
+                    self.connecting = None;
+                    self.connected(result).await;
+                }
                 Wake::Net(ev) => self.on_net(ev).await,
                 Wake::Signal => self.quit(None).await,
                 Wake::Timer => self.on_timer().await,
@@ -268,14 +298,19 @@ impl App {
         // On a terminal the editor must be polled to show output and keys, so it
         // always is; typed lines are queued while a name is answered. Piped input
         // is left unread instead, which bounds what waits.
-        let want_input =
-            self.console.is_terminal() || (self.awaiting.is_none() && self.quitting.is_none());
+        let want_input = self.console.is_terminal()
+            || (self.awaiting.is_none() && self.quitting.is_none() && self.connecting.is_none());
         let awaiting = self.awaiting.as_ref().map(|a| a.until);
         let deadline = [awaiting, self.quitting, self.reconnect_at]
             .into_iter()
             .flatten()
             .min();
-        let Self { console, conn, .. } = self;
+        let Self {
+            console,
+            conn,
+            connecting,
+            ..
+        } = self;
         let input = async {
             if want_input {
                 Wake::Input(console.next().await)
@@ -283,10 +318,12 @@ impl App {
                 future::pending().await
             }
         };
+        // Cancel-safe: the attempt lives in `self.connecting`, only borrowed here.
         let net = async {
-            match conn {
-                Some(c) => Wake::Net(c.next().await),
-                None => future::pending().await,
+            match (conn, connecting) {
+                (Some(c), _) => Wake::Net(c.next().await),
+                (None, Some(attempt)) => Wake::Connected(attempt.await),
+                (None, None) => future::pending().await,
             }
         };
         let signal = async {
@@ -314,7 +351,7 @@ impl App {
             // Leaving: what is typed now would follow the /quit.
             Input::Line(_) if self.quitting.is_some() => {}
             Input::Line(line) => {
-                if self.awaiting.is_some() {
+                if self.awaiting.is_some() || self.connecting.is_some() {
                     if self.pending.len() < MAX_PENDING {
                         self.pending.push_back(line);
                     } else {
@@ -490,11 +527,7 @@ impl App {
         }
         if self.reconnect_at.is_some_and(|at| at <= now) {
             self.reconnect_at = None;
-            self.notice("reconnecting…");
-            self.connect().await;
-            if self.conn.is_some() {
-                self.notice("reconnected");
-            }
+            self.start_connect();
         }
     }
 }

@@ -310,3 +310,37 @@ fn hostile_server_cannot_drive_the_terminal() {
     assert_left_cleanly(&tmux);
     assert_eq!(server.join().expect("fake server"), "/quit\n");
 }
+
+/// A server that never completes the connection (its accept queue is full, so
+/// the kernel drops the attempt, as a firewall would): the prompt says the
+/// client is connecting, and Ctrl+C leaves at once with status 0 instead of
+/// being ignored until the connect timeout ends the client with status 1.
+#[test]
+fn ctrl_c_while_the_connection_hangs() {
+    use socket2::{Domain, Socket, Type};
+    use std::net::{SocketAddr, TcpStream};
+    if !Tmux::available() {
+        eprintln!("SKIPPED ctrl_c_while_the_connection_hangs: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&addr.into()).unwrap();
+    listener.listen(0).unwrap();
+    let port = listener
+        .local_addr()
+        .unwrap()
+        .as_socket()
+        .expect("an IP address")
+        .port();
+    // A backlog of 0 still takes one connection; never accepted, it fills the queue.
+    let _filler = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let tmux = Tmux::start("hang", &shell_for(&format!("--port {port} --name hal")));
+    tmux.wait_for("the connecting prompt", |s| {
+        bottom(s).starts_with("[connecting]>")
+    });
+    tmux.keys(&["C-c"]);
+    assert_left_cleanly(&tmux);
+    let screen = tmux.screen(false);
+    assert!(!screen.contains("cannot connect"), "{screen}");
+}
