@@ -122,7 +122,11 @@ impl Console {
                 if let Err(e) = out.write_all(text.as_bytes()) {
                     if e.kind() == io::ErrorKind::WouldBlock {
                         // The editor's queue is full (nobody awaited `next` for a
-                        // long while): print what waits, then queue again.
+                        // long while): print what waits, then queue again. The
+                        // refused text stays in this writer's own buffer and would
+                        // go out twice (now and with the next line), so it is
+                        // dropped with the writer: a clone shares the queue only.
+                        *out = out.clone();
                         let _ = editor.flush();
                         let _ = out.write_all(text.as_bytes());
                     }

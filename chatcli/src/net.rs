@@ -19,7 +19,7 @@ use smol::Timer;
 pub(crate) const MAX_SERVER_LINE: usize = 4 << 20;
 
 /// How long a connection attempt may take. The operating system's own limit is
-/// minutes, while keys are not read (nothing else runs during the attempt).
+/// minutes, too long to look at a `[connecting]>` prompt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server did.
@@ -86,16 +86,18 @@ impl Connection {
             if self.closed {
                 return NetEvent::Closed(None);
             }
+            // Every line is handed out: free what a long line (a big USERS
+            // reply, up to 4 MiB) made the buffer grow to, unless a partial
+            // line is held. Right after `push` the lines just framed still
+            // hold the buffer, so it would never shrink there.
+            self.framer.shrink();
             match self.stream.read(&mut self.buf).await {
                 Ok(0) => {
                     self.closed = true;
                     // A last line without its LF is incomplete: the framer keeps it.
                     return NetEvent::Closed(None);
                 }
-                Ok(n) => {
-                    self.framer.push(&self.buf[..n]);
-                    self.framer.shrink();
-                }
+                Ok(n) => self.framer.push(&self.buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.closed = true;
