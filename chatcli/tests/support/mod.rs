@@ -120,6 +120,15 @@ impl Drop for Server {
     }
 }
 
+/// Sends SIGTERM to process `pid` (std can only SIGKILL a child).
+pub(crate) fn terminate(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -TERM {pid}: {sent}");
+}
+
 /// Lines of `r` on a channel, read by a thread that ends at EOF.
 pub(crate) fn line_reader(r: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
