@@ -3,6 +3,7 @@
 //! stable without cargo-fuzz or libfuzzer-sys. The fuzz crate itself is outside
 //! the workspace; its checks use only chatproto and std, so they compile here.
 
+use std::fs;
 use std::path::Path;
 
 // The checks are `pub` for the fuzz targets; here they sit in a private module.
@@ -51,4 +52,18 @@ fn server_corpus() {
 fn every_target_is_replayed() {
     let names: Vec<&str> = checks::TARGETS.iter().map(|(name, _)| *name).collect();
     assert_eq!(names, ["parse_line", "parse_event", "framer", "server"]);
+}
+
+/// A failing file is reported by name (and the others are not), so a CI
+/// failure points at the input to look at.
+#[test]
+fn replay_names_the_failing_file() {
+    let dir = std::env::temp_dir().join(format!("fuzz-corpus-replay-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir is writable");
+    fs::write(dir.join("fine"), b"ok").expect("temp dir is writable");
+    fs::write(dir.join("breaks"), b"boom").expect("temp dir is writable");
+    let result = checks::replay_dir(&dir, |data: &[u8]| assert_ne!(data, b"boom"));
+    fs::remove_dir_all(&dir).expect("we created it");
+    let err = result.expect_err("the check panics on one file");
+    assert!(err.contains("breaks") && !err.contains("fine"), "{err}");
 }
