@@ -314,7 +314,11 @@ mod tests {
         f.push(b"");
         f.shrink();
         assert_eq!(f.buffered(), 0);
-        assert_eq!((f.buf.capacity(), f.ready.capacity()), (0, 0), "nothing kept");
+        assert_eq!(
+            (f.buf.capacity(), f.ready.capacity()),
+            (0, 0),
+            "nothing kept"
+        );
         f.push(b"again\n");
         assert_eq!(drain(&mut f), vec![Ok("again".into())]);
     }
