@@ -73,6 +73,8 @@ enum Wake {
 struct App {
     opts: Options,
     console: Console,
+    /// SIGINT (outside raw mode), SIGTERM, SIGHUP.
+    signals: Receiver<()>,
     conn: Option<Connection>,
     /// A connection attempt under way. It is raced in [`App::wait`] like the
     /// rest rather than awaited alone, so that keys and signals still work
@@ -120,6 +122,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         last_name: opts.name.clone(),
         opts,
         console,
+        signals,
         conn: None,
         connecting: None,
         was_connected: false,
@@ -134,7 +137,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         exit: None,
     };
     app.start_connect();
-    let exit = app.main_loop(&signals).await;
+    let exit = app.main_loop().await;
     if let Some(conn) = app.conn.take() {
         conn.close();
     }
@@ -223,12 +226,60 @@ impl App {
     }
 
     /// Sends `cmd`; a failed write ends the connection like a read error would.
+    ///
+    /// A server that stops reading (paced, or hung) can hold the write for as
+    /// long as it likes once the socket buffers are full, so a request to leave
+    /// (a signal, or Ctrl+C or Ctrl+D on the terminal) is watched meanwhile and
+    /// leaves at once: a `/quit` could not get through either. Lines typed
+    /// meanwhile are queued.
     async fn send(&mut self, cmd: &Command) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Self {
+            conn: Some(conn),
+            console,
+            signals,
+            pending,
+            ..
+        } = self
+        else {
             return;
         };
-        if let Err(e) = conn.send(cmd).await {
-            self.connection_lost(Some(e));
+        let write = async { Some(conn.send(cmd).await) };
+        let signal = async {
+            if signals.recv().await.is_err() {
+                // No handler could be installed: no signal will come.
+                future::pending::<()>().await;
+            }
+        };
+        let keys = async {
+            if !console.is_terminal() {
+                return future::pending().await;
+            }
+            loop {
+                match console.next().await {
+                    Ok(Input::Line(line)) if pending.len() < MAX_PENDING => {
+                        pending.push_back(line);
+                    }
+                    // A full queue drops the line, here without a word:
+                    // printing needs `self`, which the write borrows.
+                    Ok(Input::Line(_) | Input::Unreadable(_)) => {}
+                    Ok(Input::Interrupt | Input::Eof) | Err(_) => return,
+                }
+            }
+        };
+        let leave = async {
+            future::or(signal, keys).await;
+            None
+        };
+        match future::or(write, leave).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => self.connection_lost(Some(e)),
+            None => {
+                self.error("the server is not reading; leaving without a goodbye");
+                if let Some(conn) = self.conn.take() {
+                    conn.close();
+                }
+                self.exit = Some(Exit::Quit);
+            }
         }
     }
 
@@ -266,14 +317,21 @@ impl App {
         self.flush_pending().await;
     }
 
-    async fn main_loop(&mut self, signals: &Receiver<()>) -> Exit {
+    async fn main_loop(&mut self) -> Exit {
         loop {
             if let Some(exit) = self.exit {
                 return exit;
             }
+            // Lines typed while a write was held up wait for nothing else.
+            if self.awaiting.is_none() && self.connecting.is_none() {
+                self.flush_pending().await;
+                if let Some(exit) = self.exit {
+                    return exit;
+                }
+            }
             let prompt = self.prompt();
             self.console.set_prompt(&prompt);
-            let wake = self.wait(signals).await;
+            let wake = self.wait().await;
             match wake {
                 Wake::Input(Ok(input)) => self.on_input(input).await,
                 Wake::Input(Err(e)) => {
@@ -294,7 +352,7 @@ impl App {
 
     /// Waits for the first of: input (when it is wanted), the server, a signal,
     /// the nearest deadline.
-    async fn wait(&mut self, signals: &Receiver<()>) -> Wake {
+    async fn wait(&mut self) -> Wake {
         // On a terminal the editor must be polled to show output and keys, so it
         // always is; typed lines are queued while a name is answered. Piped input
         // is left unread instead, which bounds what waits.
@@ -309,6 +367,7 @@ impl App {
             console,
             conn,
             connecting,
+            signals,
             ..
         } = self;
         let input = async {

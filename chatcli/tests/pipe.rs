@@ -319,6 +319,71 @@ fn a_script_is_echoed_in_the_scope_the_server_confirmed() {
     assert!(cli.wait().0.success());
 }
 
+/// A server that stops reading holds the client's writes once the socket
+/// buffers are full. SIGTERM must still end the client (status 0) rather than
+/// wait behind a write that never completes.
+#[test]
+fn a_signal_leaves_while_the_server_is_not_reading() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::Instant;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        let _held = support::accept_registration(&listener, "sam");
+        // Reads nothing more; holds the socket until the test is done.
+        let _ = done_rx.recv_timeout(WAIT * 2);
+    });
+    let mut cli = PipedClient::start(&["--port", &port.to_string(), "--name", "sam"]);
+    cli.expect("you are sam");
+    // Feed 40 MB of lines, far beyond what the socket buffers hold: the client
+    // stops taking them once a write is stuck.
+    let mut stdin = cli.stdin.take().expect("open");
+    let fed = Arc::new(AtomicUsize::new(0));
+    let feeder = {
+        let fed = Arc::clone(&fed);
+        thread::spawn(move || {
+            let line = format!("{}\n", "x".repeat(4000));
+            for _ in 0..10_000 {
+                if stdin.write_all(line.as_bytes()).is_err() {
+                    break; // the client is gone
+                }
+                fed.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Stuck: no line taken for two seconds (bounded by WAIT). A client merely
+    // slowed (say, by its own output) may be taken for stuck; it then leaves
+    // through /quit, which is also fine.
+    let deadline = Instant::now() + WAIT;
+    let mut last = usize::MAX;
+    loop {
+        let now = fed.load(Ordering::Relaxed);
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+        thread::sleep(Duration::from_secs(2));
+    }
+    assert!(
+        last < 10_000,
+        "the client took every line; nothing was held"
+    );
+    support::terminate(cli.id());
+    let (status, rest) = cli.wait();
+    assert!(status.success(), "{status}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("the server is not reading") || l.contains("no goodbye")),
+        "no word about why: {:?}",
+        rest.iter().rev().take(3).collect::<Vec<_>>()
+    );
+    drop(done_tx);
+    server.join().expect("fake server");
+    feeder.join().expect("feeder");
+}
+
 #[test]
 fn server_shutdown_is_shown_with_its_reason() {
     let server = Server::start();
