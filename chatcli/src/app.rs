@@ -90,7 +90,8 @@ struct App {
     awaiting: Option<Awaiting>,
     /// How many answers were awaited so far: makes each `/ping` token unique.
     answers_awaited: u64,
-    /// Lines typed on the terminal while an answer is awaited.
+    /// Lines typed on the terminal while an answer is awaited, a connection
+    /// attempted or a write held up; sent in order once that is over.
     pending: VecDeque<String>,
     /// `/quit` was sent; leave at `BYE`, at EOF, or at this deadline.
     quitting: Option<Instant>,
@@ -479,9 +480,14 @@ impl App {
         }
     }
 
-    /// Lines typed while an answer was awaited, in order, until one of them
-    /// again awaits one.
+    /// Lines typed while an answer was awaited (or a write held up), in
+    /// order, until one of them again awaits one. None once leaving: they
+    /// would follow the `/quit`.
     async fn flush_pending(&mut self) {
+        if self.quitting.is_some() || self.exit.is_some() {
+            self.pending.clear();
+            return;
+        }
         while self.awaiting.is_none() {
             let Some(line) = self.pending.pop_front() else {
                 return;
