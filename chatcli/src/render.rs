@@ -266,10 +266,7 @@ pub(crate) fn event(ev: &Event, session: &Session, at: Stamp) -> Option<Line> {
             ),
         ),
         Event::Users { scope, names } => {
-            let count = match names.len() {
-                1 => "1 user".to_owned(),
-                n => format!("{n} users"),
-            };
+            let count = counted(names.len(), "user");
             let mut line = stamped(at)
                 .push(Style::Plain, format!("-- {count} in "))
                 .push(Style::Scope, scope_label(scope))
@@ -284,10 +281,7 @@ pub(crate) fn event(ev: &Event, session: &Session, at: Stamp) -> Option<Line> {
             stamped(at).push(Style::Plain, "-- no groups yet; /join <group> starts one")
         }
         Event::Groups(groups) => {
-            let count = match groups.len() {
-                1 => "1 group".to_owned(),
-                n => format!("{n} groups"),
-            };
+            let count = counted(groups.len(), "group");
             let listed: Vec<String> = groups
                 .iter()
                 .map(|(g, n)| format!("{} ({n})", sanitize(g.as_str())))
@@ -319,6 +313,15 @@ pub(crate) fn event(ev: &Event, session: &Session, at: Stamp) -> Option<Line> {
         other => notice_from_net(at, "", &other.to_string()),
     };
     Some(line)
+}
+
+/// `1 user`, `3 users`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn notice_from_net(at: Stamp, prefix: &str, text: &str) -> Line {
@@ -447,6 +450,7 @@ mod tests {
             ),
             ("USERS rust bob", "12:04 -- 1 user in [rust]: bob"),
             ("GROUPS rust=2 go=1", "12:04 -- 2 groups: rust (2), go (1)"),
+            ("GROUPS go=1", "12:04 -- 1 group: go (1)"),
             ("GROUPS", "12:04 -- no groups yet; /join <group> starts one"),
             ("INFO some notice", "12:04 -- some notice"),
             (
