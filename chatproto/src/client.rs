@@ -57,6 +57,9 @@ impl Session {
 
     /// Updates the state from one received event; returns the command to send
     /// back at once, if any.
+    ///
+    /// Render the event first if the rendering depends on the session: after
+    /// `NICK` or `WELCOME` for a rename, [`name`](Self::name) is the new name.
     pub fn handle(&mut self, event: &Event) -> Option<Command> {
         match event {
             Event::Welcome(name) => self.name = Some(name.clone()),

@@ -5,8 +5,15 @@ use std::ops::Range;
 
 use crate::FrameError;
 
-/// The default line limit: 4096 bytes, line ending excluded (PROTOCOL.md).
+/// The default limit for client lines (what a server frames): 4096 bytes, line
+/// ending excluded (PROTOCOL.md section 1).
 pub const DEFAULT_MAX_LINE: usize = 4096;
+
+/// A limit for server lines (what a client frames): 4 MiB. Server lines have no
+/// protocol limit, and `USERS` grows by about 33 bytes per user, so a client
+/// framing with [`DEFAULT_MAX_LINE`] would drop large listings. PROTOCOL.md asks
+/// clients to accept at least 1 MiB; this fits about 120,000 names.
+pub const EVENT_LINE_LIMIT: usize = 4 << 20;
 
 /// Splits a byte stream into lines, enforcing a length limit while buffering.
 ///
@@ -170,7 +177,9 @@ impl LineFramer {
     }
 
     /// Releases the buffer's memory when nothing is buffered, so an idle
-    /// connection costs no buffer.
+    /// connection costs no buffer. Call it after [`next_line`](Self::next_line)
+    /// returned `None` (before that, lines are still buffered and nothing is
+    /// freed) and before waiting for more input.
     pub fn shrink(&mut self) {
         if self.ready.is_empty() && self.partial_start == self.buf.len() {
             self.buf = Vec::new();

@@ -14,7 +14,7 @@
 //!
 //! // Bytes as they might arrive from a server, split anywhere.
 //! let received: [&[u8]; 3] = [b"HELLO chatd 0.1.0 who are you?\nWEL", b"COME ann\r\n", b"PING 42\n"];
-//! let mut framer = LineFramer::new(1 << 20);
+//! let mut framer = LineFramer::new(chatproto::EVENT_LINE_LIMIT);
 //! let mut session = Session::new();
 //! let mut to_send = Vec::new();
 //! parse_line("ann").unwrap().encode(&mut to_send); // our name
@@ -58,7 +58,7 @@ pub use codes::{CloseReason, ErrorCode};
 pub use command::{parse_line, Command, COMMAND_HELP};
 pub use error::{FrameError, ParseError, Refusal};
 pub use event::{parse_event, Event};
-pub use framer::{LineFramer, DEFAULT_MAX_LINE};
+pub use framer::{LineFramer, DEFAULT_MAX_LINE, EVENT_LINE_LIMIT};
 pub use name::{GroupName, Name, NameError, NameKey, MAX_NAME_LEN};
 pub use rate::TokenBucket;
 pub use scope::Scope;

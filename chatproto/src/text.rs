@@ -86,6 +86,13 @@ impl TryFrom<&str> for Text {
     }
 }
 
+/// A name is always valid text: what a client sends as its first line.
+impl From<crate::Name> for Text {
+    fn from(name: crate::Name) -> Self {
+        Self(name.as_str().into())
+    }
+}
+
 impl AsRef<str> for Text {
     fn as_ref(&self) -> &str {
         &self.0
@@ -227,6 +234,12 @@ mod tests {
         for (input, err) in cases {
             assert_eq!(Text::try_from(*input).unwrap_err(), *err, "{input:?}");
         }
+    }
+
+    #[test]
+    fn names_are_text() {
+        let name = crate::Name::try_from("ann").unwrap();
+        assert_eq!(Text::from(name).as_str(), "ann");
     }
 
     #[test]
