@@ -8,15 +8,12 @@ use std::io;
 use std::net::Shutdown;
 use std::time::Duration;
 
-use chatproto::{parse_event, Command, Event, FrameError, LineFramer, ParseError};
+use chatproto::{
+    parse_event, Command, Event, FrameError, LineFramer, ParseError, EVENT_LINE_LIMIT,
+};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::Timer;
-
-/// The longest server line accepted. Far above the protocol's 4096 bytes
-/// because a `USERS` reply holds every name of the scope on one line: 4 MiB is
-/// room for over 100,000 users, yet bounds what a hostile server can make us hold.
-pub(crate) const MAX_SERVER_LINE: usize = 4 << 20;
 
 /// How long a connection attempt may take. The operating system's own limit is
 /// minutes, too long to look at a `[connecting]>` prompt.
@@ -60,7 +57,7 @@ impl Connection {
         stream.set_nodelay(true)?;
         Ok(Self {
             stream,
-            framer: LineFramer::new(MAX_SERVER_LINE),
+            framer: LineFramer::new(EVENT_LINE_LIMIT),
             buf: vec![0; 16 * 1024].into_boxed_slice(),
             closed: false,
         })
