@@ -165,7 +165,11 @@ fn number_and_unit(s: &str) -> Result<(u64, &str), String> {
     let n = s[..digits]
         .parse::<u64>()
         .map_err(|_| format!("{s:?} does not start with a whole number"))?;
-    Ok((n, s[digits..].trim_start()))
+    let unit = s[digits..].trim_start();
+    if unit.starts_with('.') {
+        return Err(format!("{s:?}: whole numbers only (use a smaller unit)"));
+    }
+    Ok((n, unit))
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h`. A unit is required so `30` cannot be

@@ -2,8 +2,8 @@
 //! TCP on a smol executor; see README.md for the flags and how it works.
 //!
 //! Exit status: 0 after a clean shutdown (first SIGINT/SIGTERM), 130 when a
-//! second signal cuts the shutdown short, 1 when no address could be bound,
-//! 2 for bad flags.
+//! second signal cuts the shutdown short, 1 for bad flags or an address that
+//! cannot be bound.
 
 #![forbid(unsafe_code)]
 
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chatd: {e}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
 
