@@ -168,3 +168,16 @@ fn a_client_vanishing_mid_line_is_cleaned_up() {
     bob.send("/users");
     bob.expect("USERS * bob");
 }
+
+#[test]
+fn a_half_closed_client_gets_its_answers_then_eof() {
+    // Like `printf 'ann\n/users\n' | nc -N host port`: the answers still come.
+    let chatd = Chatd::start(&[]);
+    let mut bob = chatd.user("bob");
+    let mut ann = chatd.connect();
+    ann.send_raw(b"ann\n/users\n");
+    ann.half_close();
+    assert_eq!(ann.until_closed(), vec!["WELCOME ann", "USERS * ann bob"]);
+    bob.expect("JOIN * ann");
+    bob.expect("PART * ann connection-lost");
+}
