@@ -13,9 +13,13 @@ use chatproto::server::ServerConfig;
 /// sets the level (default info).
 #[derive(FromArgs, Debug)]
 pub(crate) struct Args {
-    /// address to listen on, repeatable (default: 0.0.0.0:8080 and [::]:8080
-    /// where IPv6 is available); port 0 picks a free port
-    #[argh(option)]
+    /// Where to listen. (The help text is an attribute because rustdoc would
+    /// read the IPv6 address in brackets as a link.)
+    #[argh(
+        option,
+        description = "address to listen on, repeatable (default: 0.0.0.0:8080 and [::]:8080 \
+                       where IPv6 is available); port 0 picks a free port"
+    )]
     pub(crate) listen: Vec<SocketAddr>,
 
     /// longest accepted line in bytes, line ending excluded; longer lines get
