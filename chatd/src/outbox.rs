@@ -264,3 +264,72 @@ async fn write_all_queued(io: &ConnIo) -> io::Result<()> {
     }
     stream.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn conn_io() -> (Arc<ConnIo>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let io = ConnIo::new(ConnId::new(1), Async::new(server).unwrap());
+        (Arc::new(io), client)
+    }
+
+    fn line(s: &str) -> Arc<[u8]> {
+        s.as_bytes().into()
+    }
+
+    #[test]
+    fn budget_counts_bytes_and_an_empty_queue_takes_anything() {
+        let (io, _peer) = conn_io();
+        let outbox = Outbox::new(io.clone());
+        // One line larger than the budget fits into an empty queue.
+        assert!(outbox.push(&line("0123456789"), 4).is_ok());
+        assert!(outbox.push(&line("x"), 4).is_err(), "over budget");
+        assert!(io.overflowed());
+        // Once overflowed, pushes are dropped quietly (the kick is under way).
+        assert!(outbox.push(&line("y"), 4).is_ok());
+        assert_eq!(io.queue().lines.len(), 1);
+    }
+
+    #[test]
+    fn writer_flushes_everything_then_stops_when_closed() {
+        use std::io::Read;
+        let (io, mut peer) = conn_io();
+        let outbox = Outbox::new(io.clone());
+        for s in ["a\n", "b\n", "c\n"] {
+            outbox.push(&line(s), 1 << 20).unwrap();
+        }
+        let reap = outbox.close(CloseReason::Quit);
+        drop(reap); // the writer finishes on its own here
+        smol::block_on(write_loop(&io)).unwrap();
+        io.shut_down();
+        let mut got = String::new();
+        peer.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "a\nb\nc\n");
+        assert_eq!(io.queued.load(Ordering::Acquire), 0, "budget given back");
+        // A closed queue drops later pushes.
+        let late = Outbox::new(io.clone());
+        assert!(late.push(&line("late\n"), 1 << 20).is_ok());
+        assert!(io.queue().lines.is_empty());
+    }
+
+    #[test]
+    fn after_an_overflow_only_the_last_words_are_written() {
+        use std::io::Read;
+        let (io, mut peer) = conn_io();
+        let outbox = Outbox::new(io.clone());
+        outbox.push(&line("queued\n"), 8).unwrap();
+        assert!(outbox.push(&line("too much\n"), 8).is_err());
+        outbox.set_last_words(&line("BYE sendq-exceeded\n"));
+        drop(outbox.close(CloseReason::SendqExceeded));
+        smol::block_on(write_loop(&io)).unwrap();
+        io.shut_down();
+        let mut got = String::new();
+        peer.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "BYE sendq-exceeded\n");
+    }
+}
