@@ -1,6 +1,7 @@
 //! Validated names: user names ([`Name`]) and group names ([`GroupName`]).
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The longest name, in bytes (and characters: names are ASCII).
 pub const MAX_NAME_LEN: usize = 32;
@@ -70,7 +71,7 @@ macro_rules! name_type {
     ($(#[$doc:meta])* $ty:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $ty(Box<str>);
+        pub struct $ty(Arc<str>);
 
         impl $ty {
             /// The name as sent, with its original casing.
@@ -81,7 +82,12 @@ macro_rules! name_type {
             /// The name's identity: names that differ only in ASCII case are the same
             /// name, so maps of names are keyed by this.
             pub fn key(&self) -> NameKey {
-                NameKey(self.0.to_ascii_lowercase().into_boxed_str())
+                if self.0.bytes().any(|b| b.is_ascii_uppercase()) {
+                    NameKey(self.0.to_ascii_lowercase().into())
+                } else {
+                    // Most names are lowercase already: share the allocation.
+                    NameKey(self.0.clone())
+                }
             }
 
             /// True if `other` is the same name, ignoring ASCII case.
@@ -120,7 +126,8 @@ macro_rules! name_type {
 }
 
 name_type!(
-    /// A user name: 1 to 32 of `A-Z a-z 0-9 _ -`.
+    /// A user name: 1 to 32 of `A-Z a-z 0-9 _ -`. Clones share one allocation,
+    /// so a server can keep a name in several maps cheaply.
     ///
     /// Equality is exact (so encoding round-trips); uniqueness on a server is
     /// case-insensitive, which [`Name::key`] and [`Name::same_as`] express.
@@ -142,7 +149,7 @@ name_type!(
 
 /// The case-folded identity of a [`Name`] or [`GroupName`], for keying maps.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct NameKey(Box<str>);
+pub struct NameKey(Arc<str>);
 
 impl NameKey {
     /// The lowercase form.
