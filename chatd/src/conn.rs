@@ -41,8 +41,13 @@ pub(crate) async fn serve(
     // twice in this task (once moved-from), doubling an idle connection's cost.
     let outcome = guarded(future::zip(read_loop(&shared, &io), async {
         let result = write_loop(&io).await;
-        // Flushed (or failed): end the socket, which also wakes the reader.
-        io.shut_down();
+        match result {
+            // Flushed: a FIN follows the last line. The socket stays open for
+            // reading until the client closes its end (see `discard_input`).
+            Ok(()) => io.end_writes(),
+            // The peer is gone: end both ways, which also wakes the reader.
+            Err(_) => io.shut_down(),
+        }
         result
     }))
     .await;
@@ -81,9 +86,9 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
     let cfg = &shared.config;
     let mut framer = LineFramer::new(cfg.max_line);
     let mut bucket = TokenBucket::new(cfg.flood_burst, cfg.flood_rate, Instant::now());
-    loop {
+    let client_done = 'reading: loop {
         match io.stream.read_with(|s| read_into(s, &mut framer)).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => break 'reading true,
             Ok(_) => {}
         }
         while framer.has_line() {
@@ -92,7 +97,7 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
                 shared.handle(inputs).await;
             }
             if io.close_reason().is_some() {
-                break;
+                break 'reading false;
             }
             if let Some(wait) = wait {
                 // Out of tokens: stop reading until one is due, so TCP pushes
@@ -100,13 +105,31 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
                 Timer::after(wait).await;
             }
         }
-        if io.close_reason().is_some() {
-            break;
-        }
         framer.shrink();
-    }
+    };
     // A partial line left in the framer is dropped with the connection.
     shared.disconnect(io.id, CloseReason::ConnectionLost).await;
+    if !client_done {
+        discard_input(io).await;
+    }
+}
+
+/// After the server closed the connection, reads and drops what the client
+/// still sends until it closes its end. Closing a socket with unread input
+/// makes the kernel send a reset, and a reset discards the lines not yet
+/// delivered to the client, its `BYE` included. Bounded: the close's reaper
+/// shuts the socket down after `CLOSE_GRACE`, which ends the read.
+async fn discard_input(io: &ConnIo) {
+    while let Ok(n) = io.stream.read_with(read_and_drop).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// One non-blocking read whose bytes are dropped.
+fn read_and_drop(mut stream: &TcpStream) -> io::Result<usize> {
+    stream.read(&mut [0u8; READ_CHUNK])
 }
 
 /// One non-blocking read into `framer`. The buffer lives only in this call.

@@ -79,6 +79,12 @@ impl ConnIo {
         self.closed.get()
     }
 
+    /// Sends a FIN after what is already written; reading goes on.
+    /// Errors mean it is already closed.
+    pub(crate) fn end_writes(&self) {
+        let _ = self.stream.get_ref().shutdown(Shutdown::Write);
+    }
+
     /// Ends the socket both ways: wakes a reader waiting for input and a writer
     /// blocked on a full send buffer. Errors mean it is already closed.
     pub(crate) fn shut_down(&self) {

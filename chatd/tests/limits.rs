@@ -36,6 +36,8 @@ fn past_max_clients_newcomers_get_server_full() {
     // A place freed is available again once the server has noticed.
     anon.send("/quit");
     assert_eq!(anon.until_closed(), vec!["BYE quit"]);
+    // Closing our end ends chatd's wait for it (it reads until the client is done).
+    drop(anon);
     assert!(
         eventually(Duration::from_secs(10), || refused(&chatd).is_none()),
         "the freed place was never given back"
