@@ -130,7 +130,7 @@ fn main() -> ExitCode {
         }
         let left = limits.live();
         if left > 0 {
-            log::warn!("{left} connections did not flush in time");
+            log::warn!("{left} connections still open: not flushed, or the client did not close");
         }
         log::info!("bye");
     };

@@ -65,3 +65,24 @@ fn a_client_still_sending_after_quit_gets_every_line_and_its_bye() {
     );
     drop(Client::from_stream(c.stream));
 }
+
+#[test]
+fn a_client_that_never_stops_sending_is_cut_off_after_the_grace_period() {
+    let chatd = Chatd::start(&[]);
+    let mut c = chatd.user("endless");
+    c.send("/quit");
+    c.expect("BYE quit");
+    // Keep sending regardless: chatd drains it only for its 5 s grace period.
+    let start = Instant::now();
+    let chunk = vec![b'x'; 64 * 1024];
+    let cut_off = loop {
+        if let Err(e) = std::io::Write::write_all(&mut c.stream, &chunk) {
+            // A write timeout would mean chatd stopped reading, not that it closed.
+            break !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+    };
+    assert!(cut_off, "still draining after {:?}", start.elapsed());
+}
