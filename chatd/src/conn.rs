@@ -14,7 +14,7 @@ use futures_lite::future::{self, CatchUnwind, FutureExt};
 use smol::{Async, Timer};
 
 use crate::listener::Permit;
-use crate::outbox::{write_loop, ConnIo, Outbox};
+use crate::outbox::{write_loop, ConnIo, Outbox, CLOSE_GRACE};
 use crate::shared::Shared;
 
 /// Most lines handed to the state machine under one lock acquisition, so one
@@ -115,16 +115,23 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
 }
 
 /// After the server closed the connection, reads and drops what the client
-/// still sends until it closes its end. Closing a socket with unread input
-/// makes the kernel send a reset, and a reset discards the lines not yet
-/// delivered to the client, its `BYE` included. Bounded: the close's reaper
-/// shuts the socket down after `CLOSE_GRACE`, which ends the read.
+/// still sends until it closes its end, for at most [`CLOSE_GRACE`]. Closing
+/// a socket with unread input makes the kernel send a reset, and a reset
+/// discards the lines not yet delivered to the client, its `BYE` included.
+/// The time limit is needed: a shutdown does not end reads on Linux while
+/// the client keeps sending.
 async fn discard_input(io: &ConnIo) {
-    while let Ok(n) = io.stream.read_with(read_and_drop).await {
-        if n == 0 {
-            break;
+    let drain = async {
+        while let Ok(n) = io.stream.read_with(read_and_drop).await {
+            if n == 0 {
+                break;
+            }
         }
-    }
+    };
+    future::or(drain, async {
+        Timer::after(CLOSE_GRACE).await;
+    })
+    .await;
 }
 
 /// One non-blocking read whose bytes are dropped.
