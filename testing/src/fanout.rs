@@ -126,6 +126,11 @@ pub(crate) struct SlowOutcome {
     pub(crate) cut_with_bye: usize,
     /// Slow clients the server had closed (with or without `BYE`).
     pub(crate) closed: usize,
+    /// Slow clients closed without a `BYE` reaching them, whose `PART * <name>
+    /// sendq-exceeded` the readers saw: a server can only write the `BYE`
+    /// behind data the client never read, so if it gives up on flushing
+    /// (chatd shuts the socket after a grace period) the `BYE` is lost.
+    pub(crate) cut_seen_in_part: usize,
     /// Other `BYE` reasons the slow clients found.
     pub(crate) other_bye: Vec<String>,
     /// `PART * <slow> sendq-exceeded` as seen by a reading client: who, and
@@ -483,7 +488,7 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
 }
 
 /// A client that registers and then never reads until the run is over.
-async fn slow(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Option<(Option<String>, bool)> {
+async fn slow(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Option<(String, Option<String>, bool)> {
     let plan = &run.plan;
     let opened = Conn::open(
         &ctx,
@@ -499,7 +504,7 @@ async fn slow(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Option<(Option<String>,
     let closed = conn
         .read_to_close(&run.counters, plan.slow_final_read)
         .await;
-    Some((conn.bye.clone(), closed))
+    Some((conn.name.clone(), conn.bye.clone(), closed))
 }
 
 async fn probe(
@@ -658,6 +663,7 @@ pub(crate) async fn run_plan(
             slow_clients: slow_n,
             cut_with_bye: 0,
             closed: 0,
+            cut_seen_in_part: 0,
             other_bye: Vec::new(),
             parts_seen: run
                 .parts_seen
@@ -670,7 +676,7 @@ pub(crate) async fn run_plan(
             probe_ttfb: probe_hist.snapshot().summary(),
         };
         for task in slows {
-            let Some(Some((bye, closed))) =
+            let Some(Some((name, bye, closed))) =
                 runtime::until(grace + run.plan.slow_final_read, task).await
             else {
                 continue;
@@ -681,6 +687,10 @@ pub(crate) async fn run_plan(
                 None => {}
             }
             out.closed += usize::from(closed);
+            let parted = out.parts_seen.iter().any(|(n, _)| *n == name);
+            if closed && parted && bye.is_none() {
+                out.cut_seen_in_part += 1;
+            }
         }
         if let Some(task) = probe_task {
             if let Some(Some(req)) = runtime::until(grace, task).await {
