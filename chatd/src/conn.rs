@@ -106,6 +106,10 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
             }
         }
         framer.shrink();
+        // A read that finds data never waits, so a client that keeps its
+        // socket full would hold this executor thread forever: let the other
+        // tasks run between reads.
+        future::yield_now().await;
     };
     // A partial line left in the framer is dropped with the connection.
     shared.disconnect(io.id, CloseReason::ConnectionLost).await;
@@ -126,6 +130,9 @@ async fn discard_input(io: &ConnIo) {
             if n == 0 {
                 break;
             }
+            // As in `read_loop`: a client that keeps sending must not hold
+            // the thread (nor keep the time limit below from being polled).
+            future::yield_now().await;
         }
     };
     future::or(drain, async {

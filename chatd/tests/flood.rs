@@ -3,6 +3,10 @@
 
 mod support;
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use support::Chatd;
@@ -70,4 +74,45 @@ fn rate_zero_turns_pacing_off() {
     }
     // Paced at burst 1 and rate 0 would mean forever; 500 lines arrive at once.
     assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn an_unpaced_flooder_does_not_starve_the_others() {
+    // Pacing off and one executor thread: a reader that always finds data
+    // must still let the other tasks run.
+    let chatd = Chatd::start(&["--flood-rate", "0", "--threads", "1"]);
+    let mut other = chatd.user("other");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<_> = (0..1)
+        .map(|i| {
+            let mut c = chatd.user(&format!("flooder{i}"));
+            // A group of its own: the flood costs chatd work but sends nothing back.
+            c.send(&format!("/join solo{i}"));
+            c.expect(&format!("JOIN solo{i} flooder{i}"));
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let batch = "/me x\n".repeat(10_000);
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(30) {
+                    if c.stream.write_all(batch.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let start = Instant::now();
+        // Panics if no answer comes within the harness's line timeout.
+        other.sync();
+        slowest = slowest.max(start.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.join().expect("flooder thread");
+    }
+    // Generous for a loaded machine; a starved client waits for the whole flood.
+    assert!(slowest < Duration::from_secs(5), "answers took {slowest:?}");
 }

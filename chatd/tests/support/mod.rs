@@ -29,7 +29,14 @@ impl Chatd {
     pub(crate) fn start(args: &[&str]) -> Self {
         let log = std::env::var("CHATD_TEST_LOG").ok();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
-            .args(["--listen", "127.0.0.1:0", "--threads", "2"])
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            // Two threads unless the test picks its own number.
+            .args(if args.contains(&"--threads") {
+                &[][..]
+            } else {
+                &["--threads", "2"][..]
+            })
             .args(args)
             .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
             .stdin(Stdio::null())
