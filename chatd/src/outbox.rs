@@ -30,7 +30,8 @@ use futures_lite::AsyncWriteExt;
 use smol::{Async, Timer};
 
 /// How long a closing connection may take to flush its queue before its socket
-/// is shut down regardless (a peer that stops reading must not pin it).
+/// is shut down regardless (a peer that stops reading must not pin it), and
+/// how long its reader drains input waiting for the peer to close.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// At most this much is gathered into one write; the rest waits for the next.
