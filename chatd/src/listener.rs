@@ -84,11 +84,11 @@ impl Limits {
             return Err(Full::Total);
         }
         if per_ip {
-            let n = counts.per_ip.entry(ip).or_default();
-            if *n >= self.max_per_ip {
+            // Look before inserting: a refused address must leave no entry.
+            if counts.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
                 return Err(Full::PerIp);
             }
-            *n += 1;
+            *counts.per_ip.entry(ip).or_default() += 1;
         }
         counts.total += 1;
         Ok(Permit {
@@ -181,6 +181,17 @@ mod tests {
         drop((p2, p3, p4));
         assert_eq!(limits.live(), 0);
         assert!(limits.counts().per_ip.is_empty(), "no address left behind");
+    }
+
+    #[test]
+    fn a_refused_address_leaves_no_entry() {
+        // --max-per-ip 0 refuses every address; none may stay in the map.
+        let limits = Arc::new(Limits::new(10, 0, false));
+        for last in 0..100 {
+            let ip: IpAddr = [10, 0, 0, last].into();
+            assert_eq!(limits.admit(ip).unwrap_err(), Full::PerIp);
+        }
+        assert!(limits.counts().per_ip.is_empty());
     }
 
     #[test]
