@@ -153,7 +153,7 @@ fn join_while_in_a_group_switches() {
     w.send("a", "/join TWO");
     assert_eq!(
         w.take("a"),
-        lines(&["ERR already-in-group you are in TWO already"])
+        lines(&["ERR already-in-group you are in two already"])
     );
 }
 

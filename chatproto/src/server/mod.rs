@@ -469,7 +469,9 @@ impl Server {
     fn join(&mut self, conn: ConnId, group: GroupName, out: &mut Out) {
         let key = group.key();
         if self.group_of(conn).as_ref() == Some(&key) {
-            let msg = format!("you are in {group} already");
+            // The group's own spelling, which may differ in case from the request.
+            let spelled = self.groups.get(&key).map_or(&group, |g| &g.name);
+            let msg = format!("you are in {spelled} already");
             return out.error(conn, ErrorCode::AlreadyInGroup, &msg);
         }
         if self.group_of(conn).is_some() {
