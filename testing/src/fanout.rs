@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use chatproto::{Command, GroupName, Text};
+use chatproto::{Command, Event, GroupName, Text};
 use serde::Serialize;
 use smol::Timer;
 
@@ -336,6 +336,12 @@ impl Behavior for Member {
                 }
             }
             Incoming::Msg { .. } => self.foreign += 1,
+            Incoming::Event(Event::Err { code, text }) => {
+                // A refused message is a lost one; say why in the report.
+                self.run
+                    .counters
+                    .error(format!("server replied ERR {code} {text}"));
+            }
             Incoming::Part {
                 name,
                 reason: Some("sendq-exceeded"),
@@ -435,9 +441,23 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
     let Ok(mut conn) = opened else {
         return MemberOutcome::default();
     };
+    let s = plan.senders;
+    let mut m = Member {
+        run: run.clone(),
+        epoch: ctx.epoch,
+        sender: None,
+        seqs: Sequences::new(s),
+        unique_flushed: 0,
+        foreign: 0,
+        watcher: i == plan.clients - 1,
+        batch: Batch::default(),
+        text: String::with_capacity(plan.size + 32),
+    };
+    // Receives (and counts) while waiting for the start too: the senders that
+    // start first may reach this member before it sees the signal.
     let start = run.start.waiter();
     let waited = conn
-        .drive(&run.counters, &mut Quiet, pin!(start.recv()), ctx.deadline)
+        .drive(&run.counters, &mut m, pin!(start.recv()), ctx.deadline)
         .await;
     let Some(&start_at) = run
         .start_at
@@ -447,25 +467,13 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
         Counters::add(&run.counters.closed_early, 1);
         return MemberOutcome::default();
     };
-    let s = plan.senders;
-    let sender = (i < s).then(|| Sending {
+    m.sender = (i < s).then(|| Sending {
         me: i,
         next: start_at + Duration::from_secs_f64(i as f64 / plan.rate),
         interval: Duration::from_secs_f64(s as f64 / plan.rate),
         end: start_at + plan.duration,
         seq: 0,
     });
-    let mut m = Member {
-        run: run.clone(),
-        epoch: ctx.epoch,
-        sender,
-        seqs: Sequences::new(s),
-        unique_flushed: 0,
-        foreign: 0,
-        watcher: i == plan.clients - 1,
-        batch: Batch::default(),
-        text: String::with_capacity(plan.size + 32),
-    };
     let stop = run.stop.waiter();
     let end = conn
         .drive(&run.counters, &mut m, pin!(stop.recv()), ctx.deadline)
