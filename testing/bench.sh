@@ -34,6 +34,11 @@ cargo build --release -p chatd -p chatload
 if [[ " $SERVERS " == *" floor "* ]]; then
     cargo build --release --manifest-path "$FLOORSRV/Cargo.toml" --target-dir target/floorsrv
 fi
+# Private copies: a concurrent cargo run elsewhere in the tree must not swap
+# the binaries under a run.
+mkdir -p "$OUT/bin"
+cp target/release/chatd target/release/chatload "$OUT/bin/"
+[[ " $SERVERS " != *" floor "* ]] || cp target/floorsrv/release/floorsrv "$OUT/bin/"
 ulimit -n 20000 2>/dev/null || true
 
 SERVER_PID=
@@ -54,11 +59,11 @@ trap stop_server EXIT
 
 start_server() { # name
     case "$1" in
-        floor) taskset -c 1 target/floorsrv/release/floorsrv --addr 127.0.0.1 --port "$PORT" --max-runtime 900 \
+        floor) taskset -c 1 "$OUT/bin/floorsrv" --addr 127.0.0.1 --port "$PORT" --max-runtime 900 \
                    >/dev/null 2>"$OUT/$1.stderr" & ;;
-        chatd) taskset -c 1 target/release/chatd --listen "127.0.0.1:$PORT" --log-level warn \
+        chatd) taskset -c 1 "$OUT/bin/chatd" --listen "127.0.0.1:$PORT" --log-level warn \
                    >/dev/null 2>"$OUT/$1.stderr" & ;;
-        chatd-mt) target/release/chatd --listen "127.0.0.1:$PORT" --log-level warn \
+        chatd-mt) "$OUT/bin/chatd" --listen "127.0.0.1:$PORT" --log-level warn \
                    >/dev/null 2>"$OUT/$1.stderr" & ;;
         *) echo "unknown server $1" >&2; exit 2 ;;
     esac
@@ -99,7 +104,7 @@ for scenario in $SCENARIOS; do
         start_server "$server" "$scenario"
         echo "== $server $scenario: chatload $(args_for "$scenario")" >&2
         # shellcheck disable=SC2046 # the arguments are meant to split
-        taskset -c 0 target/release/chatload --addr "127.0.0.1:$PORT" --json --timeout 900 \
+        taskset -c 0 "$OUT/bin/chatload" --addr "127.0.0.1:$PORT" --json --timeout 900 \
             $(args_for "$scenario") >"$OUT/$server.$scenario.json" || echo "   (chatload failed)" >&2
         stop_server
         sleep 2 # let TIME_WAIT and the kernel settle between runs
@@ -117,7 +122,7 @@ metric() { # scenario file
         sweep) jq -r '"peak \(.peak_stable_clients // "none"); last: \(.steps[-1].clients) clients p50 \(.steps[-1].ttfb.p50_ms) p99 \(.steps[-1].ttfb.p99_ms) ms \(.steps[-1].verdict)"' "$f" ;;
         fanout*) jq -r '"lost \(.lost) dup \(.duplicated), \(.deliveries_per_s | floor)/s, p50 \(.latency.p50_ms) p99 \(.latency.p99_ms) max \(.latency.max_ms) ms"' "$f" ;;
         idle10000) jq -r '"\(.bytes_per_connection | floor) B/conn (\(.connections_ok) ok)"' "$f" ;;
-        slowreader) jq -r '"holds \(.holds): lost \(.lost), cut \(.slow.cut_with_bye)/\(.slow.slow_clients) at \(.slow.parts_seen | map(.[1]) | tostring) s, probe \(.slow.probe_answered)/\(.slow.probe_sent), p99 \(.latency.p99_ms) ms"' "$f" ;;
+        slowreader) jq -r '"holds \(.holds): lost \(.lost), cut \(.slow.cut_with_bye + .slow.cut_seen_in_part)/\(.slow.slow_clients) at \(.slow.parts_seen | map(.[1]) | tostring) s, probe \(.slow.probe_answered)/\(.slow.probe_sent), p99 \(.latency.p99_ms) ms"' "$f" ;;
     esac
 }
 
