@@ -87,7 +87,7 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
     let mut framer = LineFramer::new(cfg.max_line);
     let mut bucket = TokenBucket::new(cfg.flood_burst, cfg.flood_rate, Instant::now());
     let client_done = 'reading: loop {
-        match io.stream.read_with(|s| read_into(s, &mut framer)).await {
+        match read_when_ready(&io.stream, |s| read_into(s, &mut framer)).await {
             Ok(0) | Err(_) => break 'reading true,
             Ok(_) => {}
         }
@@ -126,7 +126,7 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
 /// the client keeps sending.
 async fn discard_input(io: &ConnIo) {
     let drain = async {
-        while let Ok(n) = io.stream.read_with(read_and_drop).await {
+        while let Ok(n) = read_when_ready(&io.stream, read_and_drop).await {
             if n == 0 {
                 break;
             }
@@ -139,6 +139,23 @@ async fn discard_input(io: &ConnIo) {
         Timer::after(CLOSE_GRACE).await;
     })
     .await;
+}
+
+/// Runs the non-blocking read `op`, waiting for readability while it would
+/// block. Unlike `Async::read_with`, the wait survives being polled again
+/// without an event: a connection's task polls its reader each time its writer
+/// is woken, and `read_with` would answer each such poll with a failing `recv`
+/// and an `epoll_ctl` to re-register, two system calls per delivered line.
+async fn read_when_ready<R>(
+    stream: &Async<TcpStream>,
+    mut op: impl FnMut(&TcpStream) -> io::Result<R>,
+) -> io::Result<R> {
+    loop {
+        match op(stream.get_ref()) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
+            result => return result,
+        }
+    }
 }
 
 /// One non-blocking read whose bytes are dropped.
