@@ -18,6 +18,11 @@ use crate::shared::Shared;
 /// too few for a burst of thousands of clients connecting at once.
 const BACKLOG: i32 = 1024;
 
+/// Kernel send buffer per accepted socket, in bytes (Linux doubles it for its
+/// bookkeeping). Large enough that coalesced writes of 64 KiB go out in one
+/// call; small enough that `--sendq` is what bounds a slow consumer's backlog.
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// Binds a listening socket. IPv6 sockets are IPv6-only, so `0.0.0.0:P` and
 /// `[::]:P` can both be bound.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
@@ -141,6 +146,12 @@ pub(crate) async fn accept_loop(
         // Lines are small and interactive: send them now, not after Nagle's delay.
         if let Err(e) = stream.get_ref().set_nodelay(true) {
             log::debug!("TCP_NODELAY on {peer}: {e}");
+        }
+        // A fixed, modest kernel send buffer: left to autotuning it grows past
+        // several hundred KiB for a stalled reader, so a slow consumer would be
+        // cut long after `--sendq` worth of lines was really waiting for it.
+        if let Err(e) = socket2::SockRef::from(stream.get_ref()).set_send_buffer_size(SEND_BUFFER) {
+            log::debug!("SO_SNDBUF on {peer}: {e}");
         }
         match limits.admit(peer.ip()) {
             Ok(permit) => ex
