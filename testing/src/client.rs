@@ -122,7 +122,7 @@ impl fmt::Display for OpenError {
     }
 }
 
-/// How a [`drive`] ended.
+/// How a [`Conn::drive`] ended.
 #[derive(Debug)]
 pub(crate) enum End {
     /// The signal fired.
@@ -134,7 +134,7 @@ pub(crate) enum End {
     Failed(io::Error),
 }
 
-/// What a client does while [`drive`] runs it.
+/// What a client does while [`Conn::drive`] runs it.
 pub(crate) trait Behavior {
     /// When it next wants to send, if ever.
     fn next_send(&self) -> Option<Instant> {

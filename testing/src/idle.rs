@@ -14,7 +14,7 @@ use crate::report::{Report, Table};
 use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
 
 #[derive(FromArgs, Debug)]
-/// server memory per idle registered connection (reads /proc/<pid>/status)
+/// server memory per idle registered connection (reads `/proc/<pid>/status`)
 #[argh(subcommand, name = "idle")]
 pub(crate) struct IdleArgs {
     /// idle connections (default 1000)
