@@ -173,7 +173,7 @@ pub(crate) struct FanoutReport {
 impl FanoutReport {
     pub(crate) fn base_table(&self, title: String) -> Table {
         let t = &self.totals;
-        let mut table = Table::new(title)
+        let table = Table::new(title)
             .row(
                 "connections",
                 format!("{} ok, {} failed", t.connections_ok, t.connections_failed),
@@ -215,16 +215,7 @@ impl FanoutReport {
                 "foreign / malformed lines",
                 format!("{} / {}", self.foreign, t.malformed_lines),
             );
-        if t.fd_exhausted > 0 {
-            table = table.note(format!(
-                "{} connects ran out of file descriptors (EMFILE): raise `ulimit -n`",
-                t.fd_exhausted
-            ));
-        }
-        for e in &t.errors {
-            table = table.note(e.clone());
-        }
-        table
+        t.add_notes(table)
     }
 }
 

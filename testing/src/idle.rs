@@ -86,7 +86,7 @@ impl Report for IdleReport {
     fn table(&self) -> Table {
         let kib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
         let t = &self.totals;
-        let mut table = Table::new(format!(
+        let table = Table::new(format!(
             "idle: {} connections to pid {}",
             self.clients, self.pid
         ))
@@ -120,16 +120,7 @@ impl Report for IdleReport {
                 self.connect_s, self.settle_s, self.hold_s
             ),
         );
-        if t.fd_exhausted > 0 {
-            table = table.note(format!(
-                "{} connects ran out of file descriptors (EMFILE): raise `ulimit -n`",
-                t.fd_exhausted
-            ));
-        }
-        for e in &t.errors {
-            table = table.note(e.clone());
-        }
-        table
+        t.add_notes(table)
     }
 }
 

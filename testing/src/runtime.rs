@@ -13,6 +13,8 @@ use futures_lite::future;
 use serde::Serialize;
 use smol::{Executor, Timer};
 
+use crate::report::Table;
+
 /// Process-wide settings and handles, shared by every client task.
 #[derive(Debug)]
 pub(crate) struct Ctx {
@@ -170,6 +172,23 @@ pub(crate) struct Totals {
     pub(crate) malformed_lines: u64,
     pub(crate) closed_early: u64,
     pub(crate) errors: Vec<String>,
+}
+
+impl Totals {
+    /// Adds the notes every report's table ends with: file descriptors running
+    /// out, and each error seen.
+    pub(crate) fn add_notes(&self, mut table: Table) -> Table {
+        if self.fd_exhausted > 0 {
+            table = table.note(format!(
+                "{} connects ran out of file descriptors (EMFILE): raise `ulimit -n`",
+                self.fd_exhausted
+            ));
+        }
+        for e in &self.errors {
+            table = table.note(e.clone());
+        }
+        table
+    }
 }
 
 /// Prints a progress line on stderr every second (rewritten in place on a

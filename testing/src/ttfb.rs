@@ -163,7 +163,7 @@ impl Report for TtfbReport {
 
 fn run_table(r: &TtfbRun) -> Table {
     let t = &r.totals;
-    let mut table = Table::new(format!(
+    let table = Table::new(format!(
         "ttfb: {} clients, {} req/s each",
         r.clients, r.rate_per_client
     ))
@@ -192,16 +192,7 @@ fn run_table(r: &TtfbRun) -> Table {
     )
     .row("closed by server", t.closed_early)
     .row("malformed lines", t.malformed_lines);
-    if t.fd_exhausted > 0 {
-        table = table.note(format!(
-            "{} connects ran out of file descriptors (EMFILE): raise `ulimit -n`",
-            t.fd_exhausted
-        ));
-    }
-    for e in &t.errors {
-        table = table.note(e.clone());
-    }
-    table
+    t.add_notes(table)
 }
 
 /// Sends `/users` on a fixed schedule and times each reply's first byte.
