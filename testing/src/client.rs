@@ -6,14 +6,15 @@ use std::fmt;
 use std::future::Future;
 use std::io::{self, Read as _};
 use std::net::{SocketAddr, TcpStream as StdStream};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chatproto::{parse_event, Command, Event, GroupName, LineFramer, Text};
 use futures_lite::{future, AsyncWriteExt};
 use smol::{Async, Timer};
 
-use crate::runtime::{Counters, Ctx};
+use crate::runtime::{Counters, Ctx, Signal};
 
 /// Bytes asked for per read. Small enough for 10,000 clients (160 MB), large
 /// enough that a read takes many broadcast lines at once.
@@ -474,6 +475,26 @@ impl Conn {
         Counters::add(&counters.lines_in, std::mem::take(&mut self.lines_in));
         Counters::add(&counters.malformed, std::mem::take(&mut self.malformed));
         Counters::add(&counters.bytes_out, sent);
+    }
+
+    /// Runs `b` until `start` fires; returns the run's start time, or `None`
+    /// (counted as closed early) if the connection ended or `deadline` passed
+    /// first.
+    pub(crate) async fn await_start<B: Behavior>(
+        &mut self,
+        counters: &Counters,
+        b: &mut B,
+        start: &Signal,
+        start_at: &OnceLock<Instant>,
+        deadline: Instant,
+    ) -> Option<Instant> {
+        let waiter = start.waiter();
+        let waited = self.drive(counters, b, pin!(waiter.recv()), deadline).await;
+        let at = start_at.get().filter(|_| matches!(waited, End::Signalled));
+        if at.is_none() {
+            Counters::add(&counters.closed_early, 1);
+        }
+        at.copied()
     }
 
     /// Runs `b` until `signal` completes, `deadline` passes, or the server

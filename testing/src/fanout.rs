@@ -446,16 +446,16 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
     };
     // Receives (and counts) while waiting for the start too: the senders that
     // start first may reach this member before it sees the signal.
-    let start = run.start.waiter();
-    let waited = conn
-        .drive(&run.counters, &mut m, pin!(start.recv()), ctx.deadline)
-        .await;
-    let Some(&start_at) = run
-        .start_at
-        .get()
-        .filter(|_| matches!(waited, End::Signalled))
+    let Some(start_at) = conn
+        .await_start(
+            &run.counters,
+            &mut m,
+            &run.start,
+            &run.start_at,
+            ctx.deadline,
+        )
+        .await
     else {
-        Counters::add(&run.counters.closed_early, 1);
         return MemberOutcome::default();
     };
     m.sender = (i < s).then(|| Sending {
@@ -596,14 +596,7 @@ pub(crate) async fn run_plan(
             .spawn(probe(ctx.clone(), run.clone(), r, probe_hist.clone()))
     });
     let expected_ready = clients + slow_n + usize::from(probe_rate.is_some());
-    for _ in 0..expected_ready {
-        if runtime::until(ctx.deadline, ready_rx.recv())
-            .await
-            .is_none()
-        {
-            break;
-        }
-    }
+    runtime::await_ready(&ready_rx, expected_ready, ctx.deadline).await;
     let connect_s = t0.elapsed().as_secs_f64();
     set_phase(&phase, "settling");
     let settle_s = settle(&counters, Duration::from_millis(300), run.plan.settle_max)

@@ -165,14 +165,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: IdleArgs) -> Result<IdleReport, Str
             })
         })
         .collect();
-    for _ in 0..args.clients {
-        if runtime::until(ctx.deadline, ready_rx.recv())
-            .await
-            .is_none()
-        {
-            break;
-        }
-    }
+    runtime::await_ready(&ready_rx, args.clients, ctx.deadline).await;
     let connect_s = t0.elapsed().as_secs_f64();
     set_phase(&phase, "settling");
     let settle_s = settle(&counters, Duration::from_millis(500), settle_max)

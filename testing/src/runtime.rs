@@ -270,6 +270,20 @@ pub(crate) async fn settle(counters: &Counters, quiet: Duration, max: Duration) 
     start.elapsed()
 }
 
+/// Waits until `n` clients have reported whether they connected, or
+/// `deadline` passes.
+pub(crate) async fn await_ready(
+    ready: &async_channel::Receiver<bool>,
+    n: usize,
+    deadline: Instant,
+) {
+    for _ in 0..n {
+        if until(deadline, ready.recv()).await.is_none() {
+            break;
+        }
+    }
+}
+
 /// `fut`'s output, or `None` if `deadline` comes first.
 pub(crate) async fn until<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
     future::or(async { Some(fut.await) }, async {

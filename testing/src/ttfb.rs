@@ -324,16 +324,16 @@ async fn client(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Outcome {
     let Ok(mut conn) = opened else {
         return Outcome::default();
     };
-    let start = run.start.waiter();
-    let waited = conn
-        .drive(&run.counters, &mut Quiet, pin!(start.recv()), ctx.deadline)
-        .await;
-    let Some(&start_at) = run
-        .start_at
-        .get()
-        .filter(|_| matches!(waited, End::Signalled))
+    let Some(start_at) = conn
+        .await_start(
+            &run.counters,
+            &mut Quiet,
+            &run.start,
+            &run.start_at,
+            ctx.deadline,
+        )
+        .await
     else {
-        Counters::add(&run.counters.closed_early, 1);
         return Outcome::default();
     };
     // Spread the clients' sends evenly over one interval.
@@ -398,14 +398,7 @@ async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> TtfbRun {
     let tasks: Vec<_> = (0..clients)
         .map(|i| ctx.ex.spawn(client(ctx.clone(), run.clone(), i)))
         .collect();
-    for _ in 0..clients {
-        if runtime::until(ctx.deadline, ready_rx.recv())
-            .await
-            .is_none()
-        {
-            break;
-        }
-    }
+    runtime::await_ready(&ready_rx, clients, ctx.deadline).await;
     let connect_s = t0.elapsed().as_secs_f64();
     set_phase(&phase, "settling");
     let settle_s = settle(&counters, Duration::from_millis(300), plan.settle_max)
