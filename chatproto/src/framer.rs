@@ -1,7 +1,6 @@
 //! [`LineFramer`]: bytes in, bounded lines out.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 
 use crate::FrameError;
 
@@ -24,8 +23,17 @@ pub const EVENT_LINE_LIMIT: usize = 4 << 20;
 /// is reported as [`FrameError::BadEncoding`]. Either way the next line is
 /// framed normally.
 ///
+/// Lines are found when asked for, not when pushed: what the framer holds is
+/// the bytes themselves and nothing per line, so a chunk of 8 KiB of bare LFs
+/// costs 8 KiB while it waits, not thousands of queued entries.
+///
 /// Call [`next_line`](Self::next_line) until it returns `None` after each
 /// [`push`](Self::push); lines left undrained stay buffered.
+///
+/// Which limit: a server frames client lines with [`LineFramer::for_server`]
+/// ([`DEFAULT_MAX_LINE`]); a client frames server lines with
+/// [`LineFramer::for_client`] ([`EVENT_LINE_LIMIT`]), because server lines carry
+/// a client's whole text plus a prefix, and listings grow with the server.
 ///
 /// ```
 /// use chatproto::{FrameError, LineFramer};
@@ -40,20 +48,18 @@ pub const EVENT_LINE_LIMIT: usize = 4 << 20;
 #[derive(Debug)]
 pub struct LineFramer {
     max_line: usize,
-    /// Complete lines not yet handed out, then the current partial line.
+    /// Bytes not handed out yet: complete lines, then the partial line.
     buf: Vec<u8>,
-    /// Where the partial line starts in `buf`.
+    /// Where the unconsumed bytes start in `buf`.
+    start: usize,
+    /// Where the partial line (no LF seen yet) starts in `buf`.
     partial_start: usize,
-    /// Complete lines (ranges into `buf`, ending excluded) and errors, in order.
-    ready: VecDeque<Framed>,
+    /// Offsets in `buf` where an overlong line was cut out: each is reported as
+    /// [`FrameError::LineTooLong`] once the lines before it are handed out.
+    /// One per overlong line, so never more than the bytes pushed allow.
+    cuts: VecDeque<usize>,
     /// True while skipping the rest of an overlong line.
     discarding: bool,
-}
-
-#[derive(Debug)]
-enum Framed {
-    Line(Range<usize>),
-    Error(FrameError),
 }
 
 impl LineFramer {
@@ -62,10 +68,25 @@ impl LineFramer {
         Self {
             max_line,
             buf: Vec::new(),
+            start: 0,
             partial_start: 0,
-            ready: VecDeque::new(),
+            cuts: VecDeque::new(),
             discarding: false,
         }
+    }
+
+    /// A framer for what a server reads: client lines of at most
+    /// [`DEFAULT_MAX_LINE`] bytes (PROTOCOL.md section 1).
+    pub fn for_server() -> Self {
+        Self::new(DEFAULT_MAX_LINE)
+    }
+
+    /// A framer for what a client reads: server lines of up to
+    /// [`EVENT_LINE_LIMIT`] bytes. A `MSG` carrying a 4096-byte text is longer
+    /// than 4096 bytes, and `USERS` grows with the server, so a client framing
+    /// with [`DEFAULT_MAX_LINE`] would drop them.
+    pub fn for_client() -> Self {
+        Self::new(EVENT_LINE_LIMIT)
     }
 
     /// The line limit in bytes.
@@ -75,105 +96,76 @@ impl LineFramer {
 
     /// Bytes held: undrained lines plus the partial line.
     pub fn buffered(&self) -> usize {
-        if self.ready.is_empty() {
-            self.buf.len() - self.partial_start
-        } else {
-            self.buf.len()
-        }
+        self.buf.len() - self.start
     }
 
     /// True if a line (or an error) is ready for [`next_line`](Self::next_line).
     pub fn has_line(&self) -> bool {
-        !self.ready.is_empty()
+        self.cuts.front() == Some(&self.start)
+            || self.buf[self.start..self.partial_start].contains(&b'\n')
     }
 
     /// Feeds received bytes.
     pub fn push(&mut self, mut data: &[u8]) {
-        if self.ready.is_empty() && self.partial_start > 0 {
-            // Everything before the partial line was handed out: forget it.
-            self.buf.drain(..self.partial_start);
-            self.partial_start = 0;
+        if self.start > 0 {
+            // Forget what was handed out; what remains is small (a partial line,
+            // or lines a paced reader has not taken yet).
+            self.buf.drain(..self.start);
+            self.partial_start -= self.start;
+            for cut in &mut self.cuts {
+                *cut -= self.start;
+            }
+            self.start = 0;
         }
-        while !data.is_empty() {
-            let lf = data.iter().position(|&b| b == b'\n');
-            if self.discarding {
-                match lf {
-                    Some(i) => {
-                        self.discarding = false;
-                        data = &data[i + 1..];
-                        continue;
-                    }
-                    None => return,
-                }
-            }
-            let (piece, rest) = match lf {
-                Some(i) => (&data[..i], Some(&data[i + 1..])),
-                None => (data, None),
-            };
-            // A line may hold one byte past the limit before its LF: a CR that the
-            // LF strips. `finish_line` checks the exact length.
-            if self.buf.len() - self.partial_start + piece.len() > self.max_line + 1 {
-                self.buf.truncate(self.partial_start);
-                self.ready.push_back(Framed::Error(FrameError::LineTooLong {
-                    max: self.max_line,
-                }));
-                match rest {
-                    Some(r) => data = r,
-                    None => {
-                        self.discarding = true;
-                        return;
-                    }
-                }
-                continue;
-            }
-            self.buf.extend_from_slice(piece);
-            match rest {
-                Some(r) => {
-                    self.finish_line();
-                    data = r;
+        if self.discarding {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.discarding = false;
+                    data = &data[i + 1..];
                 }
                 None => return,
             }
         }
-    }
-
-    /// The partial line just got its LF: check it and queue it.
-    fn finish_line(&mut self) {
-        let mut end = self.buf.len();
-        if self.buf[self.partial_start..end].last() == Some(&b'\r') {
-            end -= 1;
+        let last_lf = data.iter().rposition(|&b| b == b'\n');
+        self.buf.extend_from_slice(data);
+        if let Some(i) = last_lf {
+            self.partial_start = self.buf.len() - data.len() + i + 1;
         }
-        let range = self.partial_start..end;
-        // Length first, as `push` does for longer lines: a line one byte over the
-        // limit is too long whatever its bytes (found by fuzzing).
-        let framed = if range.len() > self.max_line {
-            Framed::Error(FrameError::LineTooLong { max: self.max_line })
-        } else {
-            match std::str::from_utf8(&self.buf[range.clone()]) {
-                Ok(_) => Framed::Line(range),
-                Err(e) => Framed::Error(FrameError::BadEncoding {
-                    at: e.valid_up_to(),
-                }),
-            }
-        };
-        if matches!(framed, Framed::Error(_)) {
+        // A line may hold one byte past the limit before its LF: a CR that the
+        // LF strips. `next_line` checks complete lines exactly.
+        if self.buf.len() - self.partial_start > self.max_line.saturating_add(1) {
             self.buf.truncate(self.partial_start);
+            self.cuts.push_back(self.partial_start);
+            self.discarding = true;
         }
-        self.partial_start = self.buf.len();
-        self.ready.push_back(framed);
     }
 
     /// The next complete line (without its ending) or framing error, if any.
     #[allow(clippy::should_implement_trait)] // lends from self, so not an Iterator
     pub fn next_line(&mut self) -> Option<Result<&str, FrameError>> {
-        match self.ready.pop_front()? {
-            Framed::Error(e) => Some(Err(e)),
-            Framed::Line(range) => {
-                // Checked by `finish_line`; lossless conversion can't fail here.
-                let line = std::str::from_utf8(&self.buf[range]).unwrap_or_default();
-                Some(Ok(line))
-            }
+        if self.cuts.front() == Some(&self.start) {
+            self.cuts.pop_front();
+            return Some(Err(FrameError::LineTooLong { max: self.max_line }));
         }
+        let lf = self.start
+            + self.buf[self.start..self.partial_start]
+                .iter()
+                .position(|&b| b == b'\n')?;
+        let mut range = self.start..lf;
+        self.start = lf + 1;
+        if self.buf[range.clone()].last() == Some(&b'\r') {
+            range.end -= 1;
+        }
+        // Length first: a line one byte over the limit is too long whatever
+        // its bytes (found by fuzzing).
+        if range.len() > self.max_line {
+            return Some(Err(FrameError::LineTooLong { max: self.max_line }));
+        }
+        Some(
+            std::str::from_utf8(&self.buf[range]).map_err(|e| FrameError::BadEncoding {
+                at: e.valid_up_to(),
+            }),
+        )
     }
 
     /// Releases the buffer's memory when nothing is buffered, so an idle
@@ -181,11 +173,11 @@ impl LineFramer {
     /// returned `None` (before that, lines are still buffered and nothing is
     /// freed) and before waiting for more input.
     pub fn shrink(&mut self) {
-        if self.ready.is_empty() && self.partial_start == self.buf.len() {
+        if self.start == self.buf.len() && self.cuts.is_empty() {
             self.buf = Vec::new();
+            self.cuts = VecDeque::new();
+            self.start = 0;
             self.partial_start = 0;
-            // The queue of ready lines keeps its capacity too once used.
-            self.ready = VecDeque::new();
         }
     }
 }
@@ -316,6 +308,44 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_empty_lines_costs_its_bytes_only() {
+        // Lines are found on demand: 8 KiB of LFs hold 8 KiB, not an entry per line.
+        let mut f = LineFramer::new(4096);
+        f.push(&[b'\n'; 8192]);
+        assert_eq!(f.buffered(), 8192);
+        assert_eq!(f.buf.capacity(), 8192);
+        assert_eq!(f.cuts.capacity(), 0);
+        assert_eq!(drain(&mut f).len(), 8192);
+    }
+
+    #[test]
+    fn a_limit_near_usize_max_does_not_wrap() {
+        let mut f = LineFramer::new(usize::MAX);
+        f.push(b"fine\n");
+        assert_eq!(drain(&mut f), vec![Ok("fine".into())]);
+    }
+
+    #[test]
+    fn lines_before_and_after_a_cut_keep_their_order() {
+        let mut f = LineFramer::new(4);
+        f.push(b"a\nb\nxxxxxxxx");
+        f.push(b"yyy\nc\nzzzzzzz");
+        f.push(b"\nd\n");
+        let too_long = Err(FrameError::LineTooLong { max: 4 });
+        assert_eq!(
+            drain(&mut f),
+            vec![
+                Ok("a".into()),
+                Ok("b".into()),
+                too_long.clone(),
+                Ok("c".into()),
+                too_long,
+                Ok("d".into())
+            ]
+        );
+    }
+
+    #[test]
     fn shrink_releases_idle_buffer() {
         let mut f = LineFramer::new(64);
         f.push(b"hello\n");
@@ -324,7 +354,7 @@ mod tests {
         f.shrink();
         assert_eq!(f.buffered(), 0);
         assert_eq!(
-            (f.buf.capacity(), f.ready.capacity()),
+            (f.buf.capacity(), f.cuts.capacity()),
             (0, 0),
             "nothing kept"
         );

@@ -2,10 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-/// A token bucket: up to `burst` lines at once, refilled at `rate` lines per
+/// A token bucket: up to `burst` tokens at once, refilled at `rate` tokens per
 /// second. A driver asks before handling each line and, when refused, stops
 /// reading that connection for the returned wait, so TCP pushes back on the
 /// sender and nothing is dropped.
+///
+/// Costs that are known only afterwards (the bytes a read returned, the size
+/// of a reply) are [`charge`](Self::charge)d in thousandths of a token and may
+/// put the bucket in debt; [`ready`](Self::ready) says how long until the debt
+/// is paid, and a driver reads nothing until then.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -16,28 +21,55 @@ use std::time::{Duration, Instant};
 /// assert!(bucket.take(start).is_ok());
 /// assert_eq!(bucket.take(start), Err(Duration::from_millis(100)));
 /// assert!(bucket.take(start + Duration::from_millis(100)).is_ok());
+///
+/// // 3000 bytes at 4 thousandths of a token each: 12 tokens of debt.
+/// let later = start + Duration::from_secs(10);
+/// bucket.charge(later, 3000 * 4);
+/// assert_eq!(bucket.ready(later), Err(Duration::from_secs(1)));
+/// assert!(bucket.ready(later + Duration::from_secs(1)).is_ok());
 /// ```
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
     burst: u32,
     rate: u32,
-    /// Available tokens, in nanotokens (10^-9 of a token), so refill is exact
-    /// integer arithmetic.
-    nanotokens: u128,
+    /// Available tokens in nanotokens (10^-9 of a token), so refill is exact
+    /// integer arithmetic; negative while in debt. An `i64`, not an `i128`:
+    /// 8-byte alignment keeps the futures that hold a bucket small.
+    nanotokens: i64,
     last: Instant,
 }
 
-const NANOS: u128 = 1_000_000_000;
+const NANOS: i64 = 1_000_000_000;
+
+/// Nanotokens per thousandth of a token.
+const PER_MILLI: i64 = NANOS / 1000;
 
 impl TokenBucket {
     /// A full bucket. `rate == 0` means unlimited.
     pub fn new(burst: u32, rate: u32, now: Instant) -> Self {
+        let burst = burst.max(1);
         Self {
-            burst: burst.max(1),
+            burst,
             rate,
-            nanotokens: u128::from(burst.max(1)) * NANOS,
+            nanotokens: i64::from(burst) * NANOS,
             last: now,
         }
+    }
+
+    /// Adds what was earned since the last call, up to the burst.
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_nanos();
+        self.last = self.last.max(now);
+        let earned = elapsed.saturating_mul(u128::from(self.rate));
+        let earned = i64::try_from(earned).unwrap_or(i64::MAX);
+        let cap = i64::from(self.burst) * NANOS;
+        self.nanotokens = self.nanotokens.saturating_add(earned).min(cap);
+    }
+
+    /// How long until the bucket holds `want` nanotokens (which it does not).
+    fn wait_for(&self, want: i64) -> Duration {
+        let missing = u64::try_from(want.saturating_sub(self.nanotokens)).unwrap_or(0);
+        Duration::from_nanos(missing.div_ceil(u64::from(self.rate)))
     }
 
     /// Takes one token, or says how long until one is available.
@@ -45,19 +77,38 @@ impl TokenBucket {
         if self.rate == 0 {
             return Ok(());
         }
-        let elapsed = now.saturating_duration_since(self.last).as_nanos();
-        self.last = self.last.max(now);
-        let cap = u128::from(self.burst) * NANOS;
-        self.nanotokens = (self.nanotokens + elapsed * u128::from(self.rate)).min(cap);
+        self.refill(now);
         if self.nanotokens >= NANOS {
             self.nanotokens -= NANOS;
             Ok(())
         } else {
-            let missing = NANOS - self.nanotokens;
-            let nanos = missing.div_ceil(u128::from(self.rate));
-            Err(Duration::from_nanos(
-                u64::try_from(nanos).unwrap_or(u64::MAX),
-            ))
+            Err(self.wait_for(NANOS))
+        }
+    }
+
+    /// Charges `milli_tokens` thousandths of a token for work already done;
+    /// the bucket may go into debt.
+    pub fn charge(&mut self, now: Instant, milli_tokens: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        self.refill(now);
+        let cost = i64::try_from(milli_tokens)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(PER_MILLI);
+        self.nanotokens = self.nanotokens.saturating_sub(cost);
+    }
+
+    /// `Ok` unless the bucket is in debt; then how long until it is paid.
+    pub fn ready(&mut self, now: Instant) -> Result<(), Duration> {
+        if self.rate == 0 {
+            return Ok(());
+        }
+        self.refill(now);
+        if self.nanotokens >= 0 {
+            Ok(())
+        } else {
+            Err(self.wait_for(0))
         }
     }
 }
@@ -84,11 +135,28 @@ mod tests {
     }
 
     #[test]
+    fn charges_make_debt_that_time_pays() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 20, t0);
+        assert!(b.ready(t0).is_ok());
+        // 14 tokens charged against 10 held: 4 tokens of debt, 200 ms at 20/s.
+        b.charge(t0, 14_000);
+        assert_eq!(b.ready(t0), Err(Duration::from_millis(200)));
+        assert!(b.take(t0).is_err(), "no line while in debt");
+        assert!(b.ready(t0 + Duration::from_millis(200)).is_ok());
+        // Huge charges saturate instead of wrapping into credit.
+        b.charge(t0, u64::MAX);
+        assert!(b.ready(t0 + Duration::from_secs(3600)).is_err());
+    }
+
+    #[test]
     fn zero_rate_is_unlimited() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(1, 0, t0);
         for _ in 0..1000 {
             assert!(b.take(t0).is_ok());
         }
+        b.charge(t0, u64::MAX);
+        assert!(b.ready(t0).is_ok());
     }
 }
