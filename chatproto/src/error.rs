@@ -115,10 +115,14 @@ impl std::error::Error for ParseError {
 
 /// A line the driver could not turn into a [`crate::Command`], handed to the
 /// server as [`crate::server::Input::Refused`] so that it answers with `ERR`.
+///
+/// An empty line ([`ParseError::Empty`]) becomes a refusal that the server does
+/// not answer: PROTOCOL.md ignores empty lines, but they still count as activity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     code: ErrorCode,
     message: Text,
+    empty_line: bool,
 }
 
 impl Refusal {
@@ -127,7 +131,14 @@ impl Refusal {
         Self {
             code,
             message: Text::lossy(message),
+            empty_line: false,
         }
+    }
+
+    /// True for an empty line, which the server ignores (no `ERR`) but counts
+    /// as activity.
+    pub fn is_empty_line(&self) -> bool {
+        self.empty_line
     }
 
     /// The code sent in `ERR`.
@@ -143,7 +154,9 @@ impl Refusal {
 
 impl From<ParseError> for Refusal {
     fn from(e: ParseError) -> Self {
-        Self::new(e.code(), &e.to_string())
+        let mut refusal = Self::new(e.code(), &e.to_string());
+        refusal.empty_line = e == ParseError::Empty;
+        refusal
     }
 }
 
