@@ -150,6 +150,85 @@ fn bad(usage: &'static str) -> ParseError {
     ParseError::BadArgs { usage }
 }
 
+/// Validating constructors, for programs that build commands rather than parse
+/// what a person typed. Each checks its arguments with the same rules as
+/// [`parse_line`] and fails with the same [`ParseError`] variant
+/// ([`ParseError::BadText`], [`ParseError::BadName`] or [`ParseError::BadToken`]).
+///
+/// Commands without arguments ([`Command::Users`], [`Command::Groups`],
+/// [`Command::Leave`], [`Command::Help`]) cannot fail and are plain variants;
+/// so is any variant built from values already validated, such as
+/// `Command::Nick(name)` or `Command::Pong(token)`.
+///
+/// ```
+/// use chatproto::{Command, ParseError};
+///
+/// fn greet(to: &str) -> Result<Vec<u8>, ParseError> {
+///     let mut out = Vec::new();
+///     Command::nick("bot")?.encode(&mut out);
+///     Command::join("rust")?.encode(&mut out);
+///     Command::say("/not a command")?.encode(&mut out);
+///     Command::msg(to, "hello")?.encode(&mut out);
+///     Command::Users.encode(&mut out);
+///     Command::quit(None)?.encode(&mut out);
+///     Ok(out)
+/// }
+/// assert_eq!(
+///     greet("ann").unwrap(),
+///     b"/nick bot\n/join rust\n//not a command\n/msg ann hello\n/users\n/quit\n"
+/// );
+/// assert_eq!(greet("a b").unwrap_err().code().as_str(), "name-invalid");
+/// assert!(matches!(Command::me("\x1b[2J"), Err(ParseError::BadText(_))));
+/// assert!(matches!(Command::ping(Some("a b")), Err(ParseError::BadToken(_))));
+/// ```
+impl Command {
+    /// `<text>`: say `text` in the current scope (before registration, the
+    /// server takes it as the name). Text starting with `/` is encoded as `//`.
+    pub fn say(text: &str) -> Result<Self, ParseError> {
+        Ok(Self::Say(Text::try_from(text)?))
+    }
+
+    /// `/me <text>`: an action in the current scope.
+    pub fn me(text: &str) -> Result<Self, ParseError> {
+        Ok(Self::Me(Text::try_from(text)?))
+    }
+
+    /// `/msg <to> <text>`: a private message.
+    pub fn msg(to: &str, text: &str) -> Result<Self, ParseError> {
+        Ok(Self::Msg {
+            to: Name::try_from(to)?,
+            text: Text::try_from(text)?,
+        })
+    }
+
+    /// `/join <group>`: join `group`, creating it if needed.
+    pub fn join(group: &str) -> Result<Self, ParseError> {
+        Ok(Self::Join(GroupName::try_from(group)?))
+    }
+
+    /// `/nick <name>`: register (before registration) or rename.
+    pub fn nick(name: &str) -> Result<Self, ParseError> {
+        Ok(Self::Nick(Name::try_from(name)?))
+    }
+
+    /// `/quit [reason]`: leave, with an optional reason the others see.
+    pub fn quit(reason: Option<&str>) -> Result<Self, ParseError> {
+        Ok(Self::Quit(reason.map(Text::try_from).transpose()?))
+    }
+
+    /// `/ping [token]`: ask the server for a `PONG` (with `token`, or the
+    /// server's name).
+    pub fn ping(token: Option<&str>) -> Result<Self, ParseError> {
+        Ok(Self::Ping(token.map(Token::try_from).transpose()?))
+    }
+
+    /// `/pong <token>`: answer the server's `PING <token>` (a
+    /// [`crate::Session`] does this for you).
+    pub fn pong(token: &str) -> Result<Self, ParseError> {
+        Ok(Self::Pong(Token::try_from(token)?))
+    }
+}
+
 impl Command {
     /// Appends the command's line, LF included, to `out`.
     ///
@@ -302,6 +381,72 @@ mod tests {
             parse_line("/join").unwrap_err().to_string(),
             "usage: /join <group>"
         );
+    }
+
+    #[test]
+    fn constructors_match_the_parser() {
+        let cases: Vec<(Result<Command, ParseError>, &str)> = vec![
+            (Command::say("hello  world "), "hello  world "),
+            (Command::say("/etc"), "//etc"),
+            (Command::me("waves"), "/me waves"),
+            (Command::msg("Bob", "psst, hi"), "/msg Bob psst, hi"),
+            (Command::join("Rust"), "/join Rust"),
+            (Command::nick("ann_2"), "/nick ann_2"),
+            (Command::quit(None), "/quit"),
+            (Command::quit(Some("see you")), "/quit see you"),
+            (Command::ping(None), "/ping"),
+            (Command::ping(Some("42")), "/ping 42"),
+            (Command::pong("abc"), "/pong abc"),
+        ];
+        for (built, line) in cases {
+            let built = built.unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(built.to_string(), line);
+            assert_eq!(parse_line(line), Ok(built), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn constructors_refuse_what_the_parser_refuses() {
+        use crate::{NameError, TokenError};
+        let esc = TextError::ControlChar { ch: '\x1b', at: 0 };
+        let cases: Vec<(Result<Command, ParseError>, ParseError)> = vec![
+            (Command::say(""), ParseError::BadText(TextError::Empty)),
+            (Command::say("\x1b[2J"), ParseError::BadText(esc.clone())),
+            (Command::me(""), ParseError::BadText(TextError::Empty)),
+            (
+                Command::msg("b@b", "hi"),
+                ParseError::BadName(NameError::InvalidChar { ch: '@', at: 1 }),
+            ),
+            (
+                Command::msg("bob", ""),
+                ParseError::BadText(TextError::Empty),
+            ),
+            (Command::join(""), ParseError::BadName(NameError::Empty)),
+            (
+                Command::join("a b"),
+                ParseError::BadName(NameError::InvalidChar { ch: ' ', at: 1 }),
+            ),
+            (
+                Command::nick(&"n".repeat(33)),
+                ParseError::BadName(NameError::TooLong { len: 33 }),
+            ),
+            (
+                Command::quit(Some("")),
+                ParseError::BadText(TextError::Empty),
+            ),
+            (Command::quit(Some("\x1b")), ParseError::BadText(esc)),
+            (
+                Command::ping(Some("a b")),
+                ParseError::BadToken(TokenError::InvalidChar { ch: ' ', at: 1 }),
+            ),
+            (
+                Command::pong(""),
+                ParseError::BadToken(TokenError::BadLength { len: 0 }),
+            ),
+        ];
+        for (i, (built, want)) in cases.into_iter().enumerate() {
+            assert_eq!(built, Err(want), "case {i}");
+        }
     }
 
     #[test]

@@ -113,6 +113,27 @@ impl std::error::Error for ParseError {
     }
 }
 
+/// A name that breaks the rules, as [`ParseError::BadName`], so `?` converts it.
+impl From<NameError> for ParseError {
+    fn from(e: NameError) -> Self {
+        Self::BadName(e)
+    }
+}
+
+/// Text that breaks the rules, as [`ParseError::BadText`], so `?` converts it.
+impl From<TextError> for ParseError {
+    fn from(e: TextError) -> Self {
+        Self::BadText(e)
+    }
+}
+
+/// A token that breaks the rules, as [`ParseError::BadToken`], so `?` converts it.
+impl From<TokenError> for ParseError {
+    fn from(e: TokenError) -> Self {
+        Self::BadToken(e)
+    }
+}
+
 /// A line the driver could not turn into a [`crate::Command`], handed to the
 /// server as [`crate::server::Input::Refused`] so that it answers with `ERR`.
 ///
@@ -178,6 +199,31 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_errors_convert_to_their_parse_errors() {
+        let cases: &[(ParseError, ParseError, ErrorCode)] = &[
+            (
+                NameError::Empty.into(),
+                ParseError::BadName(NameError::Empty),
+                ErrorCode::NameInvalid,
+            ),
+            (
+                TextError::Empty.into(),
+                ParseError::BadText(TextError::Empty),
+                ErrorCode::BadText,
+            ),
+            (
+                TokenError::BadLength { len: 0 }.into(),
+                ParseError::BadToken(TokenError::BadLength { len: 0 }),
+                ErrorCode::BadArgs,
+            ),
+        ];
+        for (got, want, code) in cases {
+            assert_eq!(got, want);
+            assert_eq!(got.code(), *code);
+        }
+    }
 
     #[test]
     fn clip_respects_char_boundaries() {

@@ -1,6 +1,7 @@
 //! Validated names: user names ([`Name`]) and group names ([`GroupName`]).
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 /// The longest name, in bytes (and characters: names are ASCII).
@@ -105,6 +106,25 @@ macro_rules! name_type {
             }
         }
 
+        /// Validates an owned string, keeping the name's text as given.
+        impl TryFrom<String> for $ty {
+            type Error = NameError;
+
+            fn try_from(s: String) -> Result<Self, NameError> {
+                validate(&s)?;
+                Ok(Self(s.into()))
+            }
+        }
+
+        /// The same as `TryFrom<&str>`, for `str::parse`.
+        impl FromStr for $ty {
+            type Err = NameError;
+
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                Self::try_from(s)
+            }
+        }
+
         impl AsRef<str> for $ty {
             fn as_ref(&self) -> &str {
                 &self.0
@@ -132,11 +152,16 @@ name_type!(
     /// Equality is exact (so encoding round-trips); uniqueness on a server is
     /// case-insensitive, which [`Name::key`] and [`Name::same_as`] express.
     ///
+    /// Built with `TryFrom<&str>`, `TryFrom<String>` or `str::parse`, which all
+    /// check the same rules and fail with [`NameError`]:
+    ///
     /// ```
     /// use chatproto::Name;
     /// let alice = Name::try_from("Alice").unwrap();
     /// assert!(alice.same_as(&Name::try_from("alice").unwrap()));
     /// assert!(Name::try_from("al ice").is_err());
+    /// let bob: Name = "bob".parse().unwrap();
+    /// assert_eq!(Name::try_from(String::from("bob")), Ok(bob));
     /// ```
     Name
 );
@@ -182,6 +207,26 @@ mod tests {
         ];
         for (input, err) in cases {
             assert_eq!(Name::try_from(*input).unwrap_err(), *err, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn every_constructor_checks_the_same_rules() {
+        let cases: &[(&str, Result<&str, NameError>)] = &[
+            ("Ann_1", Ok("Ann_1")),
+            ("", Err(NameError::Empty)),
+            ("a b", Err(NameError::InvalidChar { ch: ' ', at: 1 })),
+            (&"n".repeat(33), Err(NameError::TooLong { len: 33 })),
+        ];
+        for (input, want) in cases {
+            let want = want.clone().map(str::to_owned);
+            let as_str = |n: Name| n.as_str().to_owned();
+            let as_group = |n: GroupName| n.as_str().to_owned();
+            assert_eq!(Name::try_from(*input).map(as_str), want, "{input:?}");
+            assert_eq!(Name::try_from(input.to_string()).map(as_str), want);
+            assert_eq!(input.parse::<Name>().map(as_str), want);
+            assert_eq!(GroupName::try_from(input.to_string()).map(as_group), want);
+            assert_eq!(input.parse::<GroupName>().map(as_group), want);
         }
     }
 

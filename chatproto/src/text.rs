@@ -1,6 +1,7 @@
 //! Validated free text ([`Text`]) and short tokens ([`Token`]).
 
 use std::fmt;
+use std::str::FromStr;
 
 /// True for the characters that text must not hold: C0 controls other than TAB,
 /// DEL, and C1 controls. Letting them through would let one user drive another
@@ -42,9 +43,13 @@ impl std::error::Error for TextError {}
 /// Text is the last field of a line, so it may contain spaces; it is passed on
 /// exactly as received, without trimming.
 ///
+/// Built with `TryFrom<&str>`, `TryFrom<String>` or `str::parse`, which all
+/// check the same rules and fail with [`TextError`]:
+///
 /// ```
 /// use chatproto::Text;
 /// assert_eq!(Text::try_from("hello  world ").unwrap().as_str(), "hello  world ");
+/// assert_eq!(Text::try_from(String::from("hi")), "hi".parse());
 /// assert!(Text::try_from("\x1b[2J").is_err());
 /// assert_eq!(Text::lossy("a\x1bb").as_str(), "a\u{fffd}b");
 /// ```
@@ -72,17 +77,41 @@ impl Text {
     }
 }
 
+fn check_text(s: &str) -> Result<(), TextError> {
+    if s.is_empty() {
+        return Err(TextError::Empty);
+    }
+    if let Some((at, ch)) = s.char_indices().find(|&(_, c)| is_forbidden_char(c)) {
+        return Err(TextError::ControlChar { ch, at });
+    }
+    Ok(())
+}
+
 impl TryFrom<&str> for Text {
     type Error = TextError;
 
     fn try_from(s: &str) -> Result<Self, TextError> {
-        if s.is_empty() {
-            return Err(TextError::Empty);
-        }
-        if let Some((at, ch)) = s.char_indices().find(|&(_, c)| is_forbidden_char(c)) {
-            return Err(TextError::ControlChar { ch, at });
-        }
+        check_text(s)?;
         Ok(Self(s.into()))
+    }
+}
+
+/// Validates an owned string; its buffer is kept (shrunk to fit), not copied.
+impl TryFrom<String> for Text {
+    type Error = TextError;
+
+    fn try_from(s: String) -> Result<Self, TextError> {
+        check_text(&s)?;
+        Ok(Self(s.into_boxed_str()))
+    }
+}
+
+/// The same as `TryFrom<&str>`, for `str::parse`.
+impl FromStr for Text {
+    type Err = TextError;
+
+    fn from_str(s: &str) -> Result<Self, TextError> {
+        Self::try_from(s)
     }
 }
 
@@ -117,6 +146,15 @@ pub const MAX_TOKEN_LEN: usize = 64;
 /// A short word without spaces: 1 to 64 visible ASCII characters (`!` to `~`).
 ///
 /// Used for ping tokens, the server's name and version, and reason codes.
+/// Built with `TryFrom<&str>`, `TryFrom<String>` or `str::parse`, which all fail
+/// with [`TokenError`]:
+///
+/// ```
+/// use chatproto::Token;
+/// let t: Token = "ping-7".parse().unwrap();
+/// assert_eq!(Token::try_from(String::from("ping-7")), Ok(t));
+/// assert!("two words".parse::<Token>().is_err());
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token(Box<str>);
 
@@ -167,20 +205,44 @@ impl Token {
     }
 }
 
+fn check_token(s: &str) -> Result<(), TokenError> {
+    if let Some((at, ch)) = s
+        .char_indices()
+        .find(|&(_, c)| !c.is_ascii() || !is_token_byte(c as u8))
+    {
+        return Err(TokenError::InvalidChar { ch, at });
+    }
+    if s.is_empty() || s.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::BadLength { len: s.len() });
+    }
+    Ok(())
+}
+
 impl TryFrom<&str> for Token {
     type Error = TokenError;
 
     fn try_from(s: &str) -> Result<Self, TokenError> {
-        if let Some((at, ch)) = s
-            .char_indices()
-            .find(|&(_, c)| !c.is_ascii() || !is_token_byte(c as u8))
-        {
-            return Err(TokenError::InvalidChar { ch, at });
-        }
-        if s.is_empty() || s.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::BadLength { len: s.len() });
-        }
+        check_token(s)?;
         Ok(Self(s.into()))
+    }
+}
+
+/// Validates an owned string; its buffer is kept (shrunk to fit), not copied.
+impl TryFrom<String> for Token {
+    type Error = TokenError;
+
+    fn try_from(s: String) -> Result<Self, TokenError> {
+        check_token(&s)?;
+        Ok(Self(s.into_boxed_str()))
+    }
+}
+
+/// The same as `TryFrom<&str>`, for `str::parse`.
+impl FromStr for Token {
+    type Err = TokenError;
+
+    fn from_str(s: &str) -> Result<Self, TokenError> {
+        Self::try_from(s)
     }
 }
 
@@ -233,6 +295,41 @@ mod tests {
         ];
         for (input, err) in cases {
             assert_eq!(Text::try_from(*input).unwrap_err(), *err, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn owned_and_parsed_text_check_the_same_rules() {
+        let cases: &[(&str, Result<&str, TextError>)] = &[
+            (" hi\tthere ", Ok(" hi\tthere ")),
+            ("", Err(TextError::Empty)),
+            ("a\x1b", Err(TextError::ControlChar { ch: '\x1b', at: 1 })),
+        ];
+        for (input, want) in cases {
+            let want = want.clone().map(str::to_owned);
+            let owned = |t: Text| t.as_str().to_owned();
+            assert_eq!(Text::try_from(*input).map(owned), want, "{input:?}");
+            assert_eq!(Text::try_from(input.to_string()).map(owned), want);
+            assert_eq!(input.parse::<Text>().map(owned), want);
+        }
+    }
+
+    #[test]
+    fn owned_and_parsed_tokens_check_the_same_rules() {
+        let long = "t".repeat(MAX_TOKEN_LEN + 1);
+        let cases: &[(&str, Result<&str, TokenError>)] = &[
+            ("abc-1", Ok("abc-1")),
+            ("", Err(TokenError::BadLength { len: 0 })),
+            (&long, Err(TokenError::BadLength { len: 65 })),
+            ("a b", Err(TokenError::InvalidChar { ch: ' ', at: 1 })),
+            ("é", Err(TokenError::InvalidChar { ch: 'é', at: 0 })),
+        ];
+        for (input, want) in cases {
+            let want = want.clone().map(str::to_owned);
+            let owned = |t: Token| t.as_str().to_owned();
+            assert_eq!(Token::try_from(*input).map(owned), want, "{input:?}");
+            assert_eq!(Token::try_from(input.to_string()).map(owned), want);
+            assert_eq!(input.parse::<Token>().map(owned), want);
         }
     }
 
