@@ -55,6 +55,8 @@ token_enum! {
         NameTaken => "name-taken",
         /// The name breaks the name rules.
         NameInvalid => "name-invalid",
+        /// The name is reserved (it could pass for the server or its staff).
+        NameReserved => "name-reserved",
         /// The command needs a registered name first.
         NotRegistered => "not-registered",
         /// `/something` that is not a command.

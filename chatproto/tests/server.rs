@@ -419,3 +419,126 @@ fn lines_from_unknown_connections_are_ignored() {
     let effects = w.input(Input::Disconnected(ghost, CloseReason::ConnectionLost));
     assert!(effects.is_empty());
 }
+
+#[test]
+fn names_that_imitate_the_server_are_reserved() {
+    let mut config = ServerConfig::default();
+    config.server_name = chatproto::Token::try_from("hub").unwrap();
+    let mut w = World::with_config(config);
+    w.conn("x");
+    w.take_all();
+    for name in ["admin", "Chatd", "HUB", "root"] {
+        w.send("x", name);
+        let got = w.take("x");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("ERR name-reserved "), "{got:?}");
+    }
+    w.send("x", "/nick ok");
+    assert_eq!(w.take("x"), lines(&["WELCOME ok"]));
+    w.send("x", "/nick Server");
+    assert_eq!(
+        w.take("x"),
+        lines(&["ERR name-reserved the name Server is reserved"])
+    );
+    let x = w.conn("x");
+    assert_eq!(w.server.name_of(x).unwrap().as_str(), "ok");
+}
+
+#[test]
+fn greeting_text_is_configurable() {
+    let mut config = ServerConfig::default();
+    config.greeting = chatproto::Text::try_from("hi there").unwrap();
+    let mut w = World::with_config(config);
+    w.conn("x");
+    let hello = w.take("x");
+    assert!(hello[0].starts_with("HELLO chatd ") && hello[0].ends_with(" hi there"));
+}
+
+#[test]
+fn presence_is_not_announced_above_the_limit() {
+    let mut config = ServerConfig::default();
+    config.presence_limit = 2;
+    let mut w = World::with_config(config);
+    w.user("a");
+    w.conn("b");
+    w.conn("c");
+    w.take_all();
+    w.send("b", "b");
+    w.take("b");
+    assert_eq!(w.take("a"), lines(&["JOIN * b"]), "two users: announced");
+    w.send("c", "c");
+    let got = w.take("c");
+    assert_eq!(got[0], "WELCOME c");
+    assert!(
+        got[1].starts_with("INFO more than 2 users are here"),
+        "{got:?}"
+    );
+    assert_eq!(w.pending(), Vec::new(), "nobody else hears of c");
+    w.send("a", "/join g");
+    w.send("c", "/join g");
+    w.user("d");
+    w.take_all();
+    // Four users: a's departure reaches its group only.
+    w.drop_conn("a", CloseReason::ConnectionLost);
+    assert_eq!(w.take("c"), lines(&["PART * a connection-lost"]));
+    assert_eq!(w.pending(), Vec::new());
+    w.send("b", "/quit");
+    assert_eq!(w.take("b"), lines(&["BYE quit"]));
+    assert_eq!(w.pending(), Vec::new(), "b was in no group");
+    // Two users left: announced again.
+    w.send("c", "/quit bye");
+    w.take("c");
+    assert_eq!(w.take("d"), lines(&["PART * c bye"]));
+}
+
+#[test]
+fn a_stalled_server_does_not_time_out_its_clients() {
+    let mut config = ServerConfig::default();
+    config.register_timeout = Duration::from_secs(2);
+    config.ping_after = Duration::from_secs(1);
+    config.idle_timeout = Duration::from_secs(2);
+    let mut w = World::with_config(config);
+    w.user("a");
+    w.conn("newcomer");
+    w.take_all();
+    w.advance(Duration::from_millis(500));
+    // The process is stopped for 30 s; the clients' lines wait in the sockets.
+    w.stall(Duration::from_secs(30));
+    assert!(!w.is_closed("a") && !w.is_closed("newcomer"));
+    assert_eq!(w.pending(), Vec::new(), "no PING, no BYE");
+    // Once running again, the waiting lines are read.
+    w.send("a", "still here");
+    w.send("newcomer", "n");
+    w.advance(Duration::from_millis(900));
+    assert!(!w.is_closed("a"));
+    assert_eq!(w.take("newcomer"), lines(&["WELCOME n"]));
+    // Timeouts still work afterwards.
+    w.advance(Duration::from_secs(3));
+    assert!(w.is_closed("a"), "a silent client still times out");
+}
+
+#[test]
+fn empty_lines_count_as_activity_and_get_no_answer() {
+    let mut config = ServerConfig::default();
+    config.ping_after = Duration::from_secs(1);
+    config.idle_timeout = Duration::from_secs(2);
+    let mut w = World::with_config(config);
+    w.user("a");
+    for _ in 0..10 {
+        w.send("a", "");
+        w.advance(Duration::from_millis(500));
+    }
+    assert!(!w.is_closed("a"));
+    assert_eq!(w.take("a"), Vec::<String>::new(), "no ERR, no PING");
+}
+
+#[test]
+fn a_connection_after_shutdown_is_told_so() {
+    let mut w = World::new();
+    w.user("a");
+    w.input(Input::Shutdown);
+    w.conn("late");
+    assert_eq!(w.take("late"), lines(&["BYE server-shutdown"]));
+    assert!(w.is_closed("late"));
+    assert_eq!(w.server.connection_count(), 0);
+}

@@ -336,6 +336,8 @@ const DICTIONARY: &[&str] = &[
     "/pong 1",
     "/quit",
     "/quit gone fishing",
+    "admin",
+    "/nick Chatd",
 ];
 
 /// Target `server`: the bytes are a program of inputs for one [`Server`]: byte
@@ -358,7 +360,10 @@ pub fn check_server(data: &[u8]) {
     let mut program = Program(data);
     let start = Instant::now();
     let mut now = start;
-    let mut server = Server::new(ServerConfig::default());
+    let mut config = ServerConfig::default();
+    // Small enough that six connections cross it both ways.
+    config.presence_limit = 3;
+    let mut server = Server::new(config);
     let mut model = Model::new(server.config());
     let mut history = Vec::new();
     for step in 0..MAX_STEPS {
@@ -421,7 +426,6 @@ impl Program<'_> {
                 self.0 = rest;
                 match parse_line(&String::from_utf8_lossy(bytes)) {
                     Ok(cmd) => Input::Line(conn, cmd),
-                    Err(ParseError::Empty) => return None,
                     Err(e) => Input::Refused(conn, e.into()),
                 }
             }
@@ -529,6 +533,12 @@ struct Model {
     register_timeout: Duration,
     ping_after: Duration,
     idle_timeout: Duration,
+    max_tick_gap: Duration,
+    presence_limit: usize,
+    /// Names nobody may take: the configured ones and the server's own.
+    reserved: Vec<NameKey>,
+    last_tick: Option<Instant>,
+    shut_down: bool,
     conns: BTreeMap<ConnId, ModelConn>,
     /// Each group's name as its creator spelled it.
     groups: BTreeMap<NameKey, GroupName>,
@@ -543,6 +553,16 @@ impl Model {
             register_timeout: config.register_timeout,
             ping_after: config.ping_after,
             idle_timeout: config.idle_timeout,
+            max_tick_gap: config.max_tick_gap,
+            presence_limit: config.presence_limit,
+            reserved: config
+                .reserved_names
+                .iter()
+                .map(Name::key)
+                .chain(Name::try_from(config.server_name.as_str()).map(|n| n.key()))
+                .collect(),
+            last_tick: None,
+            shut_down: false,
             conns: BTreeMap::new(),
             groups: BTreeMap::new(),
             pings_sent: 0,
@@ -600,6 +620,11 @@ impl Model {
     /// The effects `input` must have, per connection.
     fn handle(&mut self, now: Instant, input: &Input) -> Observed {
         match input {
+            Input::Connected(c) if self.shut_down && !self.conns.contains_key(c) => {
+                self.send(*c, &Event::Bye(CloseReason::ServerShutdown));
+                let close = close_mark(&CloseReason::ServerShutdown);
+                self.out.entry(*c).or_default().push(close);
+            }
             Input::Connected(c) => {
                 if !self.conns.contains_key(c) {
                     let conn = ModelConn {
@@ -628,13 +653,17 @@ impl Model {
                 if let Some(conn) = self.conns.get_mut(c) {
                     conn.last_heard = now;
                     conn.pinged = false;
-                    self.error(*c, refusal.code().clone());
+                    // An empty line is activity, never an error.
+                    if !refusal.is_empty_line() {
+                        self.error(*c, refusal.code().clone());
+                    }
                 }
             }
             Input::Kick(c, reason) => self.close(*c, reason, None, true),
             Input::Disconnected(c, reason) => self.close(*c, reason, None, false),
             Input::Tick => self.tick(now),
             Input::Shutdown => {
+                self.shut_down = true;
                 let bye = Event::Bye(CloseReason::ServerShutdown);
                 for c in std::mem::take(&mut self.conns).into_keys() {
                     self.send(c, &bye);
@@ -776,9 +805,16 @@ impl Model {
         if self.user(&name.key()).is_some() {
             return self.error(c, ErrorCode::NameTaken);
         }
+        if self.reserved.contains(&name.key()) {
+            return self.error(c, ErrorCode::NameReserved);
+        }
         self.conns.get_mut(&c).expect("live").name = Some(name.clone());
         self.send(c, &Event::Welcome(name.clone()));
         let others = self.users_except(Some(c));
+        if others.len() + 1 > self.presence_limit {
+            let info = Event::Info(Text::try_from("-").expect("valid text literal"));
+            return self.send(c, &info);
+        }
         self.send_all(
             &others,
             &Event::Join {
@@ -794,6 +830,9 @@ impl Model {
         }
         if matches!(self.user(&new.key()), Some((owner, _)) if owner != c) {
             return self.error(c, ErrorCode::NameTaken);
+        }
+        if self.reserved.contains(&new.key()) {
+            return self.error(c, ErrorCode::NameReserved);
         }
         self.conns.get_mut(&c).expect("live").name = Some(new.clone());
         self.send(c, &Event::Welcome(new.clone()));
@@ -830,9 +869,17 @@ impl Model {
             self.out.entry(c).or_default().push(close_mark(reason));
         }
         let Some(name) = conn.name else { return };
+        let everyone = self.users_except(None);
+        // Counted with the leaver, who is already gone from `conns`.
+        let announce = everyone.len() < self.presence_limit;
+        let mut told = if announce { everyone } else { Vec::new() };
         if let Some(key) = conn.group {
-            if self.members(&key).is_empty() {
+            let members = self.members(&key);
+            if members.is_empty() {
                 self.groups.remove(&key);
+            }
+            if !announce {
+                told = members;
             }
         }
         let reason = said.unwrap_or_else(|| Text::lossy(reason.as_str()));
@@ -841,11 +888,22 @@ impl Model {
             name,
             reason: Some(reason),
         };
-        let everyone = self.users_except(None);
-        self.send_all(&everyone, &part);
+        self.send_all(&told, &part);
     }
 
     fn tick(&mut self, now: Instant) {
+        // A gap past max_tick_gap is a stall, counted against no one: every
+        // connection's clocks move forward by it.
+        if let Some(last) = self.last_tick {
+            let gap = now.saturating_duration_since(last);
+            if gap > self.max_tick_gap {
+                for c in self.conns.values_mut() {
+                    c.connected_at += gap;
+                    c.last_heard += gap;
+                }
+            }
+        }
+        self.last_tick = Some(self.last_tick.map_or(now, |last| last.max(now)));
         let mut expired = Vec::new();
         let mut to_ping = Vec::new();
         for (&id, c) in &self.conns {

@@ -4,14 +4,14 @@
 mod groups;
 mod users;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{
-    CloseReason, Command, ErrorCode, Event, GroupName, Name, NameKey, Refusal, Scope, Text, Token,
-    COMMAND_HELP,
+    parse_line, CloseReason, Command, ErrorCode, Event, FrameError, GroupName, Name, NameKey,
+    Refusal, Scope, Text, Token, COMMAND_HELP,
 };
 use groups::Groups;
 use users::Users;
@@ -48,6 +48,20 @@ pub struct ServerConfig {
     pub server_name: Token,
     /// Sent in `HELLO`. Default: this crate's version.
     pub version: Token,
+    /// The words for a person at the end of `HELLO`. Default: asks for a name
+    /// and says what a name may hold.
+    pub greeting: Text,
+    /// Names nobody may register (compared ignoring case), so that no user can
+    /// pass for the server or its staff; the server's own name is reserved
+    /// too. Default: `server`, `admin`, `administrator`, `root`, `system`,
+    /// `operator`, `moderator`, `chatd`.
+    pub reserved_names: Vec<Name>,
+    /// Above this many users, registrations and disconnections are no longer
+    /// announced to everyone (`JOIN *` to all, `PART *` to all): each one would
+    /// cost a line to every user, so a reconnect storm of N users would cost N²
+    /// lines. A disconnection is still told to the leaver's group. Default
+    /// 1000.
+    pub presence_limit: usize,
     /// A connection that has not registered this long after connecting is
     /// closed with `register-timeout`. Default 30 s: ample for a person typing.
     pub register_timeout: Duration,
@@ -56,6 +70,12 @@ pub struct ServerConfig {
     /// A registered connection silent this long is closed with `ping-timeout`.
     /// Default 120 s: one minute to answer the `PING`.
     pub idle_timeout: Duration,
+    /// Two [`Input::Tick`]s further apart than this mean the driver was not
+    /// running (the process was stopped, the machine stalled): the time between
+    /// them does not count against anyone's timeouts, so a server that resumes
+    /// does not kick clients whose lines are still waiting to be read.
+    /// Default 3 s, for a driver that ticks once a second.
+    pub max_tick_gap: Duration,
 }
 
 impl Default for ServerConfig {
@@ -63,9 +83,25 @@ impl Default for ServerConfig {
         Self {
             server_name: Token::try_from("chatd").expect("valid token literal"),
             version: Token::try_from(env!("CARGO_PKG_VERSION")).expect("versions are tokens"),
+            greeting: Text::lossy("welcome! who are you? send your name (1-32 of A-Z a-z 0-9 _ -)"),
+            reserved_names: [
+                "server",
+                "admin",
+                "administrator",
+                "root",
+                "system",
+                "operator",
+                "moderator",
+                "chatd",
+            ]
+            .into_iter()
+            .map(|n| Name::try_from(n).expect("valid name literal"))
+            .collect(),
+            presence_limit: 1000,
             register_timeout: Duration::from_secs(30),
             ping_after: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
+            max_tick_gap: Duration::from_secs(3),
         }
     }
 }
@@ -79,7 +115,8 @@ pub enum Input {
     /// The connection sent a line that parsed.
     Line(ConnId, Command),
     /// The connection sent a line that did not frame or parse; the server
-    /// answers `ERR` and changes nothing else.
+    /// answers `ERR` and changes nothing else. An empty line
+    /// ([`Refusal::is_empty_line`]) gets no answer but counts as activity.
     Refused(ConnId, Refusal),
     /// The driver closes the connection for `reason` (a slow consumer, say):
     /// the server sends `BYE`, then [`Effect::Close`], and tells the others.
@@ -88,11 +125,37 @@ pub enum Input {
     /// forgets it and tells the others. Unknown ids are ignored.
     Disconnected(ConnId, CloseReason),
     /// Time passed: checks registration and idle timeouts. Call about once a
-    /// second; timeouts are as precise as the ticks.
+    /// second (more often is fine); timeouts are as precise as the ticks. See
+    /// [`ServerConfig::max_tick_gap`] for ticks that come late.
     Tick,
     /// The server is shutting down: every connection gets `BYE
-    /// server-shutdown` and is closed.
+    /// server-shutdown` and is closed, and a connection that still arrives
+    /// afterwards gets the same.
     Shutdown,
+}
+
+impl Input {
+    /// The input for one result of [`LineFramer::next_line`](crate::LineFramer::next_line):
+    /// a parsed line, or a refusal (an empty line included, which the server
+    /// ignores as PROTOCOL.md says).
+    ///
+    /// ```
+    /// use chatproto::server::{ConnId, Input};
+    /// use chatproto::LineFramer;
+    /// let mut framer = LineFramer::for_server();
+    /// framer.push(b"/join rust\n\n");
+    /// let conn = ConnId::new(1);
+    /// assert!(matches!(Input::from_frame(conn, framer.next_line().unwrap()), Input::Line(..)));
+    /// let empty = Input::from_frame(conn, framer.next_line().unwrap());
+    /// assert!(matches!(empty, Input::Refused(_, r) if r.is_empty_line()));
+    /// ```
+    pub fn from_frame(conn: ConnId, line: Result<&str, FrameError>) -> Self {
+        match line.map(parse_line) {
+            Ok(Ok(cmd)) => Self::Line(conn, cmd),
+            Ok(Err(e)) => Self::Refused(conn, e.into()),
+            Err(e) => Self::Refused(conn, e.into()),
+        }
+    }
 }
 
 /// What the driver must do, in order, as returned by [`Server::handle`].
@@ -131,8 +194,9 @@ struct Conn {
 /// # How to drive it
 /// For each connection the driver picks a fresh [`ConnId`] and calls
 /// [`handle`](Self::handle) with [`Input::Connected`]; for each line it reads, it
-/// frames it ([`crate::LineFramer`]), parses it ([`crate::parse_line`]) and
-/// passes [`Input::Line`] or, on an error, [`Input::Refused`]; when the
+/// frames it ([`crate::LineFramer::for_server`]) and passes what the framer
+/// returns through [`Input::from_frame`] (a parsed [`Input::Line`], or an
+/// [`Input::Refused`]: empty lines are refusals the server ignores); when the
 /// connection ends on its own, [`Input::Disconnected`]. About once a second it
 /// passes [`Input::Tick`]. Every call takes the current time and returns
 /// effects: the driver carries them out in order, queueing each
@@ -140,6 +204,24 @@ struct Conn {
 /// on [`Effect::Close`]. If it calls `handle` for one input at a time and
 /// queues the effects before the next call, every member of a scope receives
 /// that scope's lines in one order.
+///
+/// What is left to the driver:
+/// - After [`Input::Disconnected`] no [`Effect::Close`] follows: the driver
+///   frees the connection itself. Inputs for unknown ids are ignored, so a
+///   line racing with a close is harmless.
+/// - Slow consumers: the driver budgets each connection's queued bytes and
+///   passes [`Input::Kick`] with [`CloseReason::SendqExceeded`] when one is
+///   over; of what is delivered to it afterwards only its `BYE` matters.
+/// - Pacing: the driver reads a client no faster than it allows (see
+///   [`crate::TokenBucket`]); the state machine handles whatever it is given.
+/// - Closing: on [`Effect::Close`], flush what is queued, send a FIN, and keep
+///   reading (and dropping) input for a few seconds until the client closes;
+///   closing a socket with unread input sends a reset, which discards the
+///   final `BYE`.
+/// - Shutdown: after [`Input::Shutdown`] stop accepting. A connection that
+///   still arrives is answered `BYE server-shutdown` and closed.
+/// - Ticks may come more often than once a second. Late ones are fine too:
+///   see [`ServerConfig::max_tick_gap`].
 ///
 /// ```
 /// use std::time::Instant;
@@ -167,7 +249,16 @@ pub struct Server {
     groups: Groups,
     hello: Arc<[u8]>,
     help: Arc<[u8]>,
+    /// Sent after `WELCOME` while presence is not announced.
+    quiet_presence: Arc<[u8]>,
+    reserved: BTreeSet<NameKey>,
     pings_sent: u64,
+    /// When the last [`Input::Tick`] came.
+    last_tick: Option<Instant>,
+    /// Stalls so far: time between ticks that counts against no one. Times
+    /// kept per connection are on the clock [`Self::clock`] returns.
+    stalled: Duration,
+    shut_down: bool,
 }
 
 fn encode(event: &Event) -> Arc<[u8]> {
@@ -223,8 +314,17 @@ impl Server {
         let hello = encode(&Event::Hello {
             server: config.server_name.clone(),
             version: config.version.clone(),
-            text: text("welcome! who are you? send your name (1-32 of A-Z a-z 0-9 _ -)"),
+            text: config.greeting.clone(),
         });
+        let quiet_presence = encode(&Event::Info(text(&format!(
+            "more than {} users are here, so arrivals and departures are not announced; \
+             /users lists who is here",
+            config.presence_limit
+        ))));
+        let mut reserved: BTreeSet<NameKey> = config.reserved_names.iter().map(Name::key).collect();
+        if let Ok(own) = Name::try_from(config.server_name.as_str()) {
+            reserved.insert(own.key());
+        }
         let mut help = Vec::new();
         for (usage, what) in COMMAND_HELP {
             Event::Info(text(&format!("{usage:<20} {what}"))).encode(&mut help);
@@ -236,7 +336,12 @@ impl Server {
             groups: Groups::default(),
             hello,
             help: help.into(),
+            quiet_presence,
+            reserved,
             pings_sent: 0,
+            last_tick: None,
+            stalled: Duration::ZERO,
+            shut_down: false,
         }
     }
 
@@ -265,8 +370,24 @@ impl Server {
         self.conns.get(&conn)?.name.as_ref()
     }
 
+    /// True while registrations and disconnections are announced to everyone
+    /// (at most [`ServerConfig::presence_limit`] users).
+    pub fn announces_presence(&self) -> bool {
+        self.users.len() <= self.config.presence_limit
+    }
+
+    /// `now` on the clock that stalls do not advance (see
+    /// [`ServerConfig::max_tick_gap`]).
+    fn clock(&self, now: Instant) -> Instant {
+        now.checked_sub(self.stalled).unwrap_or(now)
+    }
+
     /// Handles one input at time `now`; returns what the driver must do, in order.
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
+        let now = match input {
+            Input::Tick => self.note_tick(now),
+            _ => self.clock(now),
+        };
         let mut out = Out(Vec::new());
         match input {
             Input::Connected(conn) => self.connected(now, conn, &mut out),
@@ -280,7 +401,7 @@ impl Server {
                 }
             }
             Input::Refused(conn, refusal) => {
-                if self.heard(now, conn).is_some() {
+                if self.heard(now, conn).is_some() && !refusal.is_empty_line() {
                     out.error(conn, refusal.code().clone(), refusal.message().as_str());
                 }
             }
@@ -290,6 +411,20 @@ impl Server {
             Input::Shutdown => self.shutdown(&mut out),
         }
         out.0
+    }
+
+    /// Notes a tick at `now`; returns `now` on the stall-free clock. A gap past
+    /// `max_tick_gap` is a stall: it is added to `stalled`, so the clock reads
+    /// as it did at the last tick.
+    fn note_tick(&mut self, now: Instant) -> Instant {
+        if let Some(last) = self.last_tick {
+            let gap = now.saturating_duration_since(last);
+            if gap > self.config.max_tick_gap {
+                self.stalled += gap;
+            }
+        }
+        self.last_tick = Some(self.last_tick.map_or(now, |last| last.max(now)));
+        self.clock(now)
     }
 
     /// Notes that `conn` spoke; returns it if it is live.
@@ -303,6 +438,15 @@ impl Server {
     fn connected(&mut self, now: Instant, conn: ConnId, out: &mut Out) {
         if self.conns.contains_key(&conn) {
             return; // A driver bug; keep the live connection's state.
+        }
+        if self.shut_down {
+            // The driver should have stopped accepting; say goodbye anyway.
+            out.event(conn, &Event::Bye(CloseReason::ServerShutdown));
+            out.0.push(Effect::Close {
+                conn,
+                reason: CloseReason::ServerShutdown,
+            });
+            return;
         }
         self.conns.insert(
             conn,
@@ -388,10 +532,23 @@ impl Server {
         self.conns.get(&conn)?.group.clone()
     }
 
+    /// Refuses a name that is reserved; true if it was.
+    fn refuse_reserved(&self, conn: ConnId, name: &Name, out: &mut Out) -> bool {
+        let reserved = self.reserved.contains(&name.key());
+        if reserved {
+            let msg = format!("the name {name} is reserved");
+            out.error(conn, ErrorCode::NameReserved, &msg);
+        }
+        reserved
+    }
+
     fn register(&mut self, conn: ConnId, name: Name, out: &mut Out) {
         if self.users.get(&name.key()).is_some() {
             let msg = format!("the name {name} is taken");
             return out.error(conn, ErrorCode::NameTaken, &msg);
+        }
+        if self.refuse_reserved(conn, &name, out) {
+            return;
         }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -399,6 +556,9 @@ impl Server {
         c.name = Some(name.clone());
         self.users.insert(name.clone(), conn);
         out.event(conn, &Event::Welcome(name.clone()));
+        if !self.announces_presence() {
+            return out.deliver(conn, &self.quiet_presence);
+        }
         let joined = encode(&Event::Join {
             scope: Scope::Global,
             name,
@@ -407,10 +567,9 @@ impl Server {
     }
 
     fn rename(&mut self, conn: ConnId, new: Name, out: &mut Out) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(old) = self.name_of(conn).cloned() else {
             return;
         };
-        let Some(old) = c.name.clone() else { return };
         if new == old {
             return out.event(conn, &Event::Welcome(new));
         }
@@ -418,6 +577,12 @@ impl Server {
             let msg = format!("the name {new} is taken");
             return out.error(conn, ErrorCode::NameTaken, &msg);
         }
+        if self.refuse_reserved(conn, &new, out) {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.name = Some(new.clone());
         if let Some(group) = &c.group {
             self.groups.rename(group, &old.key(), &new);
@@ -516,7 +681,8 @@ impl Server {
     }
 
     /// Ends a connection: optionally `BYE` and [`Effect::Close`], then forgets it
-    /// and sends everyone else `PART * <name> <reason>`.
+    /// and sends everyone else `PART * <name> <reason>` (above the presence
+    /// limit, only the members of its group).
     fn close(
         &mut self,
         conn: ConnId,
@@ -536,17 +702,25 @@ impl Server {
             });
         }
         let Some(name) = c.name else { return };
-        if let Some(group) = &c.group {
-            self.groups.leave(group, &name.key());
-        }
-        self.users.remove(&name.key());
+        let announce = self.announces_presence();
         let reason = said.unwrap_or_else(|| text(reason.as_str()));
         let part = encode(&Event::Part {
             scope: Scope::Global,
-            name,
+            name: name.clone(),
             reason: Some(reason),
         });
-        out.deliver_all(self.users.conns(), None, &part);
+        if let Some(group) = &c.group {
+            self.groups.leave(group, &name.key());
+            if !announce {
+                if let Some(g) = self.groups.get(group) {
+                    out.deliver_all(g.conns(), None, &part);
+                }
+            }
+        }
+        self.users.remove(&name.key());
+        if announce {
+            out.deliver_all(self.users.conns(), None, &part);
+        }
     }
 
     fn tick(&mut self, now: Instant, out: &mut Out) {
@@ -585,6 +759,7 @@ impl Server {
     }
 
     fn shutdown(&mut self, out: &mut Out) {
+        self.shut_down = true;
         let bye = encode(&Event::Bye(CloseReason::ServerShutdown));
         let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
         ids.sort_unstable();

@@ -70,7 +70,19 @@ impl World {
         self.input(Input::Disconnected(id, reason));
     }
 
+    /// Lets `by` pass, ticking once a second as a driver does.
     pub fn advance(&mut self, by: Duration) {
+        let mut left = by;
+        while !left.is_zero() {
+            let step = left.min(Duration::from_secs(1));
+            left -= step;
+            self.now += step;
+            self.input(Input::Tick);
+        }
+    }
+
+    /// Lets `by` pass with no tick until its end: the driver did not run.
+    pub fn stall(&mut self, by: Duration) {
         self.now += by;
         self.input(Input::Tick);
     }
