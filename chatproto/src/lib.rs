@@ -53,7 +53,7 @@ mod scope;
 pub mod server;
 mod text;
 
-pub use client::Session;
+pub use client::{NameRefusal, Session};
 pub use codes::{CloseReason, ErrorCode};
 pub use command::{parse_line, Command, COMMAND_HELP};
 pub use error::{FrameError, ParseError, Refusal};
