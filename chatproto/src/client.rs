@@ -26,12 +26,12 @@ use crate::{Command, ErrorCode, Event, Name, Scope, Text};
 /// A client that also tells the session what it sends
 /// ([`note_sent`](Self::note_sent)) learns whether each name it asked for, by
 /// `/nick` or (before registration) by a plain line, was accepted: the server
-/// answers each such line, in order, with `WELCOME` or with `ERR name-taken` /
-/// `ERR name-invalid`. [`pending_name`](Self::pending_name) is the name awaiting
-/// its answer, and [`take_name_refusal`](Self::take_name_refusal) reports a
-/// refusal once. `ERR name-taken` and `ERR name-invalid` while no name is
-/// pending are not name refusals for the session (they may answer another line).
-/// A plain line too long for the server gets `ERR line-too-long` instead and
+/// answers each such line, in order, with `WELCOME` or with `ERR name-taken`,
+/// `ERR name-invalid` or `ERR name-reserved`.
+/// [`pending_name`](Self::pending_name) is the name awaiting its answer, and
+/// [`take_name_refusal`](Self::take_name_refusal) reports a refusal once. These
+/// codes while no name is pending are not name refusals for the session (they
+/// may answer another line). A plain line too long for the server gets `ERR line-too-long` instead and
 /// stays pending; [`Command::nick`] checks the name before it is sent, so it
 /// avoids that.
 ///
@@ -69,8 +69,8 @@ struct Asked {
 }
 
 /// The server refused a name this session asked for: the answer
-/// `ERR name-taken` or `ERR name-invalid` to a `/nick` or, before registration,
-/// to a plain line. See [`Session::take_name_refusal`].
+/// `ERR name-taken`, `ERR name-invalid` or `ERR name-reserved` to a `/nick` or,
+/// before registration, to a plain line. See [`Session::take_name_refusal`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameRefusal {
     name: Text,
@@ -84,7 +84,8 @@ impl NameRefusal {
         self.name.as_str()
     }
 
-    /// Why: [`ErrorCode::NameTaken`] or [`ErrorCode::NameInvalid`].
+    /// Why: [`ErrorCode::NameTaken`], [`ErrorCode::NameInvalid`] or
+    /// [`ErrorCode::NameReserved`].
     pub fn code(&self) -> &ErrorCode {
         &self.code
     }
@@ -183,7 +184,8 @@ impl Session {
                 self.asked.retain(|a| !a.if_refused);
             }
             Event::Err {
-                code: code @ (ErrorCode::NameTaken | ErrorCode::NameInvalid),
+                code:
+                    code @ (ErrorCode::NameTaken | ErrorCode::NameInvalid | ErrorCode::NameReserved),
                 text,
             } => {
                 if let Some(asked) = self.asked.pop_front() {
@@ -271,6 +273,7 @@ mod tests {
         );
         let taken = "ERR name-taken the name is taken";
         let invalid = "ERR name-invalid name has ' ' at byte 3";
+        let reserved = "ERR name-reserved the name root is reserved";
         let cases: &[Case<'_>] = &[
             (&["ann"], &[], Some("ann"), None),
             (&["ann"], &["WELCOME ann"], None, None),
@@ -282,6 +285,7 @@ mod tests {
                 Some("bob smith name-invalid"),
             ),
             (&["/nick ann"], &[taken], None, Some("ann name-taken")),
+            (&["root"], &[reserved], None, Some("root name-reserved")),
             // Commands that ask for no name change nothing.
             (&["/users", "/ping 1", "/join g"], &[taken], None, None),
             // The first name refused, the second (then certain to be a name) accepted.
