@@ -22,8 +22,9 @@ pub(crate) struct Args {
     )]
     pub(crate) listen: Vec<SocketAddr>,
 
-    /// longest accepted line in bytes, line ending excluded; longer lines get
-    /// ERR line-too-long and are skipped without being buffered (default 4096)
+    /// longest accepted line in bytes, line ending excluded, at most 1MiB;
+    /// longer lines get ERR line-too-long and are skipped without being
+    /// buffered (default 4096)
     #[argh(
         option,
         default = "chatproto::DEFAULT_MAX_LINE",
@@ -36,10 +37,16 @@ pub(crate) struct Args {
     #[argh(option, default = "10000")]
     pub(crate) max_clients: usize,
 
-    /// most connections at once from one IP address, loopback exempt
-    /// (default 64)
+    /// most connections at once from one IP address (an IPv6 address counts
+    /// with its --ipv6-prefix), loopback exempt; set it to --max-clients to
+    /// turn the per-address limit off (default 64)
     #[argh(option, default = "64")]
     pub(crate) max_per_ip: usize,
+
+    /// leading bits of an IPv6 address that --max-per-ip counts as one
+    /// address, 1 to 128: one host usually holds a whole /64 (default 64)
+    #[argh(option, default = "64")]
+    pub(crate) ipv6_prefix: u8,
 
     /// apply --max-per-ip to loopback addresses too (for testing the limit)
     #[argh(switch)]
@@ -71,7 +78,7 @@ pub(crate) struct Args {
     pub(crate) idle_timeout: Duration,
 
     /// bytes queued for one client before it is cut off as a slow consumer
-    /// with BYE sendq-exceeded (default 1MiB)
+    /// with BYE sendq-exceeded, at least 16KiB (default 1MiB)
     #[argh(option, default = "1 << 20", from_str_fn(parse_size))]
     pub(crate) sendq: usize,
 
@@ -95,6 +102,14 @@ pub(crate) struct Args {
     pub(crate) log_level: Option<String>,
 }
 
+/// Largest `--max-line`: lines are for chatting, and each connection may
+/// buffer up to one (a value near `u64::MAX` also overflowed the framer).
+pub(crate) const MAX_LINE_CEILING: usize = 1 << 20;
+
+/// Smallest `--sendq`: four lines of the default 4096-byte maximum. Below it
+/// a client that reads at all could still be cut off by one burst.
+pub(crate) const MIN_SENDQ: usize = 16 << 10;
+
 /// Everything the server needs, checked and with defaults filled in.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -105,6 +120,7 @@ pub(crate) struct Config {
     pub(crate) max_line: usize,
     pub(crate) max_clients: usize,
     pub(crate) max_per_ip: usize,
+    pub(crate) ipv6_prefix: u8,
     pub(crate) limit_loopback: bool,
     pub(crate) sendq: usize,
     pub(crate) flood_burst: u32,
@@ -118,6 +134,34 @@ impl Config {
     pub(crate) fn from_args(args: Args) -> Result<Self, String> {
         if args.max_line == 0 {
             return Err("--max-line must be at least 1".into());
+        }
+        if args.max_line > MAX_LINE_CEILING {
+            return Err(format!(
+                "--max-line {} is too large: at most {MAX_LINE_CEILING} (1MiB); a longer \
+                 chat line is no chat line, and each connection may buffer one",
+                args.max_line
+            ));
+        }
+        if args.sendq < MIN_SENDQ {
+            return Err(format!(
+                "--sendq {} is too small: at least {MIN_SENDQ} (16KiB), so a few maximal \
+                 lines fit; a smaller queue cuts off clients that are merely busy",
+                args.sendq
+            ));
+        }
+        if args.max_per_ip == 0 {
+            return Err(
+                "--max-per-ip 0 would refuse everyone; to turn the per-address \
+                 limit off, set it to --max-clients"
+                    .into(),
+            );
+        }
+        if !(1..=128).contains(&args.ipv6_prefix) {
+            return Err(format!(
+                "--ipv6-prefix {} is out of range: 1 to 128 bits (128 counts each \
+                 IPv6 address on its own)",
+                args.ipv6_prefix
+            ));
         }
         if args.max_clients == 0 {
             return Err("--max-clients must be at least 1".into());
@@ -152,6 +196,7 @@ impl Config {
             max_line: args.max_line,
             max_clients: args.max_clients,
             max_per_ip: args.max_per_ip,
+            ipv6_prefix: args.ipv6_prefix,
             limit_loopback: args.limit_loopback,
             sendq: args.sendq,
             flood_burst: args.flood_burst,
@@ -295,5 +340,53 @@ mod tests {
             Args::from_args(&["chatd"], &["--ping-after", "5s", "--idle-timeout", "5s"]).unwrap();
         assert!(Config::from_args(args).is_err());
         assert!(Args::from_args(&["chatd"], &["--sendq", "lots"]).is_err());
+    }
+
+    /// The checked result of `flags`, or the message of the refusal.
+    fn check(flags: &[&str]) -> Result<Config, String> {
+        Config::from_args(Args::from_args(&["chatd"], flags).map_err(|e| e.output)?)
+    }
+
+    #[test]
+    fn max_line_is_at_most_one_mib() {
+        assert_eq!(check(&["--max-line", "1MiB"]).unwrap().max_line, 1 << 20);
+        // Near u64::MAX the framer's limit + 1 wrapped and every line was refused.
+        let max = usize::MAX.to_string();
+        for huge in ["1048577", "1GiB", max.as_str()] {
+            let e = check(&["--max-line", huge]).unwrap_err();
+            assert!(e.contains("--max-line") && e.contains("1MiB"), "{e}");
+        }
+        assert!(check(&["--max-line", "0"]).is_err());
+    }
+
+    #[test]
+    fn sendq_must_hold_a_few_lines() {
+        assert_eq!(check(&["--sendq", "16KiB"]).unwrap().sendq, 16 << 10);
+        for small in ["0", "1", "16383"] {
+            let e = check(&["--sendq", small]).unwrap_err();
+            assert!(e.contains("--sendq") && e.contains("16KiB"), "{e}");
+        }
+    }
+
+    #[test]
+    fn max_per_ip_zero_is_refused_with_the_way_out() {
+        let e = check(&["--max-per-ip", "0"]).unwrap_err();
+        assert!(e.contains("--max-clients"), "says how to turn it off: {e}");
+        assert_eq!(check(&["--max-per-ip", "1"]).unwrap().max_per_ip, 1);
+    }
+
+    #[test]
+    fn ipv6_prefix_is_1_to_128() {
+        assert_eq!(check(&[]).unwrap().ipv6_prefix, 64);
+        assert_eq!(check(&["--ipv6-prefix", "1"]).unwrap().ipv6_prefix, 1);
+        assert_eq!(check(&["--ipv6-prefix", "128"]).unwrap().ipv6_prefix, 128);
+        let e = check(&["--ipv6-prefix", "0"]).unwrap_err();
+        assert!(e.contains("1 to 128"), "{e}");
+        assert!(check(&["--ipv6-prefix", "129"]).is_err());
+        assert!(
+            check(&["--ipv6-prefix", "256"]).is_err(),
+            "does not fit in u8"
+        );
+        assert!(check(&["--ipv6-prefix", "-1"]).is_err());
     }
 }

@@ -3,33 +3,33 @@
 //!
 //! Exit status: 0 after a clean shutdown (first SIGINT/SIGTERM), 130 when a
 //! second signal cuts the shutdown short, 1 for bad flags or an address that
-//! cannot be bound.
+//! cannot be bound. SIGHUP is kept for reloading (of nothing yet) and does not
+//! stop the server.
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod conn;
 mod listener;
+mod log_limit;
 mod outbox;
 mod shared;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_signal::{Signal, Signals};
 use chatproto::server::Input;
 use futures_lite::StreamExt;
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use smol::{Executor, Timer};
 
 use crate::config::{Args, Config};
-use crate::listener::Limits;
+use crate::listener::{Limits, Reserve};
 use crate::outbox::CLOSE_GRACE;
 use crate::shared::Shared;
-
-/// Signals received so far; the second one exits at once.
-static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 
 /// Exit status when a second signal interrupts the shutdown (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: i32 = 130;
@@ -40,10 +40,15 @@ fn main() -> ExitCode {
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("chatd: {e}");
+            let _ = writeln!(std::io::stderr(), "chatd: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let fd_limit = raise_descriptor_limit();
+
+    // Registered before anything else can fail, so a signal during start-up
+    // is queued rather than lost; watched on a thread of its own (below).
+    let signals = Signals::new([Signal::Int, Signal::Term, Signal::Hup]);
 
     let mut listeners = Vec::new();
     for &addr in &config.listen {
@@ -73,20 +78,31 @@ fn main() -> ExitCode {
     }
 
     let (signal_tx, signal_rx) = async_channel::bounded::<()>(1);
-    if let Err(e) = ctrlc::set_handler(move || {
-        if SIGNALS.fetch_add(1, Ordering::SeqCst) > 0 {
-            eprintln!("chatd: second signal, exiting now");
-            std::process::exit(EXIT_INTERRUPTED);
+    match signals {
+        Ok(signals) => {
+            // Its own thread, not an executor task: a second signal must exit
+            // even if every executor thread is busy.
+            let spawned = std::thread::Builder::new()
+                .name("chatd-signals".into())
+                .spawn(move || smol::block_on(watch_signals(signals, signal_tx)));
+            if let Err(e) = spawned {
+                // The handlers are installed: nothing would act on SIGTERM.
+                log::error!("cannot start the signal thread: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-        let _ = signal_tx.try_send(());
-    }) {
-        log::warn!("no signal handler, SIGINT/SIGTERM will not shut down cleanly: {e}");
+        Err(e) => log::warn!("no signal handling, SIGINT/SIGTERM will not shut down cleanly: {e}"),
     }
+
+    // Taken last, so the count of descriptors in use includes it.
+    let reserve = Arc::new(Reserve::open());
+    let max_clients = admission_cap(&config, fd_limit, listeners.len());
 
     let ex = Arc::new(Executor::new());
     let limits = Arc::new(Limits::new(
-        config.max_clients,
+        max_clients,
         config.max_per_ip,
+        config.ipv6_prefix,
         config.limit_loopback,
     ));
     let threads = config.threads;
@@ -112,6 +128,7 @@ fn main() -> ExitCode {
                     l,
                     shared.clone(),
                     limits.clone(),
+                    reserve.clone(),
                     ex.clone(),
                 ))
             })
@@ -142,20 +159,148 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr; `--log-level` overrides RUST_LOG, which defaults to info.
+/// Per-connection lines are rate-limited (see `log_limit`). env_logger drops
+/// write errors, so a closed stderr cannot make a log call panic.
 fn init_logging(level: Option<&str>) {
     let env = env_logger::Env::default().default_filter_or("info");
     let mut builder = env_logger::Builder::from_env(env);
     if let Some(level) = level {
         builder.parse_filters(level);
     }
-    builder.init();
+    let _ = log_limit::install(builder.build());
+}
+
+/// Acts on signals: the first SIGINT or SIGTERM asks `main` to shut down, a
+/// second one exits at once with 130. SIGHUP is reserved for reloading
+/// (certificates, later) and only logged. Nothing here may panic, even with
+/// stderr closed: the log drops write errors and the one direct write
+/// ignores its result.
+async fn watch_signals(mut signals: Signals, shutdown: async_channel::Sender<()>) {
+    let mut stops = 0u32;
+    let mut errors = 0u32;
+    while let Some(signal) = signals.next().await {
+        match signal {
+            Ok(Signal::Hup) => log::info!("SIGHUP: nothing to reload; still running"),
+            Ok(signal) => {
+                stops += 1;
+                if stops > 1 {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "chatd: second signal ({}), exiting now",
+                        signal_name(signal)
+                    );
+                    std::process::exit(EXIT_INTERRUPTED);
+                }
+                log::info!(
+                    "{}: shutting down; send it again to exit at once",
+                    signal_name(signal)
+                );
+                let _ = shutdown.try_send(());
+            }
+            Err(e) => {
+                // The stream reads a socket pair; give up if it keeps failing
+                // rather than spin.
+                errors += 1;
+                log::warn!("reading signals failed: {e}");
+                if errors >= 10 {
+                    log::error!("no longer watching signals");
+                    return;
+                }
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Int => "SIGINT",
+        Signal::Term => "SIGTERM",
+        Signal::Hup => "SIGHUP",
+        _ => "signal",
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (one descriptor per
+/// connection) and logs it. Returns the limit now in force, `None` if unlimited.
+fn raise_descriptor_limit() -> Option<u64> {
+    let old = getrlimit(Resource::Nofile);
+    let target = match old.maximum {
+        // Linux refuses an unlimited soft limit for open files; its real
+        // ceiling is fs.nr_open.
+        None => std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok()),
+        hard => hard,
+    };
+    let raise = match (old.current, target) {
+        (Some(soft), Some(target)) => target > soft,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if raise {
+        let new = Rlimit {
+            current: target,
+            maximum: old.maximum,
+        };
+        match setrlimit(Resource::Nofile, new) {
+            Ok(()) => {
+                log::info!(
+                    "descriptor limit {} (raised from {})",
+                    show_limit(target),
+                    show_limit(old.current)
+                );
+                return target;
+            }
+            Err(e) => log::warn!(
+                "cannot raise the descriptor limit from {} to {}: {e}",
+                show_limit(old.current),
+                show_limit(target)
+            ),
+        }
+    } else {
+        log::info!("descriptor limit {}", show_limit(old.current));
+    }
+    old.current
+}
+
+fn show_limit(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+}
+
+/// Descriptors open now, if the platform can list them (`/proc/self/fd`).
+fn descriptors_in_use() -> Option<usize> {
+    // The directory listing holds a descriptor of its own while it runs.
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(entries.count().saturating_sub(1))
+}
+
+/// The number of connections to admit: `--max-clients`, lowered to what the
+/// descriptor limit allows, with a warning when it had to be lowered.
+fn admission_cap(config: &Config, limit: Option<u64>, listeners: usize) -> usize {
+    // Without /proc: stdio, the reactor, the signal pipe and the reserve.
+    let in_use = descriptors_in_use().unwrap_or(3 + 2 + 5 + 1 + listeners);
+    let cap = listener::admission_cap(config.max_clients, limit, in_use);
+    if cap < config.max_clients {
+        log::warn!(
+            "descriptor limit {} is below --max-clients ({}) plus chatd's own needs \
+             ({in_use} open, {} spare): admitting at most {cap} connections; raise the \
+             hard limit (ulimit -Hn, LimitNOFILE=) to admit more",
+            show_limit(limit),
+            config.max_clients,
+            listener::SPARE_DESCRIPTORS,
+        );
+    }
+    cap
 }
 
 /// Tells the state machine the time about once a second (register and idle
-/// timeouts). A panic in one tick is logged and the ticking goes on.
+/// timeouts), and reports the per-connection log lines held back. A panic in
+/// one tick is logged and the ticking goes on.
 async fn tick(shared: Arc<Shared>) {
     let mut ticks = Timer::interval(Duration::from_secs(1));
     while ticks.next().await.is_some() {
+        log_limit::report_suppressed(Instant::now());
         if conn::guarded(shared.handle(vec![Input::Tick]))
             .await
             .is_err()
