@@ -82,6 +82,18 @@ pub(crate) struct Args {
     #[argh(option, default = "1 << 20", from_str_fn(parse_size))]
     pub(crate) sendq: usize,
 
+    /// bytes queued for all clients together; past it, a client with a
+    /// backlog is cut off like a slow consumer, while one that keeps up is
+    /// not; at least --sendq (default 512MiB)
+    #[argh(option, default = "512 << 20", from_str_fn(parse_size))]
+    pub(crate) sendq_total: usize,
+
+    /// users up to which arrivals and departures are announced to everyone
+    /// (JOIN * / PART *); above it only a departure's group hears of it, so a
+    /// reconnect storm costs linear, not quadratic, work (default 1000)
+    #[argh(option, default = "1000")]
+    pub(crate) presence_limit: usize,
+
     /// lines a client may send at once before pacing starts (default 50)
     #[argh(option, default = "50")]
     pub(crate) flood_burst: u32,
@@ -123,6 +135,7 @@ pub(crate) struct Config {
     pub(crate) ipv6_prefix: u8,
     pub(crate) limit_loopback: bool,
     pub(crate) sendq: usize,
+    pub(crate) sendq_total: usize,
     pub(crate) flood_burst: u32,
     pub(crate) flood_rate: u32,
     pub(crate) threads: usize,
@@ -147,6 +160,12 @@ impl Config {
                 "--sendq {} is too small: at least {MIN_SENDQ} (16KiB), so a few maximal \
                  lines fit; a smaller queue cuts off clients that are merely busy",
                 args.sendq
+            ));
+        }
+        if args.sendq_total < args.sendq {
+            return Err(format!(
+                "--sendq-total {} is smaller than --sendq {}: one client's queue must fit",
+                args.sendq_total, args.sendq
             ));
         }
         if args.max_per_ip == 0 {
@@ -190,6 +209,7 @@ impl Config {
         server.register_timeout = args.register_timeout;
         server.ping_after = args.ping_after;
         server.idle_timeout = args.idle_timeout;
+        server.presence_limit = args.presence_limit;
         Ok(Self {
             listen,
             listen_explicit,
@@ -199,6 +219,7 @@ impl Config {
             ipv6_prefix: args.ipv6_prefix,
             limit_loopback: args.limit_loopback,
             sendq: args.sendq,
+            sendq_total: args.sendq_total,
             flood_burst: args.flood_burst,
             flood_rate: args.flood_rate,
             threads,

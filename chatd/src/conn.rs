@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatproto::server::{ConnId, Input};
-use chatproto::{parse_line, CloseReason, LineFramer, ParseError, Refusal, TokenBucket};
+use chatproto::{CloseReason, LineFramer, ParseError, Refusal, TokenBucket};
 use futures_lite::future::{self, CatchUnwind, FutureExt};
 use smol::{Async, Timer};
 
@@ -24,6 +24,25 @@ const MAX_BATCH: usize = 64;
 /// Bytes read per system call. Lives on the stack of a synchronous function
 /// only, never in the connection's future, so idle connections do not keep it.
 const READ_CHUNK: usize = 8 * 1024;
+
+/// Pacing charges bytes as well as lines: every byte read costs a
+/// 250th of a token (a 4000-byte line costs 17 tokens with its own), so at
+/// the default 20 tokens/s one client cannot make the server send more than
+/// about 5 KB/s of its text to anyone. Bytes are charged as they are read, so
+/// a line that never ends costs as much as one that does.
+const INPUT_BYTES_PER_TOKEN: u64 = 250;
+
+/// Replies cost too, more lightly (they reach one connection, not a scope):
+/// a token per 4000 bytes, so a `/users` of 100 KB costs 25 tokens.
+const REPLY_BYTES_PER_TOKEN: u64 = 4000;
+
+/// Thousandths of a token for `bytes` at `per_token` bytes a token.
+fn cost(bytes: usize, per_token: u64) -> u64 {
+    u64::try_from(bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(1000)
+        / per_token
+}
 
 /// Runs one accepted connection to its end. A panic in its reader or writer is
 /// caught here and ends only this connection.
@@ -44,7 +63,7 @@ pub(crate) fn serve(
     async move {
         let id = shared.next_id();
         log::info!("{id:?} connected from {peer}");
-        let io = Arc::new(ConnIo::new(id, stream));
+        let io = Arc::new(ConnIo::new(id, stream, shared.budget().clone()));
         shared.connect(Outbox::new(io.clone())).await;
         // Built inside the call: a future bound to a local first would be stored
         // twice in this task (once moved-from), doubling an idle connection's cost.
@@ -97,14 +116,20 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
     let mut framer = LineFramer::new(cfg.max_line);
     let mut bucket = TokenBucket::new(cfg.flood_burst, cfg.flood_rate, Instant::now());
     let client_done = 'reading: loop {
+        // What was read and replied so far must be paid for before reading on.
+        if let Err(wait) = bucket.ready(Instant::now()) {
+            Timer::after(wait).await;
+            continue;
+        }
         match read_when_ready(&io.stream, |s| read_into(s, &mut framer)).await {
             Ok(0) | Err(_) => break 'reading true,
-            Ok(_) => {}
+            Ok(n) => bucket.charge(Instant::now(), cost(n, INPUT_BYTES_PER_TOKEN)),
         }
         while framer.has_line() {
             let (inputs, wait) = take_lines(io.id, &mut framer, &mut bucket);
             if !inputs.is_empty() {
-                shared.handle(inputs).await;
+                let replies = shared.handle(io.id, inputs).await;
+                bucket.charge(Instant::now(), cost(replies, REPLY_BYTES_PER_TOKEN));
             }
             if io.close_reason().is_some() {
                 break 'reading false;
@@ -192,30 +217,36 @@ fn read_into(mut stream: &TcpStream, framer: &mut LineFramer) -> io::Result<usiz
 
 /// Turns ready lines into inputs, one token each, up to [`MAX_BATCH`]; returns
 /// the inputs and, if the bucket ran dry, how long until the next token.
+/// Empty lines cost no token (their bytes were charged when read) and become
+/// at most one input per batch: the server counts them as activity only.
 fn take_lines(
     id: ConnId,
     framer: &mut LineFramer,
     bucket: &mut TokenBucket,
 ) -> (Vec<Input>, Option<Duration>) {
     let mut inputs = Vec::new();
+    let mut empty_seen = false;
     let now = Instant::now();
+    let mut wait = None;
     while inputs.len() < MAX_BATCH && framer.has_line() {
-        if let Err(wait) = bucket.take(now) {
-            return (inputs, Some(wait));
+        if let Err(w) = bucket.check(now) {
+            wait = Some(w);
+            break;
         }
-        let input = match framer.next_line() {
-            Some(Ok(line)) => match parse_line(line) {
-                Ok(cmd) => Input::Line(id, cmd),
-                // An empty line (a stray Enter) is ignored silently.
-                Err(ParseError::Empty) => continue,
-                Err(e) => Input::Refused(id, Refusal::from(e)),
-            },
-            Some(Err(e)) => Input::Refused(id, Refusal::from(e)),
+        match framer.next_line() {
+            Some(Ok("")) if empty_seen => {}
+            Some(Ok("")) => {
+                empty_seen = true;
+                inputs.push(Input::Refused(id, Refusal::from(ParseError::Empty)));
+            }
+            Some(line) => {
+                bucket.charge(now, 1000);
+                inputs.push(Input::from_frame(id, line));
+            }
             None => break,
-        };
-        inputs.push(input);
+        }
     }
-    (inputs, None)
+    (inputs, wait)
 }
 
 #[cfg(test)]
@@ -223,25 +254,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_cost_tokens_and_empty_lines_are_skipped() {
+    fn lines_cost_tokens_and_empty_lines_only_count_as_activity() {
         let id = ConnId::new(1);
         let mut framer = LineFramer::new(16);
         let start = Instant::now();
         let mut bucket = TokenBucket::new(3, 10, start);
-        framer.push(b"a\n\nb\n/frob\nc\n");
+        framer.push(b"a\n\nb\n\n/frob\nc\n");
         let (inputs, wait) = take_lines(id, &mut framer, &mut bucket);
-        // "a", the empty line (a token, no input), "b": the bucket is dry.
-        assert_eq!(inputs.len(), 2);
+        // "a", "b" and "/frob" take the three tokens; the two empty lines are
+        // free and become one activity-only input; "c" waits.
+        assert_eq!(inputs.len(), 4, "{inputs:?}");
+        assert!(matches!(&inputs[1], Input::Refused(_, r) if r.is_empty_line()));
+        assert!(
+            matches!(&inputs[3], Input::Refused(_, r) if r.code().as_str() == "unknown-command")
+        );
         assert!(wait.is_some());
         assert!(framer.has_line(), "nothing dropped while paced");
         let mut bucket = TokenBucket::new(10, 0, start);
         let (inputs, wait) = take_lines(id, &mut framer, &mut bucket);
         assert_eq!(wait, None);
-        assert!(
-            matches!(&inputs[0], Input::Refused(_, r) if r.code().as_str() == "unknown-command")
-        );
-        assert!(matches!(&inputs[1], Input::Line(_, _)));
+        assert!(matches!(&inputs[..], [Input::Line(_, _)]));
         assert!(!framer.has_line());
+    }
+
+    #[test]
+    fn a_flood_of_empty_lines_is_one_input_and_costs_no_token() {
+        let mut framer = LineFramer::new(16);
+        framer.push(&[b'\n'; 8192]);
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(1, 10, start);
+        let (inputs, wait) = take_lines(ConnId::new(1), &mut framer, &mut bucket);
+        assert_eq!((inputs.len(), wait), (1, None));
+        assert!(!framer.has_line());
+        assert!(bucket.take(start).is_ok(), "the token is still there");
+    }
+
+    #[test]
+    fn bytes_cost_tokens() {
+        assert_eq!(cost(250, INPUT_BYTES_PER_TOKEN), 1000);
+        assert_eq!(cost(4000, REPLY_BYTES_PER_TOKEN), 1000);
+        assert_eq!(cost(usize::MAX, INPUT_BYTES_PER_TOKEN), u64::MAX / 250);
     }
 
     #[test]

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_signal::{Signal, Signals};
-use chatproto::server::Input;
 use futures_lite::StreamExt;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use smol::{Executor, Timer};
@@ -46,8 +45,8 @@ fn main() -> ExitCode {
     };
     let fd_limit = raise_descriptor_limit();
 
-    // Registered before anything else can fail, so a signal during start-up
-    // is queued rather than lost; watched on a thread of its own (below).
+    // Registered early, so a signal during start-up is queued rather than
+    // lost; watched on a thread of its own (below).
     let signals = Signals::new([Signal::Int, Signal::Term, Signal::Hup]);
 
     let mut listeners = Vec::new();
@@ -106,7 +105,8 @@ fn main() -> ExitCode {
         config.limit_loopback,
     ));
     let threads = config.threads;
-    let shared = Arc::new(Shared::new(config, ex.clone()));
+    let (shared, kicks) = Shared::new(config, ex.clone());
+    let shared = Arc::new(shared);
 
     // Worker threads run the executor until `stop` closes; the main thread is one of them.
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
@@ -134,6 +134,7 @@ fn main() -> ExitCode {
             })
             .collect();
         ex.spawn(tick(shared.clone())).detach();
+        ex.spawn(shared.clone().kicker(kicks)).detach();
 
         let _ = signal_rx.recv().await;
         log::info!("shutting down: {} connections", limits.live());
@@ -204,12 +205,15 @@ async fn watch_signals(mut signals: Signals, shutdown: async_channel::Sender<()>
                 log::warn!("reading signals failed: {e}");
                 if errors >= 10 {
                     log::error!("no longer watching signals");
-                    return;
+                    break;
                 }
                 Timer::after(Duration::from_millis(100)).await;
             }
         }
     }
+    // Keep `shutdown` open: dropping it would end `main`'s wait as if asked to stop.
+    futures_lite::future::pending::<()>().await;
+    drop(shutdown);
 }
 
 fn signal_name(signal: Signal) -> &'static str {
@@ -301,10 +305,7 @@ async fn tick(shared: Arc<Shared>) {
     let mut ticks = Timer::interval(Duration::from_secs(1));
     while ticks.next().await.is_some() {
         log_limit::report_suppressed(Instant::now());
-        if conn::guarded(shared.handle(vec![Input::Tick]))
-            .await
-            .is_err()
-        {
+        if conn::guarded(shared.tick()).await.is_err() {
             log::error!("tick panicked; {}", shared.health().await);
         }
     }

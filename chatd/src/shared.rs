@@ -6,8 +6,14 @@
 //! [`Outbox::push`] (never waiting) while it is held, and it is released before
 //! anything awaits a socket. One lock for both the state and the queues makes
 //! the state machine's order the order of every queue.
+//!
+//! Slow consumers found while fanning out are kicked at most
+//! [`KICKS_PER_HOLD`] per lock hold; the rest are left to the kicker task
+//! ([`Shared::kick_pending`]), so when thousands overflow at once (each kick
+//! tells everyone with a `PART`) the others' lines still get the lock between
+//! rounds instead of waiting for the whole cascade.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +25,12 @@ use chatproto::{CloseReason, Event};
 use smol::Executor;
 
 use crate::config::Config;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, SendBudget};
+
+/// Slow consumers kicked per hold of the lock. A kick costs a `PART` to every
+/// user (below the presence limit), so this bounds a hold to a few
+/// milliseconds at 1000 users.
+pub(crate) const KICKS_PER_HOLD: usize = 16;
 
 /// Shared by the listeners, every connection task and the ticker.
 #[derive(Debug)]
@@ -27,6 +38,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     hub: Mutex<Hub>,
     next_id: AtomicU64,
+    budget: Arc<SendBudget>,
 }
 
 #[derive(Debug)]
@@ -34,27 +46,42 @@ struct Hub {
     server: Server,
     outboxes: HashMap<ConnId, Outbox>,
     shutting_down: bool,
-    /// Bytes one connection may have queued (`--sendq`).
-    sendq: usize,
+    /// Slow consumers found and not kicked yet, oldest first.
+    pending_kicks: VecDeque<ConnId>,
+    kick_tx: async_channel::Sender<()>,
     /// Runs the tasks that reap connections too slow to close.
     ex: Arc<Executor<'static>>,
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, ex: Arc<Executor<'static>>) -> Self {
+    /// The shared state, and the receiving end of the kicker's wake-ups
+    /// (for [`Self::kick_pending`]'s task).
+    pub(crate) fn new(
+        config: Config,
+        ex: Arc<Executor<'static>>,
+    ) -> (Self, async_channel::Receiver<()>) {
         let server = Server::new(config.server.clone());
-        let sendq = config.sendq;
-        Self {
+        let budget = Arc::new(SendBudget::new(config.sendq, config.sendq_total));
+        let (kick_tx, kick_rx) = async_channel::bounded(1);
+        let shared = Self {
             config,
             hub: Mutex::new(Hub {
                 server,
                 outboxes: HashMap::new(),
                 shutting_down: false,
-                sendq,
+                pending_kicks: VecDeque::new(),
+                kick_tx,
                 ex,
             }),
             next_id: AtomicU64::new(1),
-        }
+            budget,
+        };
+        (shared, kick_rx)
+    }
+
+    /// The byte budgets of every connection's queue.
+    pub(crate) fn budget(&self) -> &Arc<SendBudget> {
+        &self.budget
     }
 
     /// A connection id no other connection had.
@@ -69,7 +96,7 @@ impl Shared {
         let id = outbox.io().id;
         if hub.shutting_down {
             let bye = Event::Bye(CloseReason::ServerShutdown).to_bytes();
-            let _ = outbox.push(&bye.into(), usize::MAX);
+            let _ = outbox.push(&bye.into());
             hub.spawn(outbox.close(CloseReason::ServerShutdown));
             return;
         }
@@ -78,12 +105,40 @@ impl Shared {
         hub.apply(now, effects);
     }
 
-    /// Hands a batch of inputs to the state machine and queues the effects.
-    pub(crate) async fn handle(&self, inputs: Vec<Input>) {
+    /// Hands a batch of `conn`'s inputs to the state machine and queues the
+    /// effects; returns how many bytes were queued for `conn` itself (its
+    /// replies), which its pacing charges.
+    pub(crate) async fn handle(&self, conn: ConnId, inputs: Vec<Input>) -> usize {
         let now = Instant::now();
         let mut hub = self.hub.lock().await;
-        for input in inputs {
-            hub.handle(now, input);
+        inputs
+            .into_iter()
+            .map(|input| hub.handle(now, input, Some(conn)))
+            .sum()
+    }
+
+    /// Lets time pass in the state machine (timeouts).
+    pub(crate) async fn tick(&self) {
+        let now = Instant::now();
+        self.hub.lock().await.handle(now, Input::Tick, None);
+    }
+
+    /// Kicks up to [`KICKS_PER_HOLD`] pending slow consumers; true if more
+    /// are left. The kicker task calls it until none are.
+    pub(crate) async fn kick_pending(&self) -> bool {
+        let now = Instant::now();
+        let mut hub = self.hub.lock().await;
+        hub.kick_some(now);
+        !hub.pending_kicks.is_empty()
+    }
+
+    /// Runs the kicker: after each wake-up, kicks in rounds until no slow
+    /// consumer is left, letting other tasks take the lock between rounds.
+    pub(crate) async fn kicker(self: Arc<Self>, wake: async_channel::Receiver<()>) {
+        while wake.recv().await.is_ok() {
+            while self.kick_pending().await {
+                futures_lite::future::yield_now().await;
+            }
         }
     }
 
@@ -136,7 +191,8 @@ impl Hub {
         self.ex.spawn(task).detach();
     }
 
-    fn handle(&mut self, now: Instant, input: Input) {
+    /// Handles one input; returns the bytes queued for `asker` (its replies).
+    fn handle(&mut self, now: Instant, input: Input, asker: Option<ConnId>) -> usize {
         let newcomer = match &input {
             Input::Line(id, _) if self.server.name_of(*id).is_none() => Some(*id),
             _ => None,
@@ -147,29 +203,45 @@ impl Hub {
                 log::info!("{id:?} registered as {name}");
             }
         }
+        let replies = effects
+            .iter()
+            .map(|e| match e {
+                Effect::Deliver { to, bytes } if Some(*to) == asker => bytes.len(),
+                _ => 0,
+            })
+            .sum();
         self.apply(now, effects);
+        replies
     }
 
-    /// Carries out effects in order. Queues over budget are kicked, and the
-    /// kick's own effects (its `BYE`, everyone's `PART`) are carried out too.
+    /// Carries out effects in order. Queues over budget become pending kicks;
+    /// a few are kicked now, the kicker task takes care of the rest.
     fn apply(&mut self, now: Instant, effects: Vec<Effect>) {
-        let mut kicks = Vec::new();
-        self.apply_batch(effects, None, &mut kicks);
-        while let Some(id) = kicks.pop() {
+        self.apply_batch(effects, None);
+        self.kick_some(now);
+    }
+
+    /// Kicks up to [`KICKS_PER_HOLD`] pending slow consumers, carrying out
+    /// each kick's own effects (its `BYE`, the others' `PART`, which may find
+    /// more); wakes the kicker task if some are left.
+    fn kick_some(&mut self, now: Instant) {
+        for _ in 0..KICKS_PER_HOLD {
+            let Some(id) = self.pending_kicks.pop_front() else {
+                return;
+            };
             log::info!("{id:?} is a slow consumer: kicking");
             let effects = self
                 .server
                 .handle(now, Input::Kick(id, CloseReason::SendqExceeded));
-            self.apply_batch(effects, Some(id), &mut kicks);
+            self.apply_batch(effects, Some(id));
+        }
+        if !self.pending_kicks.is_empty() {
+            // Full means a wake-up is already pending.
+            let _ = self.kick_tx.try_send(());
         }
     }
 
-    fn apply_batch(
-        &mut self,
-        effects: Vec<Effect>,
-        kicked: Option<ConnId>,
-        kicks: &mut Vec<ConnId>,
-    ) {
+    fn apply_batch(&mut self, effects: Vec<Effect>, kicked: Option<ConnId>) {
         for effect in effects {
             match effect {
                 Effect::Deliver { to, bytes } => {
@@ -178,8 +250,8 @@ impl Hub {
                     };
                     if Some(to) == kicked {
                         outbox.set_last_words(&bytes);
-                    } else if outbox.push(&bytes, self.sendq).is_err() {
-                        kicks.push(to);
+                    } else if outbox.push(&bytes).is_err() {
+                        self.pending_kicks.push_back(to);
                     }
                 }
                 Effect::Close { conn, reason } => {

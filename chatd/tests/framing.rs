@@ -67,7 +67,7 @@ fn crlf_and_lf_both_end_lines() {
 
 #[test]
 fn overlong_line_is_refused_and_the_connection_stays() {
-    let chatd = Chatd::start(&["--max-line", "64"]);
+    let chatd = Chatd::start(&["--max-line", "64", "--flood-rate", "0"]);
     let mut bob = chatd.user("bob");
     let mut ann = chatd.user("ann");
     bob.expect("JOIN * ann");

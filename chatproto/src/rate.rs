@@ -74,12 +74,20 @@ impl TokenBucket {
 
     /// Takes one token, or says how long until one is available.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.check(now)?;
+        self.charge(now, 1000);
+        Ok(())
+    }
+
+    /// `Ok` if a whole token is there, without taking it; else how long until
+    /// one is. For a cost that is decided after looking ([`charge`](Self::charge)
+    /// it then, or not).
+    pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
         if self.rate == 0 {
             return Ok(());
         }
         self.refill(now);
         if self.nanotokens >= NANOS {
-            self.nanotokens -= NANOS;
             Ok(())
         } else {
             Err(self.wait_for(NANOS))
@@ -143,6 +151,7 @@ mod tests {
         b.charge(t0, 14_000);
         assert_eq!(b.ready(t0), Err(Duration::from_millis(200)));
         assert!(b.take(t0).is_err(), "no line while in debt");
+        assert_eq!(b.check(t0), Err(Duration::from_millis(250)));
         assert!(b.ready(t0 + Duration::from_millis(200)).is_ok());
         // Huge charges saturate instead of wrapping into credit.
         b.charge(t0, u64::MAX);
