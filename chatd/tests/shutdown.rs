@@ -1,12 +1,13 @@
 //! SIGTERM and SIGINT: stop accepting, `BYE server-shutdown` to everyone,
-//! flush, exit 0. A second signal exits at once.
+//! flush, exit 0. A second signal exits at once, even with stderr closed.
+//! SIGHUP does not stop the server.
 
 mod support;
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::Chatd;
+use support::{eventually, Chatd, Launch, StderrTo};
 
 fn graceful(signal: &str) {
     let mut chatd = Chatd::start(&[]);
@@ -66,6 +67,66 @@ fn a_second_signal_exits_at_once() {
         chatd.is_running(),
         "the first signal waits for queues to flush"
     );
+    let start = Instant::now();
+    chatd.signal("TERM");
+    let status = chatd
+        .wait_exit(Duration::from_secs(3))
+        .expect("the second signal exits at once");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+#[test]
+fn sighup_does_not_stop_the_server() {
+    let mut chatd = Chatd::launch(
+        &["--log-level", "info"],
+        Launch {
+            stderr: StderrTo::Capture,
+            ..Launch::default()
+        },
+    );
+    let mut ann = chatd.user("ann");
+    chatd.signal("HUP");
+    // Time for a shutdown to begin, were SIGHUP one.
+    std::thread::sleep(Duration::from_millis(300));
+    ann.expect_nothing();
+    assert!(chatd.is_running());
+    assert!(
+        eventually(Duration::from_secs(10), || chatd
+            .stderr()
+            .contains("SIGHUP: nothing to reload")),
+        "SIGHUP is logged:\n{}",
+        chatd.stderr()
+    );
+    let mut bob = chatd.user("bob");
+    ann.expect("JOIN * bob");
+    bob.send("hi");
+    ann.expect("MSG * bob hi");
+    // SIGHUP did not count as a first shutdown signal: one SIGTERM is still
+    // a graceful shutdown with status 0.
+    chatd.signal("TERM");
+    assert_eq!(ann.until_closed(), vec!["BYE server-shutdown"]);
+    assert_eq!(bob.until_closed(), vec!["BYE server-shutdown"]);
+    let status = chatd.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn a_closed_stderr_does_not_stop_the_second_signal() {
+    // Every log line and message fails with EPIPE; none may panic the
+    // signal handling, or the second SIGTERM would be ignored.
+    let mut chatd = Chatd::launch(
+        &["--log-level", "debug"],
+        Launch {
+            stderr: StderrTo::Closed,
+            ..Launch::default()
+        },
+    );
+    // Registered and never closing: the shutdown waits up to 5 s for it.
+    let _holder = chatd.user("holder");
+    chatd.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(chatd.is_running(), "the first signal waits for the client");
     let start = Instant::now();
     chatd.signal("TERM");
     let status = chatd

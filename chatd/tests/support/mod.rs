@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,14 +21,65 @@ pub(crate) const LINE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Chatd {
     child: Child,
     pub(crate) addr: SocketAddr,
+    /// Everything chatd wrote to stderr so far, with [`StderrTo::Capture`].
+    stderr: Option<Arc<Mutex<Vec<u8>>>>,
+}
+
+/// Where chatd's stderr goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum StderrTo {
+    /// Null, or the test's stderr when CHATD_TEST_LOG is set.
+    #[default]
+    Default,
+    /// Into a buffer that [`Chatd::stderr`] returns.
+    Capture,
+    /// A pipe whose read end is closed: every write fails with EPIPE.
+    Closed,
+}
+
+/// How to start chatd beyond its flags.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Launch {
+    /// Run it under `ulimit -n` this many descriptors (soft and hard), set by sh.
+    pub(crate) nofile: Option<u32>,
+    pub(crate) stderr: StderrTo,
 }
 
 impl Chatd {
     /// Starts chatd on 127.0.0.1 with an ephemeral port and extra `args`.
     /// Set CHATD_TEST_LOG=debug (or info) to see its log on stderr.
     pub(crate) fn start(args: &[&str]) -> Self {
+        Self::launch(args, Launch::default())
+    }
+
+    /// Like [`Chatd::start`], with a descriptor limit or stderr set by `how`.
+    pub(crate) fn launch(args: &[&str], how: Launch) -> Self {
         let log = std::env::var("CHATD_TEST_LOG").ok();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        let chatd = env!("CARGO_BIN_EXE_chatd");
+        let mut command = match how.nofile {
+            None => Command::new(chatd),
+            Some(n) => {
+                // exec keeps the pid, so signals and kill reach chatd itself.
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(chatd);
+                sh
+            }
+        };
+        let (stderr, captured_from) = match how.stderr {
+            StderrTo::Default if log.is_some() => (Stdio::inherit(), false),
+            StderrTo::Default => (Stdio::null(), false),
+            StderrTo::Capture => (Stdio::piped(), true),
+            StderrTo::Closed => {
+                // The read end is dropped at once; the child gets only the
+                // write end (std's pipes are close-on-exec).
+                let (reader, writer) = std::io::pipe().expect("pipe");
+                drop(reader);
+                (Stdio::from(writer), false)
+            }
+        };
+        let mut child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             // Two threads unless the test picks its own number.
@@ -41,13 +92,22 @@ impl Chatd {
             .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(if log.is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .spawn()
             .expect("spawn chatd");
+        drop(command); // its copy of a closed-pipe stderr, so only chatd holds one
+        let captured = captured_from.then(|| {
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let mut from = child.stderr.take().expect("stderr was piped");
+            let to = buf.clone();
+            thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n @ 1..) = from.read(&mut chunk) {
+                    to.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+            buf
+        });
         let stdout = child.stdout.take().expect("stdout was piped");
         let (tx, rx) = mpsc::channel();
         // Reads the first line, then keeps draining so chatd never blocks on stdout.
@@ -61,6 +121,7 @@ impl Chatd {
         let mut guard = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stderr: captured,
         };
         let first = rx
             .recv_timeout(Duration::from_secs(30))
@@ -75,6 +136,15 @@ impl Chatd {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What chatd wrote to stderr so far (started with [`StderrTo::Capture`]).
+    pub(crate) fn stderr(&self) -> String {
+        let buf = self
+            .stderr
+            .as_ref()
+            .expect("started with StderrTo::Capture");
+        String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
     }
 
     /// Sends a signal by name (`TERM`, `INT`) with kill(1).
