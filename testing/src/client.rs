@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::{self, Read as _};
+use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::pin::{pin, Pin};
 use std::sync::OnceLock;
@@ -25,6 +25,10 @@ const MAX_LINE: usize = 4 << 20;
 /// Lines longer than this make the framer free its buffer once drained, so a
 /// large `/users` reply does not stay allocated on every idle client.
 const BIG_LINE: usize = 16 * 1024;
+/// [`Conn::pump`] asks its [`Behavior`] for more output once less than this
+/// is waiting to be written: enough to keep the socket busy, little enough
+/// that a paced sender does not build a backlog of its own.
+const LOW_WATER: usize = 16 * 1024;
 
 /// Linux errno values for running out of file descriptors.
 const EMFILE: i32 = 24;
@@ -156,6 +160,79 @@ impl Behavior for Quiet {
     fn line(&mut self, _: Incoming<'_>, _: Instant, _: &mut Vec<u8>) {}
 }
 
+/// Sends one line over and over from `start` until `end`: at `rate` lines/s,
+/// or (`None`) as fast as the server takes them (run it with
+/// [`Conn::pump`]). Hands every line it receives to `seen`.
+pub(crate) struct Flood<F> {
+    line: Vec<u8>,
+    rate: Option<f64>,
+    start: Instant,
+    end: Instant,
+    /// Lines queued for sending so far.
+    pub(crate) sent: u64,
+    pub(crate) seen: F,
+}
+
+impl<F: FnMut(Incoming<'_>, Instant)> Flood<F> {
+    /// `line` is one encoded line, LF included.
+    pub(crate) fn new(
+        line: Vec<u8>,
+        rate: Option<f64>,
+        start: Instant,
+        end: Instant,
+        seen: F,
+    ) -> Self {
+        Self {
+            line,
+            rate: rate.filter(|r| r.is_finite() && *r > 0.0),
+            start,
+            end,
+            sent: 0,
+            seen,
+        }
+    }
+
+    /// Lines one top-up adds at most: about [`LOW_WATER`] bytes' worth.
+    fn batch(&self) -> u64 {
+        (LOW_WATER / self.line.len().max(1)) as u64 + 1
+    }
+}
+
+impl<F: FnMut(Incoming<'_>, Instant)> Behavior for Flood<F> {
+    fn next_send(&self) -> Option<Instant> {
+        let at = match self.rate {
+            None => self.start,
+            Some(r) => self.start + Duration::from_secs_f64(self.sent as f64 / r),
+        };
+        // Past the end it is done, whatever its schedule says (a due time
+        // that sends nothing would wake its driver at once, forever).
+        (at < self.end && Instant::now() < self.end).then_some(at)
+    }
+
+    fn send(&mut self, now: Instant, out: &mut Vec<u8>) {
+        if now >= self.end {
+            return;
+        }
+        let n = match self.rate {
+            None => self.batch(),
+            Some(r) => {
+                let due = (now.saturating_duration_since(self.start).as_secs_f64() * r) as u64 + 1;
+                // Behind schedule (the server paced it) it catches up at
+                // most one batch at a time.
+                due.saturating_sub(self.sent).min(self.batch())
+            }
+        };
+        for _ in 0..n {
+            out.extend_from_slice(&self.line);
+        }
+        self.sent += n;
+    }
+
+    fn line(&mut self, line: Incoming<'_>, first_byte: Instant, _: &mut Vec<u8>) {
+        (self.seen)(line, first_byte);
+    }
+}
+
 /// When each line's first byte arrived, given when each read returned: a
 /// line's first byte came with the read that brought it, or, for a line that
 /// was partial before a read, with the read that brought its start.
@@ -222,6 +299,8 @@ pub(crate) struct Conn {
     /// The reason of the `BYE` the server sent, if it did.
     pub(crate) bye: Option<String>,
     pub(crate) name: String,
+    /// When the connect began (after waiting for a connect slot).
+    pub(crate) started: Instant,
     bytes_in: u64,
     lines_in: u64,
     malformed: u64,
@@ -310,6 +389,7 @@ impl Conn {
         name: String,
         rcvbuf: Option<usize>,
     ) -> Result<Self, OpenError> {
+        let started = Instant::now();
         let stream = Self::connect(addr, rcvbuf)
             .await
             .map_err(|e| OpenError::Io("connect", e))?;
@@ -324,6 +404,7 @@ impl Conn {
             big_line: false,
             bye: None,
             name,
+            started,
             bytes_in: 0,
             lines_in: 0,
             malformed: 0,
@@ -401,20 +482,43 @@ impl Conn {
     /// was drained, so reading at once would only cost a failing `recv`.
     /// Cancel-safe: dropped while waiting, nothing is lost.
     pub(crate) async fn read(&mut self) -> io::Result<Option<Instant>> {
+        self.read_up_to(READ_BUF).await
+    }
+
+    /// [`Conn::read`], taking at most `max` bytes (a client that reads slowly
+    /// on purpose).
+    pub(crate) async fn read_up_to(&mut self, max: usize) -> io::Result<Option<Instant>> {
+        let max = max.clamp(1, READ_BUF);
         if !self.more {
             self.stream.readable().await?;
         }
         let n = loop {
-            match self.stream.get_ref().read(&mut self.buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.readable().await?,
+            match self.try_read(max)? {
+                Some(n) => break n,
+                None => self.stream.readable().await?,
+            }
+        };
+        Ok(self.took(n, max))
+    }
+
+    /// One non-blocking read of at most `max` bytes into the read buffer:
+    /// `None` if nothing was waiting.
+    fn try_read(&mut self, max: usize) -> io::Result<Option<usize>> {
+        loop {
+            match self.stream.get_ref().read(&mut self.buf[..max]) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        };
-        self.more = n == self.buf.len();
+        }
+    }
+
+    /// Frames the `n` bytes a read of at most `max` returned; `None` at EOF.
+    fn took(&mut self, n: usize, max: usize) -> Option<Instant> {
+        self.more = n == max;
         if n == 0 {
-            return Ok(None);
+            return None;
         }
         let at = Instant::now();
         // All complete lines were drained after the last read, so anything
@@ -422,7 +526,7 @@ impl Conn {
         self.clock.read(at, self.framer.buffered() > 0);
         self.framer.push(&self.buf[..n]);
         self.bytes_in += n as u64;
-        Ok(Some(at))
+        Some(at)
     }
 
     /// Hands every complete line to `f` with the time its first byte arrived
@@ -565,6 +669,11 @@ impl Conn {
     pub(crate) async fn read_to_close(&mut self, counters: &Counters, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let closed = loop {
+            // A read that is always ready would never let `until`'s timer
+            // win: check the time as well.
+            if Instant::now() >= deadline {
+                break false;
+            }
             match crate::runtime::until(deadline, self.read()).await {
                 Some(Ok(Some(at))) => self.drain(at, |_, _, _| {}),
                 Some(Ok(None) | Err(_)) => break true,
@@ -573,6 +682,140 @@ impl Conn {
         };
         self.report(counters, 0);
         closed
+    }
+
+    /// Like [`Conn::drive`], for clients that send as fast as the server lets
+    /// them: it writes only what the socket takes at once and keeps reading
+    /// meanwhile, so a sender the server paces (by not reading it) still
+    /// reads its replies and echoes instead of becoming a slow consumer
+    /// itself. `b` is asked for more output whenever less than
+    /// [`LOW_WATER`] bytes wait and its schedule says so.
+    pub(crate) async fn pump<B: Behavior, S: Future>(
+        &mut self,
+        counters: &Counters,
+        b: &mut B,
+        mut signal: Pin<&mut S>,
+        deadline: Instant,
+    ) -> End {
+        enum Wake {
+            Readable,
+            Writable,
+            Timer,
+            Signal,
+        }
+        let mut timer = Timer::at(deadline);
+        let end = loop {
+            // Socket readiness and a due schedule can stay true for as long
+            // as the server keeps up: let the executor's other tasks run.
+            future::yield_now().await;
+            let now = Instant::now();
+            if now >= deadline {
+                break End::Deadline;
+            }
+            let room = self.out.len() < LOW_WATER;
+            if room && b.next_send().is_some_and(|t| t <= now) {
+                b.send(now, &mut self.out);
+            }
+            let wake_at = if self.out.len() < LOW_WATER {
+                b.next_send().map_or(deadline, |t| t.min(deadline))
+            } else {
+                deadline
+            };
+            timer.set_at(wake_at);
+            let wake = if self.more {
+                Wake::Readable
+            } else {
+                let (stream, want_write) = (&self.stream, !self.out.is_empty());
+                // The signal first: it must win even when the socket is
+                // always ready.
+                future::or(
+                    async {
+                        signal.as_mut().await;
+                        Wake::Signal
+                    },
+                    future::or(
+                        async {
+                            // An error shows again in the read that follows.
+                            let _ = stream.readable().await;
+                            Wake::Readable
+                        },
+                        future::or(
+                            async {
+                                if want_write {
+                                    let _ = stream.writable().await;
+                                    Wake::Writable
+                                } else {
+                                    future::pending().await
+                                }
+                            },
+                            async {
+                                (&mut timer).await;
+                                Wake::Timer
+                            },
+                        ),
+                    ),
+                )
+                .await
+            };
+            match wake {
+                Wake::Readable => match self.try_read(READ_BUF) {
+                    Ok(Some(n)) => {
+                        let Some(at) = self.took(n, READ_BUF) else {
+                            break End::Closed;
+                        };
+                        self.drain(at, |line, first, out| b.line(line, first, out));
+                        b.read_done();
+                        self.report(counters, 0);
+                    }
+                    Ok(None) => self.more = false,
+                    Err(e) => break End::Failed(e),
+                },
+                Wake::Writable => {}
+                Wake::Timer => continue,
+                Wake::Signal => break End::Signalled,
+            }
+            // Write what the socket takes now (also after a read: it may
+            // have queued a PONG).
+            if !self.out.is_empty() {
+                match self.stream.get_ref().write(&self.out) {
+                    Ok(n) => {
+                        self.out.drain(..n);
+                        self.report(counters, n as u64);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => break End::Failed(e),
+                }
+            }
+        };
+        self.report(counters, 0);
+        end
+    }
+
+    /// Writes `chunk` over and over, reading nothing, until `end` or until
+    /// `max_writes` writes: a client that sends and never reads. Returns the
+    /// error that ended it (the server closed it, say), if one did.
+    pub(crate) async fn send_until(
+        &mut self,
+        counters: &Counters,
+        chunk: &[u8],
+        end: Instant,
+        max_writes: u64,
+    ) -> Option<io::Error> {
+        for _ in 0..max_writes {
+            match crate::runtime::until(end, self.stream.write_all(chunk)).await {
+                Some(Ok(())) => Counters::add(&counters.bytes_out, chunk.len() as u64),
+                Some(Err(e)) => return Some(e),
+                None => return None,
+            }
+            // A socket that always has room would otherwise keep this task
+            // on its thread.
+            future::yield_now().await;
+        }
+        None
     }
 }
 

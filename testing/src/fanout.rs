@@ -597,6 +597,7 @@ pub(crate) async fn run_plan(
     });
     let expected_ready = clients + slow_n + usize::from(probe_rate.is_some());
     runtime::await_ready(&ready_rx, expected_ready, ctx.deadline).await;
+    counters.require_connected(ctx.addr)?;
     let connect_s = t0.elapsed().as_secs_f64();
     set_phase(&phase, "settling");
     let settle_s = settle(&counters, Duration::from_millis(300), run.plan.settle_max)

@@ -37,9 +37,11 @@ pub(crate) struct IdleArgs {
 pub(crate) struct Rss {
     pub(crate) vm_rss: u64,
     pub(crate) rss_anon: u64,
+    /// The peak of VmRSS over the process's life (`VmHWM`).
+    pub(crate) vm_hwm: u64,
 }
 
-/// Reads `VmRSS` and `RssAnon` from the text of `/proc/<pid>/status`.
+/// Reads `VmRSS`, `RssAnon` and `VmHWM` from the text of `/proc/<pid>/status`.
 pub(crate) fn parse_status(status: &str) -> Result<Rss, String> {
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
@@ -55,6 +57,7 @@ pub(crate) fn parse_status(status: &str) -> Result<Rss, String> {
     Ok(Rss {
         vm_rss,
         rss_anon: field("RssAnon:").unwrap_or(0),
+        vm_hwm: field("VmHWM:").unwrap_or(0),
     })
 }
 
@@ -62,6 +65,27 @@ pub(crate) fn read_rss(pid: u32) -> Result<Rss, String> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     parse_status(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Reads `/proc/<pid>/status` every `every` until `stop` fires or `deadline`
+/// passes; returns the highest VmRSS seen (0 if no read succeeded).
+pub(crate) async fn sample_peak_rss(
+    pid: u32,
+    every: Duration,
+    stop: async_channel::Receiver<()>,
+    deadline: Instant,
+) -> u64 {
+    let mut peak = 0;
+    while Instant::now() < deadline {
+        if let Ok(rss) = read_rss(pid) {
+            peak = peak.max(rss.vm_rss);
+        }
+        let stopped = runtime::until(deadline.min(Instant::now() + every), stop.recv()).await;
+        if stopped.is_some() {
+            break;
+        }
+    }
+    peak
 }
 
 #[derive(Debug, Serialize)]
@@ -166,6 +190,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: IdleArgs) -> Result<IdleReport, Str
         })
         .collect();
     runtime::await_ready(&ready_rx, args.clients, ctx.deadline).await;
+    counters.require_connected(ctx.addr)?;
     let connect_s = t0.elapsed().as_secs_f64();
     set_phase(&phase, "settling");
     let settle_s = settle(&counters, Duration::from_millis(500), settle_max)
@@ -215,12 +240,13 @@ mod tests {
 
     #[test]
     fn parses_proc_status() {
-        let status = "Name:\tchatd\nVmPeak:\t  100 kB\nVmRSS:\t    2048 kB\nRssAnon:\t     1024 kB\nRssFile:\t 1024 kB\n";
+        let status = "Name:\tchatd\nVmPeak:\t  100 kB\nVmHWM:\t    4096 kB\nVmRSS:\t    2048 kB\nRssAnon:\t     1024 kB\nRssFile:\t 1024 kB\n";
         assert_eq!(
             parse_status(status),
             Ok(Rss {
                 vm_rss: 2048 * 1024,
-                rss_anon: 1024 * 1024
+                rss_anon: 1024 * 1024,
+                vm_hwm: 4096 * 1024,
             })
         );
         assert!(parse_status("Name:\tkthreadd\n").is_err());
@@ -230,6 +256,7 @@ mod tests {
     fn reads_own_rss() {
         let rss = read_rss(std::process::id()).unwrap();
         assert!(rss.vm_rss > 0);
+        assert!(rss.vm_hwm >= rss.vm_rss);
         assert!(read_rss(u32::MAX).is_err());
     }
 }

@@ -8,8 +8,10 @@ mod fanout;
 mod idle;
 mod report;
 mod runtime;
+mod sendqmem;
 mod slowreader;
 mod stats;
+mod storm;
 mod ttfb;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -62,6 +64,8 @@ enum Scenario {
     Fanout(fanout::FanoutArgs),
     Idle(idle::IdleArgs),
     SlowReader(slowreader::SlowReaderArgs),
+    Storm(storm::StormArgs),
+    SendqMem(sendqmem::SendqMemArgs),
 }
 
 /// Resolves `addr`, refusing anything but loopback unless allowed.
@@ -128,6 +132,8 @@ fn run(args: Args) -> Result<(), String> {
                 Scenario::Fanout(a) => emit(json, fanout::run(ctx, a).await),
                 Scenario::Idle(a) => emit(json, idle::run(ctx, a).await),
                 Scenario::SlowReader(a) => emit(json, slowreader::run(ctx, a).await),
+                Scenario::Storm(a) => emit(json, storm::run(ctx, a).await),
+                Scenario::SendqMem(a) => emit(json, sendqmem::run(ctx, a).await),
             }
         })
         .await;

@@ -44,6 +44,21 @@ impl Ctx {
     pub(crate) fn bound(&self, t: Instant) -> Instant {
         t.min(self.deadline)
     }
+
+    /// The same settings with `n` connects in flight at once: `storm`
+    /// measures a burst of connects far wider than the global default.
+    pub(crate) fn with_connect_concurrency(&self, n: usize) -> Self {
+        Self {
+            ex: self.ex.clone(),
+            addr: self.addr,
+            epoch: self.epoch,
+            connect_slots: Semaphore::new(n.max(1)),
+            connect_timeout: self.connect_timeout,
+            deadline: self.deadline,
+            tag: self.tag.clone(),
+            progress: self.progress,
+        }
+    }
 }
 
 /// Runs `make(executor)` to completion on `threads` threads (the calling
@@ -143,6 +158,20 @@ impl Counters {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// An error naming the first failure if no connection succeeded: such a
+    /// run measured nothing, and must not pass for one that did.
+    pub(crate) fn require_connected(&self, addr: SocketAddr) -> Result<(), String> {
+        if Self::get(&self.connected) > 0 {
+            return Ok(());
+        }
+        let why = self
+            .errors()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "no connect finished in time".to_owned());
+        Err(format!("no connection to {addr} succeeded ({why})"))
     }
 
     pub(crate) fn totals(&self) -> Totals {
@@ -293,6 +322,31 @@ pub(crate) async fn until<T>(deadline: Instant, fut: impl Future<Output = T>) ->
     .await
 }
 
+/// A byte count as chatd's flags write it: `65536`, `64KiB`, `1MiB`, `1GiB`
+/// (also `k`, `KB`, `M`, ... as powers of 1024).
+pub(crate) fn parse_size(what: &str, s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "{what}: unknown unit in {s:?} (use KiB, MiB or GiB)"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{what}: {s:?} is not a size like 65536 or 64KiB"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{what}: {s:?} is zero or too large"))
+}
+
 /// Seconds as a `Duration`, refusing negative, NaN or absurd values.
 pub(crate) fn secs(what: &str, s: f64) -> Result<Duration, String> {
     if s.is_finite() && (0.0..=86_400.0).contains(&s) {
@@ -301,5 +355,35 @@ pub(crate) fn secs(what: &str, s: f64) -> Result<Duration, String> {
         Err(format!(
             "{what} must be between 0 and 86400 seconds, not {s}"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_chatd_flags() {
+        assert_eq!(parse_size("--sendq", "65536"), Ok(65536));
+        assert_eq!(parse_size("--sendq", "64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("--sendq", "1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("--sendq", " 2 g "), Ok(2 << 30));
+        for bad in ["", "MiB", "0", "1 TiB", "-1", "1.5MiB", "99999999999999GiB"] {
+            assert!(parse_size("--sendq", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_connection_is_an_error_naming_the_first_failure() {
+        let c = Counters::default();
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        c.error("connect: Connection refused (os error 111)".into());
+        let e = c.require_connected(addr).unwrap_err();
+        assert_eq!(
+            e,
+            "no connection to 127.0.0.1:9 succeeded (connect: Connection refused (os error 111))"
+        );
+        Counters::add(&c.connected, 1);
+        assert!(c.require_connected(addr).is_ok());
     }
 }

@@ -104,6 +104,8 @@ pub(crate) enum TtfbReport {
         steps: Vec<SweepStep>,
         /// The largest client count that passed every criterion.
         peak_stable_clients: Option<usize>,
+        /// Why the sweep ended without a report for its last step.
+        stopped_because: Option<String>,
         criteria: String,
     },
 }
@@ -115,6 +117,7 @@ impl Report for TtfbReport {
             Self::Sweep {
                 steps,
                 peak_stable_clients,
+                stopped_because,
                 criteria,
             } => {
                 let rows = steps
@@ -135,7 +138,7 @@ impl Report for TtfbReport {
                         ]
                     })
                     .collect();
-                Table::new("ttfb sweep")
+                let table = Table::new("ttfb sweep")
                     .row("criteria", criteria)
                     .row(
                         "peak stable clients",
@@ -155,7 +158,11 @@ impl Report for TtfbReport {
                             "verdict",
                         ],
                         rows,
-                    )
+                    );
+                match stopped_because {
+                    Some(why) => table.note(format!("stopped: {why}")),
+                    None => table,
+                }
             }
         }
     }
@@ -371,7 +378,8 @@ struct StepPlan {
     settle_max: Duration,
 }
 
-async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> TtfbRun {
+/// One run of `clients`; an error if none of them connected.
+async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> Result<TtfbRun, String> {
     let counters = Arc::new(Counters::default());
     let (ready_tx, ready_rx) = async_channel::unbounded();
     let run = Arc::new(Run {
@@ -399,6 +407,7 @@ async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> TtfbRun {
         .map(|i| ctx.ex.spawn(client(ctx.clone(), run.clone(), i)))
         .collect();
     runtime::await_ready(&ready_rx, clients, ctx.deadline).await;
+    counters.require_connected(ctx.addr)?;
     let connect_s = t0.elapsed().as_secs_f64();
     set_phase(&phase, "settling");
     let settle_s = settle(&counters, Duration::from_millis(300), plan.settle_max)
@@ -438,7 +447,7 @@ async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> TtfbRun {
     if let Some(p) = progress {
         p.await;
     }
-    TtfbRun {
+    Ok(TtfbRun {
         clients,
         rate_per_client: plan.rate,
         requests_sent: total.sent,
@@ -451,7 +460,7 @@ async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> TtfbRun {
         settle_s,
         duration_s,
         totals: counters.totals(),
-    }
+    })
 }
 
 /// Parses `start:step:stop` into the client counts to try.
@@ -488,13 +497,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: TtfbArgs) -> Result<TtfbReport, Str
             return Err("--clients must be at least 1".into());
         }
         return Ok(TtfbReport::Single(
-            run_once(&ctx, &plan, args.clients).await,
+            run_once(&ctx, &plan, args.clients).await?,
         ));
     };
     let counts = parse_sweep(sweep)?;
     let pause = runtime::secs("--step-pause", args.step_pause)?;
     let mut steps = Vec::new();
     let mut peak = None;
+    let mut stopped_because = None;
     for (k, &n) in counts.iter().enumerate() {
         if Instant::now() >= ctx.deadline {
             break;
@@ -502,7 +512,15 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: TtfbArgs) -> Result<TtfbReport, Str
         if k > 0 {
             Timer::after(pause).await;
         }
-        let run = run_once(&ctx, &plan, n).await;
+        let run = match run_once(&ctx, &plan, n).await {
+            Ok(run) => run,
+            // Nothing measured at all: a failed run, not a sweep result.
+            Err(e) if k == 0 => return Err(e),
+            Err(e) => {
+                stopped_because = Some(format!("{n} clients: {e}"));
+                break;
+            }
+        };
         let mut why = Vec::new();
         if run.failed_pct() > args.max_fail_pct {
             why.push(format!("{:.1}% failed", run.failed_pct()));
@@ -529,6 +547,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: TtfbArgs) -> Result<TtfbReport, Str
     Ok(TtfbReport::Sweep {
         steps,
         peak_stable_clients: peak,
+        stopped_because,
         criteria: format!(
             "failed <= {}%, unanswered <= {}%, p50 <= {} ms",
             args.max_fail_pct, args.max_unanswered_pct, args.p50_limit_ms
