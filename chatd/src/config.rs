@@ -32,8 +32,8 @@ pub(crate) struct Args {
     )]
     pub(crate) max_line: usize,
 
-    /// most connections at once; a newcomer past it gets BYE server-full
-    /// (default 10000)
+    /// most connections at once, lowered at start if the descriptor limit
+    /// cannot hold them; a newcomer past it gets BYE server-full (default 10000)
     #[argh(option, default = "10000")]
     pub(crate) max_clients: usize,
 
