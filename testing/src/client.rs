@@ -574,7 +574,7 @@ impl Conn {
     }
 
     /// Adds this connection's byte and line counts since the last call.
-    fn report(&mut self, counters: &Counters, sent: u64) {
+    pub(crate) fn report(&mut self, counters: &Counters, sent: u64) {
         Counters::add(&counters.bytes_in, std::mem::take(&mut self.bytes_in));
         Counters::add(&counters.lines_in, std::mem::take(&mut self.lines_in));
         Counters::add(&counters.malformed, std::mem::take(&mut self.malformed));

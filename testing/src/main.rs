@@ -3,7 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+mod bigreply;
+mod cascade;
 mod client;
+mod dmflood;
 mod fanout;
 mod idle;
 mod report;
@@ -66,6 +69,9 @@ enum Scenario {
     SlowReader(slowreader::SlowReaderArgs),
     Storm(storm::StormArgs),
     SendqMem(sendqmem::SendqMemArgs),
+    DmFlood(dmflood::DmFloodArgs),
+    Cascade(cascade::CascadeArgs),
+    BigReply(bigreply::BigReplyArgs),
 }
 
 /// Resolves `addr`, refusing anything but loopback unless allowed.
@@ -134,6 +140,9 @@ fn run(args: Args) -> Result<(), String> {
                 Scenario::SlowReader(a) => emit(json, slowreader::run(ctx, a).await),
                 Scenario::Storm(a) => emit(json, storm::run(ctx, a).await),
                 Scenario::SendqMem(a) => emit(json, sendqmem::run(ctx, a).await),
+                Scenario::DmFlood(a) => emit(json, dmflood::run(ctx, a).await),
+                Scenario::Cascade(a) => emit(json, cascade::run(ctx, a).await),
+                Scenario::BigReply(a) => emit(json, bigreply::run(ctx, a).await),
             }
         })
         .await;
