@@ -42,8 +42,12 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
 
 /// The chatd binary of the same profile as this test's chatload, built with
 /// `cargo build -p chatd` (a no-op when it is fresh; `cargo test -p chatload`
-/// alone does not build other packages' binaries).
+/// alone does not build other packages' binaries). `CHATD_BIN` names another
+/// one instead (say, a release build of a given commit).
 fn chatd_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CHATD_BIN") {
+        return PathBuf::from(bin);
+    }
     let chatload = Path::new(env!("CARGO_BIN_EXE_chatload"));
     let dir = chatload.parent().expect("binary has a directory");
     let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
@@ -73,8 +77,14 @@ struct Chatd {
 
 impl Chatd {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A chatd with `flags` added to the usual ones.
+    fn start_with(flags: &[&str]) -> Self {
         let mut child = Command::new(chatd_binary())
             .args(["--listen", "127.0.0.1:0", "--threads", "1"])
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -217,4 +227,122 @@ fn refuses_a_non_loopback_address_without_connecting() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--allow-remote"), "{err}");
+}
+
+/// A port on 127.0.0.1 that nothing listens on (it was free a moment ago).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
+
+#[test]
+fn fails_with_one_line_when_no_connection_succeeds() {
+    let port = closed_port();
+    let addr = format!("127.0.0.1:{port}");
+    let pid = std::process::id().to_string();
+    for args in [
+        &["ttfb", "-n", "3", "-d", "1"][..],
+        &["fanout", "-n", "3", "-s", "1", "-d", "1"],
+        &["idle", "-n", "3", "--pid", &pid],
+        &["storm", "-n", "3"],
+        &["sendqmem", "-k", "3", "--pid", &pid, "-d", "1"],
+        &["dmflood", "-m", "2", "-d", "1"],
+        &["cascade", "-n", "3", "-d", "1"],
+        &["bigreply", "-u", "3", "-d", "1"],
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatload"));
+        cmd.args(["--addr", &addr, "--quiet", "--timeout", "20"])
+            .args(args);
+        let out = run_bounded(cmd, RUN_TIMEOUT);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} exited 0; stderr: {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} printed a report: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        let want = format!("chatload: no connection to {addr} succeeded (");
+        assert!(lines[0].starts_with(&want), "{args:?}: {err}");
+        assert!(
+            lines[0].to_lowercase().contains("refused"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+fn float(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v:#}"))
+}
+
+/// The attack scenarios of issue 8, briefly: only that each report shows
+/// what chatload observed (chatd's limits change; the numbers go in
+/// BENCHMARKS.md). A small queue and no pacing make the queues overflow
+/// within the few seconds each run has.
+#[test]
+fn attack_scenarios_report_what_they_observed() {
+    let chatd = Chatd::start_with(&["--sendq", "64KiB", "--flood-rate", "0"]);
+    let pid = chatd.child.id().to_string();
+
+    // First, while chatd's memory is fresh.
+    let mem = chatd.chatload(&[
+        "sendqmem",
+        "-k",
+        "10",
+        "--pid",
+        &pid,
+        "--sendq",
+        "64KiB",
+        "-d",
+        "2",
+        "--final-read",
+        "1",
+    ]);
+    assert_eq!(num(&mem, "connections_ok"), 10 + 1, "{mem:#}");
+    assert_eq!(num(&mem, "sendq_bytes"), 65536, "{mem:#}");
+    assert!(num(&mem, "lines_sent") > 0, "{mem:#}");
+    assert!(num(&mem, "peak_rss") > 0, "{mem:#}");
+    assert!(float(&mem, "peak_bytes_per_slow_client") > 0.0, "{mem:#}");
+    assert!(float(&mem, "ratio_to_sendq") > 0.0, "{mem:#}");
+    // Two seconds of an unpaced flood overflow 64 KiB queues.
+    let cut = num(&mem, "cut");
+    assert!((1..=10).contains(&cut), "{mem:#}");
+
+    let storm = chatd.chatload(&["storm", "-n", "200", "--concurrency", "100", "--wait", "30"]);
+    assert_eq!(num(&storm, "registered"), 200, "{storm:#}");
+    assert_eq!(num(&storm, "connections_failed"), 0, "{storm:#}");
+    assert_eq!(num(&storm["registration"], "count"), 200, "{storm:#}");
+    let all = float(&storm, "all_registered_s");
+    assert!(all > 0.0 && all < 30.0, "{storm:#}");
+    assert!(
+        float(&storm["registration"], "max_ms") <= all * 1e3,
+        "{storm:#}"
+    );
+
+    let dm = chatd.chatload(&["dmflood", "-m", "2", "-d", "2", "--size", "1000"]);
+    assert_eq!(num(&dm, "connections_ok"), 3, "{dm:#}");
+    assert!(num(&dm, "dms_delivered") > 0, "{dm:#}");
+    assert!(num(&dm, "victim_bytes") > 0, "{dm:#}");
+    // A cut is reported with when and how, or not at all.
+    assert_eq!(
+        dm["victim_cut"].as_bool(),
+        Some(dm["cut_after_s"].is_f64()),
+        "{dm:#}"
+    );
+
+    let cascade = chatd.chatload(&["cascade", "-n", "50", "-d", "2", "--final-read", "1"]);
+    assert_eq!(num(&cascade, "connections_ok"), 50 + 2, "{cascade:#}");
+    let answered = num(&cascade, "pings_answered");
+    assert!(answered > 0, "{cascade:#}");
+    assert!(answered <= num(&cascade, "pings_sent"), "{cascade:#}");
+    assert_eq!(num(&cascade["probe_rtt"], "count"), answered, "{cascade:#}");
+    assert!(num(&cascade, "cut") <= 50, "{cascade:#}");
+
+    let big = chatd.chatload(&["bigreply", "-u", "20", "-d", "1"]);
+    assert_eq!(num(&big, "connections_ok"), 20, "{big:#}");
+    assert!(num(&big, "replies") > 0, "{big:#}");
+    assert!(float(&big, "bytes_per_s") > 0.0, "{big:#}");
 }
