@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs issue 5's performance scenarios with chatload against floorsrv (the
+# Runs issue 5's performance scenarios and issue 8's attack scenarios with chatload against floorsrv (the
 # floor) and chatd, one server at a time, each scenario on a fresh server:
 #   floor     floorsrv pinned to CPU 1
 #   chatd     chatd pinned to CPU 1 (so it runs one executor thread)
@@ -9,6 +9,8 @@
 #
 # Usage: testing/bench.sh [scenario...]   (default: all, in the order below)
 # Scenarios: ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader
+#   and (issue 8, chatd only; each starts chatd with the flags in chatd_flags_for):
+#   storm10000 sendqmem sendqmemping dmflood cascade bigreply
 # Environment:
 #   SERVERS="floor chatd chatd-mt"  which servers to run
 #   DURATION=20        seconds of load per run (slowreader: SLOW_DURATION=60)
@@ -27,6 +29,7 @@ OUT=${OUT:-target/bench}
 FLOORSRV=${FLOORSRV:-../shared/floorsrv}
 PORT=${PORT:-18090}
 ALL="ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader"
+ALL="$ALL storm10000 sendqmem sendqmemping dmflood cascade bigreply"
 SCENARIOS=${*:-$ALL}
 mkdir -p "$OUT"
 
@@ -57,13 +60,29 @@ stop_server() {
 }
 trap stop_server EXIT
 
-start_server() { # name
+# chatd flags a scenario needs: no pacing where a flood must fill queues
+# within seconds, a small --sendq (which sendqmem and cascade are told) for a
+# cascade of kicks.
+chatd_flags_for() { # scenario
+    case "$1" in
+        sendqmem|sendqmemping) echo "--flood-rate 0 --sendq $SENDQ" ;;
+        cascade) echo "--flood-rate 0 --sendq 64KiB" ;;
+        *) echo "" ;;
+    esac
+}
+SENDQ=${SENDQ:-1MiB}
+
+start_server() { # name scenario
+    local flags
+    flags=$(chatd_flags_for "$2")
     case "$1" in
         floor) taskset -c 1 "$OUT/bin/floorsrv" --addr 127.0.0.1 --port "$PORT" --max-runtime 900 \
                    >/dev/null 2>"$OUT/$1.stderr" & ;;
-        chatd) taskset -c 1 "$OUT/bin/chatd" --listen "127.0.0.1:$PORT" --log-level warn \
+        # shellcheck disable=SC2086 # the flags are meant to split
+        chatd) taskset -c 1 "$OUT/bin/chatd" --listen "127.0.0.1:$PORT" --log-level warn $flags \
                    >/dev/null 2>"$OUT/$1.stderr" & ;;
-        chatd-mt) "$OUT/bin/chatd" --listen "127.0.0.1:$PORT" --log-level warn \
+        # shellcheck disable=SC2086
+        chatd-mt) "$OUT/bin/chatd" --listen "127.0.0.1:$PORT" --log-level warn $flags \
                    >/dev/null 2>"$OUT/$1.stderr" & ;;
         *) echo "unknown server $1" >&2; exit 2 ;;
     esac
@@ -95,6 +114,12 @@ args_for() { # scenario
         fanout1000x500) echo "fanout -n 1000 -s 50 -m 500 -d $d" ;;
         idle10000) echo "idle -n 10000 --pid $SERVER_PID --hold 5" ;;
         slowreader) echo "slowreader -n 100 -s 20 -m 200 --size 400 -k 1 -d $SLOW_DURATION" ;;
+        storm10000) echo "storm -n 10000 --concurrency 1000 --wait 60" ;;
+        sendqmem) echo "sendqmem -k 300 --pid $SERVER_PID --sendq $SENDQ -d $d" ;;
+        sendqmemping) echo "sendqmem -k 300 --pid $SERVER_PID --sendq $SENDQ --mode ping -d $d" ;;
+        dmflood) echo "dmflood -m 8 -d $d" ;;
+        cascade) echo "cascade -n 2000 -d 10" ;;
+        bigreply) echo "bigreply -u 3000 -d $d" ;;
         *) echo "unknown scenario $1" >&2; exit 2 ;;
     esac
 }
@@ -122,6 +147,11 @@ metric() { # scenario file
         sweep) jq -r '"peak \(.peak_stable_clients // "none"); last: \(.steps[-1].clients) clients p50 \(.steps[-1].ttfb.p50_ms) p99 \(.steps[-1].ttfb.p99_ms) ms \(.steps[-1].verdict)"' "$f" ;;
         fanout*) jq -r '"lost \(.lost) dup \(.duplicated), \(.deliveries_per_s | floor)/s, p50 \(.latency.p50_ms) p99 \(.latency.p99_ms) max \(.latency.max_ms) ms"' "$f" ;;
         idle10000) jq -r '"\(.bytes_per_connection | floor) B/conn (\(.connections_ok) ok)"' "$f" ;;
+        storm10000) jq -r '"\(.registered)/\(.clients) registered, all after \(.all_registered_s // "never") s, p50 \(.registration.p50_ms) p99 \(.registration.p99_ms) max \(.registration.max_ms) ms"' "$f" ;;
+        sendqmem*) jq -r '"\(.peak_bytes_per_slow_client | floor) B per slow client = \(.ratio_to_sendq * 100 | floor / 100) x sendq, \(.cut)/\(.slow_clients) cut"' "$f" ;;
+        dmflood) jq -r '"victim \(if .victim_cut then "cut after \(.cut_after_s) s (\(.cut_seen_as | join(", ")))" else "survived" end), \(.victim_bytes_per_s | floor) B/s, \(.dms_delivered) DMs"' "$f" ;;
+        cascade) jq -r '"\(.cut)/\(.clients) cut, probe p50 \(.probe_rtt.p50_ms) p99 \(.probe_rtt.p99_ms) max \(.probe_rtt.max_ms) ms (\(.pings_answered)/\(.pings_sent))"' "$f" ;;
+        bigreply) jq -r '"\(.bytes_per_s | floor) B/s, \(.replies_per_s | floor) replies/s"' "$f" ;;
         slowreader) jq -r '"holds \(.holds): lost \(.lost), cut \(.slow.cut_with_bye + .slow.cut_seen_in_part)/\(.slow.slow_clients) at \(.slow.parts_seen | map(.[1]) | tostring) s, probe \(.slow.probe_answered)/\(.slow.probe_sent), p99 \(.latency.p99_ms) ms"' "$f" ;;
     esac
 }
