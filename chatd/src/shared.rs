@@ -197,7 +197,15 @@ impl Hub {
             Input::Line(id, _) if self.server.name_of(*id).is_none() => Some(*id),
             _ => None,
         };
+        let stalled = self.server.stalled();
         let effects = self.server.handle(now, input);
+        let stall = self.server.stalled() - stalled;
+        if !stall.is_zero() {
+            log::warn!(
+                "nothing ran for {stall:.1?} (process stopped or starved); \
+                 not counted against clients' timeouts"
+            );
+        }
         if let Some(id) = newcomer {
             if let Some(name) = self.server.name_of(id) {
                 log::info!("{id:?} registered as {name}");

@@ -537,7 +537,7 @@ struct Model {
     presence_limit: usize,
     /// Names nobody may take: the configured ones and the server's own.
     reserved: Vec<NameKey>,
-    last_tick: Option<Instant>,
+    last_input: Option<Instant>,
     shut_down: bool,
     conns: BTreeMap<ConnId, ModelConn>,
     /// Each group's name as its creator spelled it.
@@ -561,7 +561,7 @@ impl Model {
                 .map(Name::key)
                 .chain(Name::try_from(config.server_name.as_str()).map(|n| n.key()))
                 .collect(),
-            last_tick: None,
+            last_input: None,
             shut_down: false,
             conns: BTreeMap::new(),
             groups: BTreeMap::new(),
@@ -619,6 +619,18 @@ impl Model {
 
     /// The effects `input` must have, per connection.
     fn handle(&mut self, now: Instant, input: &Input) -> Observed {
+        // A gap past max_tick_gap since the last input is a stall, counted
+        // against no one: every connection's clocks move forward by it.
+        if let Some(last) = self.last_input {
+            let gap = now.saturating_duration_since(last);
+            if gap > self.max_tick_gap {
+                for c in self.conns.values_mut() {
+                    c.connected_at += gap;
+                    c.last_heard += gap;
+                }
+            }
+        }
+        self.last_input = Some(self.last_input.map_or(now, |last| last.max(now)));
         match input {
             Input::Connected(c) if self.shut_down && !self.conns.contains_key(c) => {
                 self.send(*c, &Event::Bye(CloseReason::ServerShutdown));
@@ -892,18 +904,6 @@ impl Model {
     }
 
     fn tick(&mut self, now: Instant) {
-        // A gap past max_tick_gap is a stall, counted against no one: every
-        // connection's clocks move forward by it.
-        if let Some(last) = self.last_tick {
-            let gap = now.saturating_duration_since(last);
-            if gap > self.max_tick_gap {
-                for c in self.conns.values_mut() {
-                    c.connected_at += gap;
-                    c.last_heard += gap;
-                }
-            }
-        }
-        self.last_tick = Some(self.last_tick.map_or(now, |last| last.max(now)));
         let mut expired = Vec::new();
         let mut to_ping = Vec::new();
         for (&id, c) in &self.conns {

@@ -70,11 +70,12 @@ pub struct ServerConfig {
     /// A registered connection silent this long is closed with `ping-timeout`.
     /// Default 120 s: one minute to answer the `PING`.
     pub idle_timeout: Duration,
-    /// Two [`Input::Tick`]s further apart than this mean the driver was not
-    /// running (the process was stopped, the machine stalled): the time between
-    /// them does not count against anyone's timeouts, so a server that resumes
-    /// does not kick clients whose lines are still waiting to be read.
-    /// Default 3 s, for a driver that ticks once a second.
+    /// Two inputs further apart than this mean the driver was not running
+    /// (the process was stopped, the machine stalled), since it ticks about
+    /// once a second: the time between them does not count against anyone's
+    /// timeouts, so a server that resumes does not kick clients whose lines
+    /// are still waiting to be read. Default 3 s, for a driver that ticks
+    /// once a second; a driver must tick more often than this.
     pub max_tick_gap: Duration,
 }
 
@@ -253,8 +254,8 @@ pub struct Server {
     quiet_presence: Arc<[u8]>,
     reserved: BTreeSet<NameKey>,
     pings_sent: u64,
-    /// When the last [`Input::Tick`] came.
-    last_tick: Option<Instant>,
+    /// When the last input came.
+    last_input: Option<Instant>,
     /// Stalls so far: time between ticks that counts against no one. Times
     /// kept per connection are on the clock [`Self::clock`] returns.
     stalled: Duration,
@@ -339,7 +340,7 @@ impl Server {
             quiet_presence,
             reserved,
             pings_sent: 0,
-            last_tick: None,
+            last_input: None,
             stalled: Duration::ZERO,
             shut_down: false,
         }
@@ -376,6 +377,13 @@ impl Server {
         self.users.len() <= self.config.presence_limit
     }
 
+    /// Time that passed between inputs further apart than
+    /// [`ServerConfig::max_tick_gap`], which counted against no one's
+    /// timeouts. A driver may log when it grows: the process did not run.
+    pub fn stalled(&self) -> Duration {
+        self.stalled
+    }
+
     /// `now` on the clock that stalls do not advance (see
     /// [`ServerConfig::max_tick_gap`]).
     fn clock(&self, now: Instant) -> Instant {
@@ -384,10 +392,8 @@ impl Server {
 
     /// Handles one input at time `now`; returns what the driver must do, in order.
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
-        let now = match input {
-            Input::Tick => self.note_tick(now),
-            _ => self.clock(now),
-        };
+        self.note_time(now);
+        let now = self.clock(now);
         let mut out = Out(Vec::new());
         match input {
             Input::Connected(conn) => self.connected(now, conn, &mut out),
@@ -413,18 +419,17 @@ impl Server {
         out.0
     }
 
-    /// Notes a tick at `now`; returns `now` on the stall-free clock. A gap past
-    /// `max_tick_gap` is a stall: it is added to `stalled`, so the clock reads
-    /// as it did at the last tick.
-    fn note_tick(&mut self, now: Instant) -> Instant {
-        if let Some(last) = self.last_tick {
+    /// Notes an input at `now`. A gap past `max_tick_gap` since the last one
+    /// is a stall: it is added to `stalled`, so the clock reads as it did at
+    /// the last input.
+    fn note_time(&mut self, now: Instant) {
+        if let Some(last) = self.last_input {
             let gap = now.saturating_duration_since(last);
             if gap > self.config.max_tick_gap {
                 self.stalled += gap;
             }
         }
-        self.last_tick = Some(self.last_tick.map_or(now, |last| last.max(now)));
-        self.clock(now)
+        self.last_input = Some(self.last_input.map_or(now, |last| last.max(now)));
     }
 
     /// Notes that `conn` spoke; returns it if it is live.
