@@ -10,7 +10,7 @@
 # Usage: testing/bench.sh [scenario...]   (default: all, in the order below)
 # Scenarios: ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader
 #   and (issue 8, chatd only; each starts chatd with the flags in chatd_flags_for):
-#   storm10000 sendqmem sendqmemping dmflood cascade bigreply
+#   storm10000 sendqmem sendqmemping dmflood cascade cascadeloud bigreply
 # Environment:
 #   SERVERS="floor chatd chatd-mt"  which servers to run
 #   DURATION=20        seconds of load per run (slowreader: SLOW_DURATION=60)
@@ -29,7 +29,7 @@ OUT=${OUT:-target/bench}
 FLOORSRV=${FLOORSRV:-../shared/floorsrv}
 PORT=${PORT:-18090}
 ALL="ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader"
-ALL="$ALL storm10000 sendqmem sendqmemping dmflood cascade bigreply"
+ALL="$ALL storm10000 sendqmem sendqmemping dmflood cascade cascadeloud bigreply"
 SCENARIOS=${*:-$ALL}
 mkdir -p "$OUT"
 
@@ -67,6 +67,9 @@ chatd_flags_for() { # scenario
     case "$1" in
         sendqmem|sendqmemping) echo "--flood-rate 0 --sendq $SENDQ" ;;
         cascade) echo "--flood-rate 0 --sendq 64KiB" ;;
+        # Every departure announced to everyone, as before the presence limit:
+        # the quadratic cascade the kicker's rounds must keep short.
+        cascadeloud) echo "--flood-rate 0 --sendq 64KiB --presence-limit 100000" ;;
         *) echo "" ;;
     esac
 }
@@ -113,12 +116,14 @@ args_for() { # scenario
         # 50 senders at 10 msg/s each stay under chatd's default flood pacing (20/s).
         fanout1000x500) echo "fanout -n 1000 -s 50 -m 500 -d $d" ;;
         idle10000) echo "idle -n 10000 --pid $SERVER_PID --hold 5" ;;
-        slowreader) echo "slowreader -n 100 -s 20 -m 200 --size 400 -k 1 -d $SLOW_DURATION" ;;
+        # 40 senders at 5 msg/s of 400 B each: chatd's pacing also charges a token
+        # per 250 bytes, so 10/s of 400 B (26 tokens/s) per sender would be paced.
+        slowreader) echo "slowreader -n 100 -s 40 -m 200 --size 400 -k 1 -d $SLOW_DURATION" ;;
         storm10000) echo "storm -n 10000 --concurrency 1000 --wait 60" ;;
         sendqmem) echo "sendqmem -k 300 --pid $SERVER_PID --sendq $SENDQ -d $d" ;;
         sendqmemping) echo "sendqmem -k 300 --pid $SERVER_PID --sendq $SENDQ --mode ping -d $d" ;;
         dmflood) echo "dmflood -m 8 -d $d" ;;
-        cascade) echo "cascade -n 2000 -d 10" ;;
+        cascade|cascadeloud) echo "cascade -n 2000 -d 10" ;;
         bigreply) echo "bigreply -u 3000 -d $d" ;;
         *) echo "unknown scenario $1" >&2; exit 2 ;;
     esac
@@ -150,7 +155,7 @@ metric() { # scenario file
         storm10000) jq -r '"\(.registered)/\(.clients) registered, all after \(.all_registered_s // "never") s, p50 \(.registration.p50_ms) p99 \(.registration.p99_ms) max \(.registration.max_ms) ms"' "$f" ;;
         sendqmem*) jq -r '"\(.peak_bytes_per_slow_client | floor) B per slow client = \(.ratio_to_sendq * 100 | floor / 100) x sendq, \(.cut)/\(.slow_clients) cut"' "$f" ;;
         dmflood) jq -r '"victim \(if .victim_cut then "cut after \(.cut_after_s) s (\(.cut_seen_as | join(", ")))" else "survived" end), \(.victim_bytes_per_s | floor) B/s, \(.dms_delivered) DMs"' "$f" ;;
-        cascade) jq -r '"\(.cut)/\(.clients) cut, probe p50 \(.probe_rtt.p50_ms) p99 \(.probe_rtt.p99_ms) max \(.probe_rtt.max_ms) ms (\(.pings_answered)/\(.pings_sent))"' "$f" ;;
+        cascade*) jq -r '"\(.cut)/\(.clients) cut, probe p50 \(.probe_rtt.p50_ms) p99 \(.probe_rtt.p99_ms) max \(.probe_rtt.max_ms) ms (\(.pings_answered)/\(.pings_sent))"' "$f" ;;
         bigreply) jq -r '"\(.bytes_per_s | floor) B/s, \(.replies_per_s | floor) replies/s"' "$f" ;;
         slowreader) jq -r '"holds \(.holds): lost \(.lost), cut \(.slow.cut_with_bye + .slow.cut_seen_in_part)/\(.slow.slow_clients) at \(.slow.parts_seen | map(.[1]) | tostring) s, probe \(.slow.probe_answered)/\(.slow.probe_sent), p99 \(.latency.p99_ms) ms"' "$f" ;;
     esac
