@@ -17,10 +17,10 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_lock::Mutex;
-use chatproto::server::{ConnId, Effect, Input, Server};
+use chatproto::server::{ConnId, Effect, Input, Server, Time};
 use chatproto::{CloseReason, Event};
 use smol::Executor;
 
@@ -31,6 +31,12 @@ use crate::outbox::{Outbox, SendBudget};
 /// user (below the presence limit), so this bounds a hold to a few
 /// milliseconds at 1000 users.
 pub(crate) const KICKS_PER_HOLD: usize = 16;
+
+/// The time for the state machine: both clocks, so events carry a wall-clock
+/// stamp (for history and IRC's `server-time`).
+fn now() -> Time {
+    Time::new(Instant::now(), SystemTime::now())
+}
 
 /// Shared by the listeners, every connection task and the ticker.
 #[derive(Debug)]
@@ -91,7 +97,7 @@ impl Shared {
 
     /// Adds a connection and greets it, or, during shutdown, says goodbye.
     pub(crate) async fn connect(&self, outbox: Outbox) {
-        let now = Instant::now();
+        let now = now();
         let mut hub = self.hub.lock().await;
         let id = outbox.io().id;
         if hub.shutting_down {
@@ -109,7 +115,7 @@ impl Shared {
     /// effects; returns how many bytes were queued for `conn` itself (its
     /// replies), which its pacing charges.
     pub(crate) async fn handle(&self, conn: ConnId, inputs: Vec<Input>) -> usize {
-        let now = Instant::now();
+        let now = now();
         let mut hub = self.hub.lock().await;
         inputs
             .into_iter()
@@ -119,14 +125,14 @@ impl Shared {
 
     /// Lets time pass in the state machine (timeouts).
     pub(crate) async fn tick(&self) {
-        let now = Instant::now();
+        let now = now();
         self.hub.lock().await.handle(now, Input::Tick, None);
     }
 
     /// Kicks up to [`KICKS_PER_HOLD`] pending slow consumers; true if more
     /// are left. The kicker task calls it until none are.
     pub(crate) async fn kick_pending(&self) -> bool {
-        let now = Instant::now();
+        let now = now();
         let mut hub = self.hub.lock().await;
         hub.kick_some(now);
         !hub.pending_kicks.is_empty()
@@ -145,7 +151,7 @@ impl Shared {
     /// The connection is gone (EOF, error, panic): tell the others, and let its
     /// writer flush what is queued and stop.
     pub(crate) async fn disconnect(&self, id: ConnId, reason: CloseReason) {
-        let now = Instant::now();
+        let now = now();
         let mut hub = self.hub.lock().await;
         let effects = hub
             .server
@@ -158,7 +164,7 @@ impl Shared {
 
     /// Stops admitting connections and closes every one with `BYE server-shutdown`.
     pub(crate) async fn shutdown(&self) {
-        let now = Instant::now();
+        let now = now();
         let mut hub = self.hub.lock().await;
         hub.shutting_down = true;
         let effects = hub.server.handle(now, Input::Shutdown);
@@ -192,7 +198,7 @@ impl Hub {
     }
 
     /// Handles one input; returns the bytes queued for `asker` (its replies).
-    fn handle(&mut self, now: Instant, input: Input, asker: Option<ConnId>) -> usize {
+    fn handle(&mut self, now: Time, input: Input, asker: Option<ConnId>) -> usize {
         let newcomer = match &input {
             Input::Line(id, _) if self.server.name_of(*id).is_none() => Some(*id),
             _ => None,
@@ -214,7 +220,7 @@ impl Hub {
         let replies = effects
             .iter()
             .map(|e| match e {
-                Effect::Deliver { to, bytes } if Some(*to) == asker => bytes.len(),
+                Effect::Deliver { to, event } if Some(*to) == asker => event.line().len(),
                 _ => 0,
             })
             .sum();
@@ -224,7 +230,7 @@ impl Hub {
 
     /// Carries out effects in order. Queues over budget become pending kicks;
     /// a few are kicked now, the kicker task takes care of the rest.
-    fn apply(&mut self, now: Instant, effects: Vec<Effect>) {
+    fn apply(&mut self, now: Time, effects: Vec<Effect>) {
         self.apply_batch(effects, None);
         self.kick_some(now);
     }
@@ -232,7 +238,7 @@ impl Hub {
     /// Kicks up to [`KICKS_PER_HOLD`] pending slow consumers, carrying out
     /// each kick's own effects (its `BYE`, the others' `PART`, which may find
     /// more); wakes the kicker task if some are left.
-    fn kick_some(&mut self, now: Instant) {
+    fn kick_some(&mut self, now: Time) {
         for _ in 0..KICKS_PER_HOLD {
             let Some(id) = self.pending_kicks.pop_front() else {
                 return;
@@ -252,13 +258,15 @@ impl Hub {
     fn apply_batch(&mut self, effects: Vec<Effect>, kicked: Option<ConnId>) {
         for effect in effects {
             match effect {
-                Effect::Deliver { to, bytes } => {
+                Effect::Deliver { to, event } => {
                     let Some(outbox) = self.outboxes.get(&to) else {
                         continue; // Closed in this very batch; nothing to do.
                     };
+                    // Encoded on first use and shared by every recipient.
+                    let bytes = event.line();
                     if Some(to) == kicked {
-                        outbox.set_last_words(&bytes);
-                    } else if outbox.push(&bytes).is_err() {
+                        outbox.set_last_words(bytes);
+                    } else if outbox.push(bytes).is_err() {
                         self.pending_kicks.push_back(to);
                     }
                 }

@@ -72,7 +72,10 @@ fn handle(sh: &mut Shared, input: Input) {
     let mut slow = Vec::new();
     for effect in sh.server.handle(Instant::now(), input) {
         match effect {
-            Effect::Deliver { to, bytes } => {
+            Effect::Deliver { to, event } => {
+                // This server speaks only the native protocol: one encoding,
+                // made once per broadcast and shared.
+                let bytes = event.line().clone();
                 // No outbox: the connection is already closing.
                 let Some(ob) = sh.outboxes.get_mut(&to) else {
                     continue;

@@ -136,14 +136,14 @@ impl Net {
     fn input(&mut self, input: Input) {
         let mut replies = Vec::new();
         for effect in self.server.handle(self.now, input) {
-            let Effect::Deliver { to, bytes } = effect else {
+            let Effect::Deliver { to, event } = effect else {
                 continue;
             };
             let Some(c) = self.clients.iter().position(|c| c.id == to) else {
                 continue;
             };
             let client = &mut self.clients[c];
-            client.framer.push(&bytes);
+            client.framer.push(event.line());
             while let Some(line) = client.framer.next_line() {
                 let event = parse_event(line.unwrap()).unwrap();
                 client.events.push(event.to_string());

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatproto::server::{Effect, Input, ServerConfig};
+use chatproto::server::{Effect, Input, Outgoing, ServerConfig, Time};
 use chatproto::{CloseReason, Refusal};
 use support::World;
 
@@ -79,19 +79,20 @@ fn global_broadcast_reaches_everyone_but_the_sender_and_shares_one_buffer() {
     w.user("c");
     w.take_all();
     let effects = w.input(Input::Line(a, chatproto::parse_line("hi").unwrap()));
-    let buffers: Vec<&Arc<[u8]>> = effects
+    let events: Vec<&Arc<Outgoing>> = effects
         .iter()
         .map(|e| match e {
-            Effect::Deliver { to, bytes } => {
+            Effect::Deliver { to, event } => {
                 assert_ne!(*to, a, "echoed to the sender");
-                bytes
+                event
             }
             Effect::Close { .. } => panic!("unexpected close"),
         })
         .collect();
-    assert_eq!(buffers.len(), 2);
+    assert_eq!(events.len(), 2);
+    assert!(Arc::ptr_eq(events[0], events[1]), "one event per broadcast");
     assert!(
-        Arc::ptr_eq(buffers[0], buffers[1]),
+        Arc::ptr_eq(events[0].line(), events[1].line()),
         "encoded once per broadcast"
     );
     assert_eq!(w.take("b"), lines(&["MSG * a hi"]));
@@ -541,4 +542,31 @@ fn a_connection_after_shutdown_is_told_so() {
     assert_eq!(w.take("late"), lines(&["BYE server-shutdown"]));
     assert!(w.is_closed("late"));
     assert_eq!(w.server.connection_count(), 0);
+}
+
+#[test]
+fn events_carry_increasing_ids_and_the_drivers_wall_time() {
+    let mut w = World::new();
+    let a = w.user("a");
+    w.user("b");
+    let wall = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+    let mut ids = Vec::new();
+    for text in ["one", "two"] {
+        let line = chatproto::parse_line(text).unwrap();
+        let effects = w
+            .server
+            .handle(Time::new(w.now, wall), Input::Line(a, line));
+        let [Effect::Deliver { event, .. }] = &effects[..] else {
+            panic!("{effects:?}");
+        };
+        assert_eq!(event.unix_ms(), 1_700_000_000_123);
+        ids.push(event.id());
+    }
+    assert!(ids[0] > 0 && ids[1] > ids[0], "{ids:?}");
+    // Without a wall clock, the time is unknown (0).
+    let effects = w.input(Input::Line(a, chatproto::parse_line("three").unwrap()));
+    let [Effect::Deliver { event, .. }] = &effects[..] else {
+        panic!("{effects:?}");
+    };
+    assert_eq!((event.unix_ms(), event.id() > ids[1]), (0, true));
 }

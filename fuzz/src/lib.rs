@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatproto::server::{ConnId, Effect, Input, Server, ServerConfig};
+use chatproto::server::{ConnId, Effect, Input, Outgoing, Server, ServerConfig};
 use chatproto::{
     parse_event, parse_line, CloseReason, Command, ErrorCode, Event, FrameError, GroupName,
     LineFramer, Name, NameKey, ParseError, Refusal, Scope, Session, Text, Token, COMMAND_HELP,
@@ -459,9 +459,15 @@ type Observed = BTreeMap<ConnId, Vec<String>>;
 fn observe(effects: &[Effect]) -> Result<Observed, String> {
     let mut seen = Observed::new();
     let mut shared: BTreeMap<&[u8], &Arc<[u8]>> = BTreeMap::new();
+    let mut ids: BTreeMap<u64, &Arc<Outgoing>> = BTreeMap::new();
     for effect in effects {
         match effect {
-            Effect::Deliver { to, bytes } => {
+            Effect::Deliver { to, event: out } => {
+                // One id per event made; 0 only for constant replies.
+                if out.id() != 0 && !Arc::ptr_eq(ids.entry(out.id()).or_insert(out), out) {
+                    return Err(format!("two events with id {}", out.id()));
+                }
+                let bytes = out.line();
                 let text = std::str::from_utf8(bytes)
                     .map_err(|e| format!("delivery to {to:?} is not UTF-8: {e}"))?;
                 let Some(body) = text.strip_suffix('\n') else {
@@ -471,6 +477,9 @@ fn observe(effects: &[Effect]) -> Result<Observed, String> {
                 for line in body.split('\n') {
                     let event = parse_event(line)
                         .map_err(|e| format!("{to:?} got {line:?}, which does not parse: {e}"))?;
+                    if event != *out.event() {
+                        return Err(format!("{line:?} is not the encoding of {:?}", out.event()));
+                    }
                     let again = event.to_bytes();
                     if again.strip_suffix(b"\n") != Some(line.as_bytes()) {
                         return Err(format!("{to:?} got non-canonical {line:?}"));

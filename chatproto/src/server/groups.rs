@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{encode, ConnId};
+use super::{ConnId, Outgoing};
 use crate::{Event, GroupName, Name, NameKey, Scope};
 
 #[derive(Debug)]
@@ -13,7 +13,7 @@ pub(super) struct Group {
     pub(super) name: GroupName,
     members: BTreeMap<NameKey, (Name, ConnId)>,
     /// `USERS <group> ...`, rebuilt only after a change.
-    listing: Option<Arc<[u8]>>,
+    listing: Option<Arc<Outgoing>>,
 }
 
 impl Group {
@@ -25,11 +25,11 @@ impl Group {
         self.members.len()
     }
 
-    pub(super) fn listing(&mut self) -> Arc<[u8]> {
+    pub(super) fn listing(&mut self, stamp: impl FnOnce(Event) -> Arc<Outgoing>) -> Arc<Outgoing> {
         let (name, members) = (&self.name, &self.members);
         self.listing
             .get_or_insert_with(|| {
-                encode(&Event::Users {
+                stamp(Event::Users {
                     scope: Scope::Group(name.clone()),
                     names: members.values().map(|(n, _)| n.clone()).collect(),
                 })
@@ -42,7 +42,7 @@ impl Group {
 pub(super) struct Groups {
     by_key: BTreeMap<NameKey, Group>,
     /// `GROUPS ...`, rebuilt only after a change.
-    listing: Option<Arc<[u8]>>,
+    listing: Option<Arc<Outgoing>>,
 }
 
 impl Groups {
@@ -93,11 +93,11 @@ impl Groups {
         }
     }
 
-    pub(super) fn listing(&mut self) -> Arc<[u8]> {
+    pub(super) fn listing(&mut self, stamp: impl FnOnce(Event) -> Arc<Outgoing>) -> Arc<Outgoing> {
         let by_key = &self.by_key;
         self.listing
             .get_or_insert_with(|| {
-                encode(&Event::Groups(
+                stamp(Event::Groups(
                     by_key
                         .values()
                         .map(|g| (g.name.clone(), u32::try_from(g.len()).unwrap_or(u32::MAX)))

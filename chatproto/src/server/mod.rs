@@ -2,7 +2,10 @@
 //! inputs, with effects returned as data.
 
 mod groups;
+mod outgoing;
 mod users;
+
+pub use outgoing::{Outgoing, Time};
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -163,13 +166,13 @@ impl Input {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Effect {
-    /// Queue `bytes` (one or more whole encoded lines) for `to`. The same
-    /// allocation is shared by every recipient of a broadcast.
+    /// Queue `event` for `to`, encoded in `to`'s dialect ([`Outgoing::line`]
+    /// for this protocol). Every recipient of a broadcast gets the same `Arc`.
     Deliver {
         /// The recipient.
         to: ConnId,
-        /// Encoded lines, LF-terminated.
-        bytes: Arc<[u8]>,
+        /// The event and its stamp.
+        event: Arc<Outgoing>,
     },
     /// Flush what is queued for `conn`, then close it. The server has already
     /// forgotten it.
@@ -237,10 +240,17 @@ struct Conn {
 ///     let _ = server.handle(now, Input::Line(conn, parse_line(name).unwrap()));
 /// }
 /// let effects = server.handle(now, Input::Line(alice, parse_line("hi bob").unwrap()));
-/// assert_eq!(
-///     effects,
-///     vec![Effect::Deliver { to: bob, bytes: b"MSG * alice hi bob\n".to_vec().into() }]
-/// );
+/// let [Effect::Deliver { to, event }] = &effects[..] else { panic!("{effects:?}") };
+/// assert_eq!((*to, &event.line()[..]), (bob, &b"MSG * alice hi bob\n"[..]));
+/// ```
+///
+/// A driver that wants message ids with wall-clock stamps (for history, or
+/// IRC's `server-time`) passes a [`Time`] instead of an `Instant`:
+/// ```
+/// # use std::time::{Instant, SystemTime};
+/// # use chatproto::server::{Server, ServerConfig, Time, Input, ConnId};
+/// # let mut server = Server::new(ServerConfig::default());
+/// let _ = server.handle(Time::new(Instant::now(), SystemTime::now()), Input::Tick);
 /// ```
 #[derive(Debug)]
 pub struct Server {
@@ -248,10 +258,12 @@ pub struct Server {
     conns: HashMap<ConnId, Conn>,
     users: Users,
     groups: Groups,
-    hello: Arc<[u8]>,
-    help: Arc<[u8]>,
+    hello: Arc<Outgoing>,
+    help: Vec<Arc<Outgoing>>,
     /// Sent after `WELCOME` while presence is not announced.
-    quiet_presence: Arc<[u8]>,
+    quiet_presence: Arc<Outgoing>,
+    /// The next message id.
+    next_id: u64,
     reserved: BTreeSet<NameKey>,
     pings_sent: u64,
     /// When the last input came.
@@ -262,22 +274,34 @@ pub struct Server {
     shut_down: bool,
 }
 
-fn encode(event: &Event) -> Arc<[u8]> {
-    event.to_bytes().into()
+/// A constant reply: id 0, time 0.
+fn constant(event: Event) -> Arc<Outgoing> {
+    Arc::new(Outgoing::new(event, 0, 0))
 }
 
 fn text(s: &str) -> Text {
     Text::lossy(s)
 }
 
-/// Where effects go while one input is handled.
-struct Out(Vec<Effect>);
+/// Where effects go while one input is handled, and how its events are stamped.
+struct Out {
+    effects: Vec<Effect>,
+    next_id: u64,
+    unix_ms: u64,
+}
 
 impl Out {
-    fn deliver(&mut self, to: ConnId, bytes: &Arc<[u8]>) {
-        self.0.push(Effect::Deliver {
+    /// Stamps `event` with the next id and this input's time.
+    fn stamp(&mut self, event: Event) -> Arc<Outgoing> {
+        let id = self.next_id;
+        self.next_id += 1;
+        Arc::new(Outgoing::new(event, id, self.unix_ms))
+    }
+
+    fn deliver(&mut self, to: ConnId, event: &Arc<Outgoing>) {
+        self.effects.push(Effect::Deliver {
             to,
-            bytes: bytes.clone(),
+            event: event.clone(),
         });
     }
 
@@ -285,39 +309,44 @@ impl Out {
         &mut self,
         to: impl Iterator<Item = ConnId>,
         except: Option<ConnId>,
-        bytes: &Arc<[u8]>,
+        event: &Arc<Outgoing>,
     ) {
         for c in to {
             if Some(c) != except {
-                self.deliver(c, bytes);
+                self.deliver(c, event);
             }
         }
     }
 
-    fn event(&mut self, to: ConnId, event: &Event) {
-        self.deliver(to, &encode(event));
+    fn event(&mut self, to: ConnId, event: Event) {
+        let event = self.stamp(event);
+        self.deliver(to, &event);
     }
 
     fn error(&mut self, to: ConnId, code: ErrorCode, message: &str) {
         self.event(
             to,
-            &Event::Err {
+            Event::Err {
                 code,
                 text: text(message),
             },
         );
+    }
+
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        self.effects.push(Effect::Close { conn, reason });
     }
 }
 
 impl Server {
     /// A server with no connections.
     pub fn new(config: ServerConfig) -> Self {
-        let hello = encode(&Event::Hello {
+        let hello = constant(Event::Hello {
             server: config.server_name.clone(),
             version: config.version.clone(),
             text: config.greeting.clone(),
         });
-        let quiet_presence = encode(&Event::Info(text(&format!(
+        let quiet_presence = constant(Event::Info(text(&format!(
             "more than {} users are here, so arrivals and departures are not announced; \
              /users lists who is here",
             config.presence_limit
@@ -326,18 +355,19 @@ impl Server {
         if let Ok(own) = Name::try_from(config.server_name.as_str()) {
             reserved.insert(own.key());
         }
-        let mut help = Vec::new();
-        for (usage, what) in COMMAND_HELP {
-            Event::Info(text(&format!("{usage:<20} {what}"))).encode(&mut help);
-        }
+        let help = COMMAND_HELP
+            .iter()
+            .map(|(usage, what)| constant(Event::Info(text(&format!("{usage:<20} {what}")))))
+            .collect();
         Self {
             config,
             conns: HashMap::new(),
             users: Users::default(),
             groups: Groups::default(),
             hello,
-            help: help.into(),
+            help,
             quiet_presence,
+            next_id: 1,
             reserved,
             pings_sent: 0,
             last_input: None,
@@ -391,10 +421,15 @@ impl Server {
     }
 
     /// Handles one input at time `now`; returns what the driver must do, in order.
-    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
-        self.note_time(now);
-        let now = self.clock(now);
-        let mut out = Out(Vec::new());
+    pub fn handle(&mut self, now: impl Into<Time>, input: Input) -> Vec<Effect> {
+        let time = now.into();
+        self.note_time(time.instant);
+        let now = self.clock(time.instant);
+        let mut out = Out {
+            effects: Vec::new(),
+            next_id: self.next_id,
+            unix_ms: time.unix_ms,
+        };
         match input {
             Input::Connected(conn) => self.connected(now, conn, &mut out),
             Input::Line(conn, cmd) => {
@@ -416,7 +451,8 @@ impl Server {
             Input::Tick => self.tick(now, &mut out),
             Input::Shutdown => self.shutdown(&mut out),
         }
-        out.0
+        self.next_id = out.next_id;
+        out.effects
     }
 
     /// Notes an input at `now`. A gap past `max_tick_gap` since the last one
@@ -446,11 +482,8 @@ impl Server {
         }
         if self.shut_down {
             // The driver should have stopped accepting; say goodbye anyway.
-            out.event(conn, &Event::Bye(CloseReason::ServerShutdown));
-            out.0.push(Effect::Close {
-                conn,
-                reason: CloseReason::ServerShutdown,
-            });
+            out.event(conn, Event::Bye(CloseReason::ServerShutdown));
+            out.close(conn, CloseReason::ServerShutdown);
             return;
         }
         self.conns.insert(
@@ -473,7 +506,11 @@ impl Server {
                 Err(e) => out.error(conn, ErrorCode::NameInvalid, &e.to_string()),
             },
             Command::Nick(name) => self.register(conn, name, out),
-            Command::Help => out.deliver(conn, &self.help),
+            Command::Help => {
+                for line in &self.help {
+                    out.deliver(conn, line);
+                }
+            }
             Command::Ping(t) => self.pong(conn, t, out),
             Command::Pong(_) => {}
             Command::Quit(reason) => self.close(conn, CloseReason::Quit, reason, true, out),
@@ -509,14 +546,17 @@ impl Server {
             Command::Users => {
                 let listing = match self.group_of(conn) {
                     Some(key) => match self.groups.get_mut(&key) {
-                        Some(g) => g.listing(),
-                        None => self.users.listing(),
+                        Some(g) => g.listing(|e| out.stamp(e)),
+                        None => self.users.listing(|e| out.stamp(e)),
                     },
-                    None => self.users.listing(),
+                    None => self.users.listing(|e| out.stamp(e)),
                 };
                 out.deliver(conn, &listing);
             }
-            Command::Groups => out.deliver(conn, &self.groups.listing()),
+            Command::Groups => {
+                let listing = self.groups.listing(|e| out.stamp(e));
+                out.deliver(conn, &listing);
+            }
             Command::Join(group) => self.join(conn, group, out),
             Command::Leave => {
                 if self.group_of(conn).is_some() {
@@ -526,7 +566,11 @@ impl Server {
                 }
             }
             Command::Msg { to, text } => self.direct(conn, to, text, out),
-            Command::Help => out.deliver(conn, &self.help),
+            Command::Help => {
+                for line in &self.help {
+                    out.deliver(conn, line);
+                }
+            }
             Command::Ping(t) => self.pong(conn, t, out),
             Command::Pong(_) => {}
             Command::Quit(reason) => self.close(conn, CloseReason::Quit, reason, true, out),
@@ -560,11 +604,11 @@ impl Server {
         };
         c.name = Some(name.clone());
         self.users.insert(name.clone(), conn);
-        out.event(conn, &Event::Welcome(name.clone()));
+        out.event(conn, Event::Welcome(name.clone()));
         if !self.announces_presence() {
             return out.deliver(conn, &self.quiet_presence);
         }
-        let joined = encode(&Event::Join {
+        let joined = out.stamp(Event::Join {
             scope: Scope::Global,
             name,
         });
@@ -576,7 +620,7 @@ impl Server {
             return;
         };
         if new == old {
-            return out.event(conn, &Event::Welcome(new));
+            return out.event(conn, Event::Welcome(new));
         }
         if matches!(self.users.get(&new.key()), Some((_, owner)) if *owner != conn) {
             let msg = format!("the name {new} is taken");
@@ -594,8 +638,8 @@ impl Server {
         }
         self.users.remove(&old.key());
         self.users.insert(new.clone(), conn);
-        out.event(conn, &Event::Welcome(new.clone()));
-        let nick = encode(&Event::Nick { old, new });
+        out.event(conn, Event::Welcome(new.clone()));
+        let nick = out.stamp(Event::Nick { old, new });
         out.deliver_all(self.users.conns(), Some(conn), &nick);
     }
 
@@ -611,11 +655,11 @@ impl Server {
         };
         match group.as_ref().and_then(|key| self.groups.get(key)) {
             Some(g) => {
-                let bytes = encode(&event(Scope::Group(g.name.clone()), from.clone()));
+                let bytes = out.stamp(event(Scope::Group(g.name.clone()), from.clone()));
                 out.deliver_all(g.conns(), Some(conn), &bytes);
             }
             None => {
-                let bytes = encode(&event(Scope::Global, from.clone()));
+                let bytes = out.stamp(event(Scope::Global, from.clone()));
                 out.deliver_all(self.users.conns(), Some(conn), &bytes);
             }
         }
@@ -629,7 +673,7 @@ impl Server {
             let msg = format!("no user is named {to}");
             return out.error(conn, ErrorCode::NoSuchUser, &msg);
         };
-        let bytes = encode(&Event::Dm { from, to, text });
+        let bytes = out.stamp(Event::Dm { from, to, text });
         out.deliver(to_conn, &bytes);
         if to_conn != conn {
             out.deliver(conn, &bytes);
@@ -653,7 +697,7 @@ impl Server {
         let Some(name) = c.name.clone() else { return };
         c.group = Some(key);
         let g = self.groups.join(&group, &name, conn);
-        let bytes = encode(&Event::Join {
+        let bytes = out.stamp(Event::Join {
             scope: Scope::Group(g.name.clone()),
             name,
         });
@@ -670,7 +714,7 @@ impl Server {
             return;
         };
         if let Some(g) = self.groups.get(&key) {
-            let bytes = encode(&Event::Part {
+            let bytes = out.stamp(Event::Part {
                 scope: Scope::Group(g.name.clone()),
                 name: name.clone(),
                 reason: None,
@@ -682,7 +726,7 @@ impl Server {
 
     fn pong(&mut self, conn: ConnId, token: Option<Token>, out: &mut Out) {
         let token = token.unwrap_or_else(|| self.config.server_name.clone());
-        out.event(conn, &Event::Pong(token));
+        out.event(conn, Event::Pong(token));
     }
 
     /// Ends a connection: optionally `BYE` and [`Effect::Close`], then forgets it
@@ -700,16 +744,13 @@ impl Server {
             return;
         };
         if bye {
-            out.event(conn, &Event::Bye(reason.clone()));
-            out.0.push(Effect::Close {
-                conn,
-                reason: reason.clone(),
-            });
+            out.event(conn, Event::Bye(reason.clone()));
+            out.close(conn, reason.clone());
         }
         let Some(name) = c.name else { return };
         let announce = self.announces_presence();
         let reason = said.unwrap_or_else(|| text(reason.as_str()));
-        let part = encode(&Event::Part {
+        let part = out.stamp(Event::Part {
             scope: Scope::Global,
             name: name.clone(),
             reason: Some(reason),
@@ -756,7 +797,7 @@ impl Server {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.pinged = true;
             }
-            out.event(id, &Event::Ping(token));
+            out.event(id, Event::Ping(token));
         }
         for (id, reason) in expired {
             self.close(id, reason, None, true, out);
@@ -765,15 +806,12 @@ impl Server {
 
     fn shutdown(&mut self, out: &mut Out) {
         self.shut_down = true;
-        let bye = encode(&Event::Bye(CloseReason::ServerShutdown));
+        let bye = out.stamp(Event::Bye(CloseReason::ServerShutdown));
         let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
         ids.sort_unstable();
         for conn in ids {
             out.deliver(conn, &bye);
-            out.0.push(Effect::Close {
-                conn,
-                reason: CloseReason::ServerShutdown,
-            });
+            out.close(conn, CloseReason::ServerShutdown);
         }
         self.conns.clear();
         self.users = Users::default();

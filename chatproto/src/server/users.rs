@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{encode, ConnId};
+use super::{ConnId, Outgoing};
 use crate::{Event, Name, NameKey, Scope};
 
 /// Registered users by case-folded name, sorted, so listings are stable.
@@ -11,7 +11,7 @@ use crate::{Event, Name, NameKey, Scope};
 pub(super) struct Users {
     by_key: BTreeMap<NameKey, (Name, ConnId)>,
     /// `USERS * ...`, rebuilt only after a change.
-    listing: Option<Arc<[u8]>>,
+    listing: Option<Arc<Outgoing>>,
 }
 
 impl Users {
@@ -38,11 +38,11 @@ impl Users {
         self.by_key.values().map(|(_, c)| *c)
     }
 
-    pub(super) fn listing(&mut self) -> Arc<[u8]> {
+    pub(super) fn listing(&mut self, stamp: impl FnOnce(Event) -> Arc<Outgoing>) -> Arc<Outgoing> {
         let by_key = &self.by_key;
         self.listing
             .get_or_insert_with(|| {
-                encode(&Event::Users {
+                stamp(Event::Users {
                     scope: Scope::Global,
                     names: by_key.values().map(|(n, _)| n.clone()).collect(),
                 })

@@ -91,9 +91,9 @@ impl World {
         let effects = self.server.handle(self.now, input);
         for e in &effects {
             match e {
-                Effect::Deliver { to, bytes } => {
+                Effect::Deliver { to, event } => {
                     assert!(!self.closed.contains(to), "delivery to closed {to:?}");
-                    let text = std::str::from_utf8(bytes).expect("server output is UTF-8");
+                    let text = std::str::from_utf8(event.line()).expect("server output is UTF-8");
                     let queue = self.inbox.entry(*to).or_default();
                     for line in text.split_terminator('\n') {
                         queue.push_back(line.to_owned());
