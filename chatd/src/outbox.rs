@@ -229,7 +229,8 @@ impl ConnIo {
             let mut q = self.queue();
             q.closed = true;
             if discard {
-                q.discard();
+                // Everything charged goes back: the queue and what was in flight.
+                q.chunks = VecDeque::new();
                 self.budget.release(std::mem::take(&mut q.queued));
             }
             q.waker.take()
@@ -536,6 +537,24 @@ mod tests {
         assert!(b.total() + chunk.len() > 4096);
         assert!(fast_box.push(&chunk).is_ok());
         drop((other_box, fast_box));
+    }
+
+    #[test]
+    fn a_writer_that_fails_gives_back_the_whole_charge() {
+        let b = budget(1 << 20, usize::MAX);
+        let (io, peer) = conn_io(&b);
+        let outbox = Outbox::new(io.clone());
+        outbox.push(&line("first\n")).unwrap();
+        for _ in 0..100 {
+            outbox.push(&line("queued behind\n")).unwrap();
+        }
+        assert!(b.total() > 0);
+        // The peer is gone: the first write fails and the writer stops.
+        drop(peer);
+        io.shut_down();
+        assert!(smol::block_on(write_loop(&io)).is_err() || io.queue().closed);
+        assert_eq!(io.queue().queued, 0);
+        assert_eq!(b.total(), 0, "the global budget got everything back");
     }
 
     #[test]
