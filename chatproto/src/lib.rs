@@ -118,6 +118,8 @@
 //! # A server
 //! A server drives [`server::Server`]: [`guide`] says how, and what is left to
 //! the driver; `chatproto/examples/std_server.rs` is a small one on std threads.
+//!
+//! [`irc`] parses and encodes IRC messages, for a server that also speaks IRC.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -129,6 +131,7 @@ mod command;
 mod error;
 mod event;
 mod framer;
+pub mod irc;
 mod lex;
 mod name;
 mod rate;

@@ -1,0 +1,60 @@
+//! IRC messages: the message layer of an IRC listener, sans IO.
+//!
+//! [`parse_message`] reads one line (its CRLF or LF already removed by a
+//! [`crate::LineFramer`] from [`line_framer`]) into an [`IrcMessage`] that
+//! borrows from the line; [`IrcMessage::encode`] and [`encode_message`] write
+//! lines back, refusing anything that would not read back the same.
+//!
+//! # Grammar
+//! modern.ircdocs.horse's "Message format", extended by the IRCv3
+//! message-tags specification:
+//!
+//! ```text
+//! message  = ["@" tags SP] [":" source SP] command *(SP param) [SP]
+//! tags     = tag *(";" tag)
+//! tag      = key ["=" value]        ; value escaped: escape_tag_value
+//! command  = 1*ALPHA / 3DIGIT       ; compared ignoring ASCII case
+//! param    = middle / ":" trailing  ; only the last param may be trailing
+//! middle   = 1*(any but SP), not starting with ":"
+//! trailing = *(any)                 ; may be empty, may hold SP and ":"
+//! ```
+//!
+//! NUL, CR and LF appear nowhere. The tag section (`@`, tags and one space) is
+//! at most [`MAX_TAGS_LEN`] bytes, the rest at most [`MAX_LINE_LEN`] bytes
+//! with its CRLF. The parser is lenient where real clients stray from the
+//! grammar: a run of spaces counts as one SP, spaces at the start and end of
+//! the line are ignored, tag keys are opaque (the spec forbids rejecting a
+//! message over its tag keys), and empty tag items (`@;a`) are skipped.
+//!
+//! The trailing parameter is no special case: it is the last of
+//! [`IrcMessage::params`], and the encoder writes its `:` when needed.
+//!
+//! ```
+//! use chatproto::irc::{line_framer, parse_message, IrcMessage};
+//!
+//! let mut framer = line_framer();
+//! framer.push(b"@+draft/reply=42 PRIVMSG #rust :hello there\r\nPING x\n");
+//! let mut out = Vec::new();
+//! while let Some(line) = framer.next_line() {
+//!     let msg = parse_message(line.unwrap())?;
+//!     if msg.is_command("ping") {
+//!         IrcMessage::new("PONG", &msg.params()[..1])?.encode(&mut out)?;
+//!     } else {
+//!         assert_eq!(msg.tag("+draft/reply").and_then(|t| t.value()), Some("42"));
+//!         assert_eq!(msg.params(), ["#rust", "hello there"]);
+//!     }
+//! }
+//! assert_eq!(out, b"PONG x\r\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! What a server does with a message (registration, numerics such as 421 for
+//! an unknown command) is the per-connection adapter's job, not this module's.
+
+mod message;
+
+pub use message::{
+    encode_message, escape_tag_value, line_framer, parse_message, unescape_tag_value,
+    IrcEncodeError, IrcMessage, IrcParseError, Tag, ERR_INPUTTOOLONG, ERR_UNKNOWNCOMMAND,
+    FRAME_LIMIT, MAX_CLIENT_TAG_DATA, MAX_LINE_LEN, MAX_TAGS_LEN,
+};
