@@ -118,7 +118,10 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
     let client_done = 'reading: loop {
         // What was read and replied so far must be paid for before reading on.
         if let Err(wait) = bucket.ready(Instant::now()) {
-            Timer::after(wait).await;
+            pace(wait).await;
+            if io.close_reason().is_some() {
+                break 'reading false;
+            }
             continue;
         }
         match read_when_ready(&io.stream, |s| read_into(s, &mut framer)).await {
@@ -137,7 +140,7 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
             if let Some(wait) = wait {
                 // Out of tokens: stop reading until one is due, so TCP pushes
                 // back on the sender and nothing is dropped.
-                Timer::after(wait).await;
+                pace(wait).await;
             }
         }
         framer.shrink();
@@ -150,6 +153,16 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
     // and `discard_input`, held inline, would make every idle connection's
     // future 96 bytes larger.
     Box::pin(finish_reading(shared, io, client_done)).await;
+}
+
+/// Longest single pacing sleep. A client deep in debt (a batch of large
+/// replies) may owe minutes; sleeping in slices lets the reader notice that
+/// the server closed the connection meanwhile and free its place.
+const MAX_PACING_SLEEP: Duration = Duration::from_secs(1);
+
+/// Sleeps for `wait`, or [`MAX_PACING_SLEEP`] if that is shorter.
+async fn pace(wait: Duration) {
+    Timer::after(wait.min(MAX_PACING_SLEEP)).await;
 }
 
 /// The reader's end: reports the disconnection (a partial line left in the

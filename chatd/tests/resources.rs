@@ -327,3 +327,27 @@ fn a_kick_cascade_lets_others_through_between_rounds() {
         last - first + 1
     );
 }
+
+#[test]
+fn a_client_deep_in_pacing_debt_lets_a_shutdown_finish_promptly() {
+    // A token a second: 8 KiB of one line puts the client 32 s in debt.
+    let mut chatd = Chatd::start(&["--flood-burst", "1", "--flood-rate", "1"]);
+    let mut c = chatd.user("slowpoke");
+    c.send_raw(&[b'x'; 8192]);
+    thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    chatd.signal("TERM");
+    c.expect("BYE server-shutdown");
+    c.half_close();
+    let status = chatd
+        .wait_exit(Duration::from_secs(10))
+        .expect("chatd exits");
+    assert!(status.success());
+    // Before, the reader slept its whole debt and the shutdown waited out its
+    // 5 s grace for this connection.
+    assert!(
+        asked.elapsed() < Duration::from_millis(3500),
+        "exit took {:?}",
+        asked.elapsed()
+    );
+}
