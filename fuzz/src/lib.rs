@@ -969,6 +969,60 @@ impl Model {
     }
 }
 
+// ---------------------------------------------------------------------------
+// irc_message
+
+/// Target `irc_message`: the bytes (lossily decoded) as one IRC line.
+/// `parse_message` never panics; what parses encodes (it never grows past the
+/// limits) to one CRLF-terminated line with no other CR, LF or NUL, no longer
+/// than the input, that parses to an equal message and re-encodes to itself;
+/// errors are short, `Empty` only for blank lines, and only the length errors
+/// and a bad command carry a numeric.
+pub fn check_irc_message(data: &[u8]) {
+    use chatproto::irc::{parse_message, IrcParseError};
+
+    let line = String::from_utf8_lossy(data);
+    let msg = match parse_message(&line) {
+        Ok(msg) => msg,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(message.len() <= 128, "{line:?}: error {message:?}");
+            match &e {
+                IrcParseError::Empty => assert!(line.trim_matches(' ').is_empty()),
+                IrcParseError::TagsTooLong { .. } | IrcParseError::BodyTooLong { .. } => {
+                    assert_eq!(e.numeric(), Some(417));
+                    assert!(line.len() > 510, "{line:?} reported too long");
+                }
+                IrcParseError::BadCommand(word) => {
+                    assert_eq!(e.numeric(), Some(421));
+                    assert!(word.len() <= 32, "{line:?}: quotes {word:?}");
+                }
+                _ => assert_eq!(e.numeric(), None, "{e:?}"),
+            }
+            return;
+        }
+    };
+    let mut bytes = Vec::new();
+    msg.encode(&mut bytes)
+        .unwrap_or_else(|e| panic!("{line:?} parsed to {msg:?}, which does not encode: {e}"));
+    let encoded = std::str::from_utf8(&bytes).expect("encoders write UTF-8");
+    let body = encoded.strip_suffix("\r\n").expect("lines end with CRLF");
+    assert!(
+        !body.contains(['\r', '\n', '\0']),
+        "{line:?} encoded as {body:?}"
+    );
+    assert!(
+        body.len() <= line.trim_start_matches(' ').len(),
+        "{line:?} grew to {body:?}"
+    );
+    let again = parse_message(body)
+        .unwrap_or_else(|e| panic!("{line:?} parsed to {msg:?}, re-encoded as {body:?}: {e}"));
+    assert_eq!(again, msg, "{line:?} re-encoded as {body:?}");
+    let mut twice = Vec::new();
+    again.encode(&mut twice).expect("it encoded before");
+    assert_eq!(twice, bytes, "{body:?} is not canonical");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -977,6 +1031,22 @@ mod tests {
     fn dictionary_lines_parse() {
         for line in DICTIONARY {
             assert!(parse_line(line).is_ok(), "{line:?}");
+        }
+    }
+
+    /// The IRC check holds on lines that parse and lines that do not (and is
+    /// used in every crate that includes this file, so never dead code).
+    #[test]
+    fn irc_check_holds_on_sample_lines() {
+        let lines = [
+            "@a=\\s;b :s PRIVMSG #a :hi there",
+            "001 ann :",
+            "",
+            "PRIV1 x",
+            ": x",
+        ];
+        for line in lines {
+            check_irc_message(line.as_bytes());
         }
     }
 }
