@@ -1156,6 +1156,12 @@ mod tests {
             assert!(!first.is_uppercase() && !m.ends_with('.'), "{m:?}");
         }
         assert_eq!(messages[3], "forbidden byte 0x00 at 3");
+        // A quoted command is clipped, then escaped for logs (found by the
+        // fuzzer: 6 characters per control byte).
+        let controls = format!("{} x", "\u{11}".repeat(100));
+        let e = parse_message(&controls).unwrap_err();
+        assert_eq!(e, IrcParseError::BadCommand("\u{11}".repeat(32)));
+        assert!(e.to_string().len() <= 256 && !e.to_string().contains('\u{11}'));
         assert_eq!(messages[2], "line of 513 bytes without tags, more than 512");
     }
 }
