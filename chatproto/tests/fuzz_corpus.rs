@@ -46,12 +46,20 @@ fn server_corpus() {
     replay("server");
 }
 
+#[test]
+fn irc_message_corpus() {
+    replay("irc_message");
+}
+
 /// Every target has a test above and a corpus directory: a new target cannot be
 /// added without being replayed.
 #[test]
 fn every_target_is_replayed() {
     let names: Vec<&str> = checks::TARGETS.iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["parse_line", "parse_event", "framer", "server"]);
+    assert_eq!(
+        names,
+        ["parse_line", "parse_event", "framer", "server", "irc_message"]
+    );
 }
 
 /// A failing file is reported by name (and the others are not), so a CI

@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("parse_event", check_parse_event),
     ("framer", check_framer),
     ("server", check_server),
+    ("irc_message", check_irc_message),
 ];
 
 /// Feeds every file in `dir` to `check`; returns how many files passed, or the
