@@ -281,3 +281,61 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Args;
+    use crate::outbox::ConnIo;
+    use argh::FromArgs;
+    use chatproto::{Command, Name, Text};
+    use smol::Async;
+    use std::net::{TcpListener, TcpStream};
+
+    /// 41 users on queues nobody drains (no writer runs here), with a 16 KiB
+    /// `--sendq`: a broadcast from the first overflows the other 40 at once.
+    #[test]
+    fn a_cascade_of_slow_consumers_is_kicked_in_rounds() {
+        const SLOW: usize = 40;
+        let args = Args::from_args(&["chatd"], &["--sendq", "16KiB", "--presence-limit", "0"]);
+        let config = Config::from_args(args.unwrap()).unwrap();
+        let (shared, wake) = Shared::new(config, Arc::new(Executor::new()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peers = Vec::new();
+        let mut ids = Vec::new();
+        smol::block_on(async {
+            for i in 0..=SLOW {
+                peers.push(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+                let (server, _) = listener.accept().unwrap();
+                let id = shared.next_id();
+                let io = ConnIo::new(id, Async::new(server).unwrap(), shared.budget().clone());
+                shared.connect(Outbox::new(Arc::new(io))).await;
+                let name = Name::try_from(format!("u{i:02}")).unwrap();
+                shared
+                    .handle(id, vec![Input::Line(id, Command::Nick(name))])
+                    .await;
+                ids.push(id);
+            }
+            let users = || async { shared.hub.lock().await.server.user_count() };
+            assert_eq!(users().await, SLOW + 1);
+            let line = Text::try_from("x".repeat(1000)).unwrap();
+            let mut sent = 0;
+            while users().await == SLOW + 1 && sent < 100 {
+                let say = Input::Line(ids[0], Command::Say(line.clone()));
+                shared.handle(ids[0], vec![say]).await;
+                sent += 1;
+            }
+            // The broadcast that overflowed all 40 kicked only one round of
+            // them under that hold of the lock, and woke the kicker.
+            assert_eq!(users().await, SLOW + 1 - KICKS_PER_HOLD);
+            assert!(wake.try_recv().is_ok(), "the kicker was woken");
+            let mut rounds = 0;
+            while shared.kick_pending().await {
+                rounds += 1;
+                assert!(rounds < 10);
+            }
+            assert_eq!(users().await, 1, "every slow consumer kicked in the end");
+            assert_eq!(rounds, SLOW.div_ceil(KICKS_PER_HOLD) - 2);
+        });
+    }
+}

@@ -1,13 +1,13 @@
 //! Resource attacks and accidents (issue 8): what a slow or hostile client
 //! costs, pacing by bytes, a paused server, empty lines, presence storms,
 //! large replies and kick cascades. Each test fails on the server before the
-//! fix it covers.
+//! fix it covers. (The kick cascade's rounds are tested in `chatd/src/shared.rs`:
+//! over TCP the overflows of a cascade do not come at one instant.)
 
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -41,19 +41,14 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis((fields[11] + fields[12]) * 10)
 }
 
-/// Writes `bytes` until `deadline` (or `stop`), ignoring a peer that stops
-/// reading or closes; returns how many bytes went out.
-fn write_until(
-    stream: &mut TcpStream,
-    bytes: &[u8],
-    deadline: Instant,
-    stop: Option<&AtomicBool>,
-) -> usize {
+/// Writes `bytes` until `deadline`, ignoring a peer that stops reading or
+/// closes; returns how many bytes went out.
+fn write_until(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> usize {
     stream
         .set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut sent = 0;
-    while Instant::now() < deadline && !stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+    while Instant::now() < deadline {
         match stream.write(bytes) {
             Ok(n) => sent += n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -79,7 +74,7 @@ fn clients_that_never_read_cost_about_their_sendq() {
     thread::scope(|s| {
         for c in &mut clients {
             let pings = pings.as_bytes();
-            s.spawn(move || write_until(&mut c.stream, pings, deadline, None));
+            s.spawn(move || write_until(&mut c.stream, pings, deadline));
         }
     });
     let peak = status_bytes(chatd.pid(), "VmHWM").saturating_sub(before);
@@ -105,7 +100,7 @@ fn a_reader_of_160_kb_per_s_survives_eight_dm_senders() {
     thread::scope(|s| {
         for c in &mut senders {
             let dm = dm.as_bytes();
-            s.spawn(move || write_until(&mut c.stream, dm, deadline, None));
+            s.spawn(move || write_until(&mut c.stream, dm, deadline));
         }
         // 16 KB every 100 ms: 160 KB/s.
         let stream = &mut victim.stream;
@@ -142,7 +137,7 @@ fn an_endless_line_is_paced_by_its_bytes() {
     thread::scope(|s| {
         for c in &mut streams {
             let junk = &junk[..];
-            s.spawn(move || write_until(&mut c.stream, junk, deadline, None));
+            s.spawn(move || write_until(&mut c.stream, junk, deadline));
         }
     });
     let used = cpu_time(chatd.pid()) - before;
@@ -154,7 +149,7 @@ fn an_endless_line_is_paced_by_its_bytes() {
 }
 
 #[test]
-fn a_paused_server_does_not_kick_clients_that_kept_talking() {
+fn a_paused_server_does_not_kick_its_clients() {
     let chatd = Chatd::start(&[
         "--ping-after",
         "1s",
@@ -163,27 +158,40 @@ fn a_paused_server_does_not_kick_clients_that_kept_talking() {
         "--register-timeout",
         "3s",
     ]);
+    // Talkers go on talking while chatd is stopped; their lines wait in the
+    // sockets. Sleepers say nothing while it is stopped, and speak right after
+    // it resumes: the ticker, overdue, ran before their lines could arrive,
+    // so before the fix they were kicked every time (talkers only sometimes).
     let mut talkers: Vec<Client> = (0..6).map(|i| chatd.user(&format!("t{i}"))).collect();
+    let mut sleepers: Vec<Client> = (0..6).map(|i| chatd.user(&format!("s{i}"))).collect();
     let mut newcomers: Vec<Client> = (0..2).map(|_| chatd.connect()).collect();
-    let talk = |talkers: &mut Vec<Client>, rounds: usize| {
-        for _ in 0..rounds {
-            for t in talkers.iter_mut() {
-                t.send("/pong keepalive");
-            }
-            thread::sleep(Duration::from_millis(300));
+    let talk = |clients: &mut Vec<Client>| {
+        for c in clients.iter_mut() {
+            c.send("/pong keepalive");
         }
     };
-    talk(&mut talkers, 2);
+    for _ in 0..2 {
+        talk(&mut talkers);
+        talk(&mut sleepers);
+        thread::sleep(Duration::from_millis(300));
+    }
     chatd.signal("STOP");
-    // Stopped for longer than every timeout; the clients go on talking.
-    talk(&mut talkers, 14);
+    // Stopped for longer than every timeout.
+    for _ in 0..14 {
+        talk(&mut talkers);
+        thread::sleep(Duration::from_millis(300));
+    }
     for (i, n) in newcomers.iter_mut().enumerate() {
         n.send(&format!("n{i}"));
     }
     chatd.signal("CONT");
-    talk(&mut talkers, 5);
-    for t in &mut talkers {
-        let lines = t.sync();
+    for _ in 0..5 {
+        talk(&mut talkers);
+        talk(&mut sleepers);
+        thread::sleep(Duration::from_millis(300));
+    }
+    for c in talkers.iter_mut().chain(&mut sleepers) {
+        let lines = c.sync();
         assert!(
             !lines.iter().any(|l| l.starts_with("BYE ")),
             "kicked after the pause: {lines:?}"
@@ -270,61 +278,6 @@ fn large_replies_are_paced_by_their_size() {
     assert!(
         (4..=16).contains(&answers),
         "{answers} answers of 5 KB in 4 s"
-    );
-}
-
-#[test]
-fn a_kick_cascade_lets_others_through_between_rounds() {
-    const SLOW: usize = 200;
-    let chatd = Chatd::start(&["--sendq", "16KiB", "--flood-rate", "0", "--threads", "1"]);
-    let mut probe = chatd.user("probe");
-    let mut slow: Vec<Client> = (0..SLOW).map(|i| chatd.user(&format!("slow{i}"))).collect();
-    let mut sender = chatd.user("sender");
-    for c in slow.iter_mut().chain([&mut sender]) {
-        c.send("/join flood");
-        c.sync();
-    }
-    probe.sync();
-    // The slow clients read nothing from here on; they overflow together.
-    let line = format!("{}\n", "f".repeat(1000));
-    let flood = line.repeat(64);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut parts = Vec::new();
-    let stop = AtomicBool::new(false);
-    thread::scope(|s| {
-        s.spawn(|| write_until(&mut sender.stream, flood.as_bytes(), deadline, Some(&stop)));
-        let mut seq = 0;
-        // Ping every few milliseconds; note where PONGs fall among the PARTs.
-        while parts
-            .iter()
-            .filter(|p: &&String| p.starts_with("PART"))
-            .count()
-            < SLOW
-            && Instant::now() < deadline
-        {
-            seq += 1;
-            probe.send(&format!("/ping {seq}"));
-            while let Some(l) = probe.try_line(Duration::from_millis(2)) {
-                if l.starts_with("PART * slow") || l.starts_with("PONG") {
-                    parts.push(l);
-                }
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-    });
-    let first = parts.iter().position(|l| l.starts_with("PART"));
-    let last = parts.iter().rposition(|l| l.starts_with("PART"));
-    let (Some(first), Some(last)) = (first, last) else {
-        panic!("no kicks seen: {parts:?}");
-    };
-    let between = parts[first..last]
-        .iter()
-        .filter(|l| l.starts_with("PONG"))
-        .count();
-    assert!(
-        between > 0,
-        "{} PARTs in one block, no PONG between them",
-        last - first + 1
     );
 }
 
