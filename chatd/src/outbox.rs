@@ -382,6 +382,17 @@ impl Outbox {
     pub(crate) fn io(&self) -> &Arc<ConnIo> {
         &self.io
     }
+
+    /// The lines waiting in the queue, for tests.
+    #[cfg(test)]
+    pub(crate) fn queued_lines(&self) -> Vec<String> {
+        let q = self.io.queue();
+        let bytes: Vec<u8> = q.chunks.iter().flat_map(|c| c.bytes().to_vec()).collect();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// Shuts a closing connection's socket down after the grace period, unless

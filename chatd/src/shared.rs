@@ -27,10 +27,17 @@ use smol::Executor;
 use crate::config::Config;
 use crate::outbox::{Outbox, SendBudget};
 
-/// Slow consumers kicked per hold of the lock. A kick costs a `PART` to every
-/// user (below the presence limit), so this bounds a hold to a few
-/// milliseconds at 1000 users.
+/// Slow consumers kicked per hold of the lock, at most. A kick costs a `PART`
+/// to every user (below the presence limit), so [`WORK_PER_HOLD`] usually
+/// stops a round first.
 pub(crate) const KICKS_PER_HOLD: usize = 16;
+
+/// Deliveries queued per hold of the lock, about: after an input or a kick
+/// that reaches this many, the lock is released and taken again, so a
+/// client's `/ping` waits for a fraction of a millisecond of fan-out, not for
+/// a whole batch of broadcasts to thousands (64 lines to 2000 users held it
+/// for tens of milliseconds). One input's own fan-out is never split.
+pub(crate) const WORK_PER_HOLD: usize = 4096;
 
 /// The time for the state machine: both clocks, so events carry a wall-clock
 /// stamp (for history and IRC's `server-time`).
@@ -108,25 +115,38 @@ impl Shared {
         }
         hub.outboxes.insert(id, outbox);
         let effects = hub.server.handle(now, Input::Connected(id));
-        hub.apply(now, effects);
+        let _ = hub.apply(now, effects);
     }
 
     /// Hands a batch of `conn`'s inputs to the state machine and queues the
     /// effects; returns how many bytes were queued for `conn` itself (its
     /// replies), which its pacing charges.
     pub(crate) async fn handle(&self, conn: ConnId, inputs: Vec<Input>) -> usize {
-        let now = now();
-        let mut hub = self.hub.lock().await;
-        inputs
-            .into_iter()
-            .map(|input| hub.handle(now, input, Some(conn)))
-            .sum()
+        let mut replies = 0;
+        let mut inputs = inputs.into_iter().peekable();
+        while inputs.peek().is_some() {
+            let now = now();
+            let mut hub = self.hub.lock().await;
+            let mut work = 0;
+            while work < WORK_PER_HOLD {
+                let Some(input) = inputs.next() else { break };
+                let (r, w) = hub.handle(now, input, Some(conn));
+                replies += r;
+                work += w + 1;
+            }
+            drop(hub);
+            if inputs.peek().is_some() {
+                // Let the others take the lock before the rest of the batch.
+                futures_lite::future::yield_now().await;
+            }
+        }
+        replies
     }
 
     /// Lets time pass in the state machine (timeouts).
     pub(crate) async fn tick(&self) {
         let now = now();
-        self.hub.lock().await.handle(now, Input::Tick, None);
+        let _ = self.hub.lock().await.handle(now, Input::Tick, None);
     }
 
     /// Kicks up to [`KICKS_PER_HOLD`] pending slow consumers; true if more
@@ -134,7 +154,7 @@ impl Shared {
     pub(crate) async fn kick_pending(&self) -> bool {
         let now = now();
         let mut hub = self.hub.lock().await;
-        hub.kick_some(now);
+        hub.kick_some(now, WORK_PER_HOLD);
         !hub.pending_kicks.is_empty()
     }
 
@@ -156,7 +176,7 @@ impl Shared {
         let effects = hub
             .server
             .handle(now, Input::Disconnected(id, reason.clone()));
-        hub.apply(now, effects);
+        let _ = hub.apply(now, effects);
         if let Some(outbox) = hub.outboxes.remove(&id) {
             hub.spawn(outbox.close(reason));
         }
@@ -168,7 +188,7 @@ impl Shared {
         let mut hub = self.hub.lock().await;
         hub.shutting_down = true;
         let effects = hub.server.handle(now, Input::Shutdown);
-        hub.apply(now, effects);
+        let _ = hub.apply(now, effects);
         // Any outbox left was not known to the server (cannot happen, but they
         // must not outlive the shutdown either).
         let left: Vec<Outbox> = hub.outboxes.drain().map(|(_, o)| o).collect();
@@ -197,8 +217,9 @@ impl Hub {
         self.ex.spawn(task).detach();
     }
 
-    /// Handles one input; returns the bytes queued for `asker` (its replies).
-    fn handle(&mut self, now: Time, input: Input, asker: Option<ConnId>) -> usize {
+    /// Handles one input; returns the bytes queued for `asker` (its replies)
+    /// and the deliveries made.
+    fn handle(&mut self, now: Time, input: Input, asker: Option<ConnId>) -> (usize, usize) {
         let newcomer = match &input {
             Input::Line(id, _) if self.server.name_of(*id).is_none() => Some(*id),
             _ => None,
@@ -224,38 +245,47 @@ impl Hub {
                 _ => 0,
             })
             .sum();
-        self.apply(now, effects);
-        replies
+        let work = self.apply(now, effects);
+        (replies, work)
     }
 
-    /// Carries out effects in order. Queues over budget become pending kicks;
-    /// a few are kicked now, the kicker task takes care of the rest.
-    fn apply(&mut self, now: Time, effects: Vec<Effect>) {
-        self.apply_batch(effects, None);
-        self.kick_some(now);
+    /// Carries out effects in order; returns the deliveries made. Queues over
+    /// budget become pending kicks: some are kicked now, within what is left
+    /// of [`WORK_PER_HOLD`], the kicker task takes care of the rest.
+    fn apply(&mut self, now: Time, effects: Vec<Effect>) -> usize {
+        let work = self.apply_batch(effects, None);
+        work + self.kick_some(now, WORK_PER_HOLD.saturating_sub(work))
     }
 
-    /// Kicks up to [`KICKS_PER_HOLD`] pending slow consumers, carrying out
-    /// each kick's own effects (its `BYE`, the others' `PART`, which may find
-    /// more); wakes the kicker task if some are left.
-    fn kick_some(&mut self, now: Time) {
+    /// Kicks pending slow consumers, up to [`KICKS_PER_HOLD`] of them and
+    /// while fewer than `budget` deliveries were made, carrying out each
+    /// kick's own effects (its `BYE`, the others' `PART`, which may find
+    /// more); wakes the kicker task if some are left. Returns the deliveries.
+    fn kick_some(&mut self, now: Time, budget: usize) -> usize {
+        let mut work = 0;
         for _ in 0..KICKS_PER_HOLD {
+            if work >= budget {
+                break;
+            }
             let Some(id) = self.pending_kicks.pop_front() else {
-                return;
+                return work;
             };
             log::info!("{id:?} is a slow consumer: kicking");
             let effects = self
                 .server
                 .handle(now, Input::Kick(id, CloseReason::SendqExceeded));
-            self.apply_batch(effects, Some(id));
+            work += self.apply_batch(effects, Some(id));
         }
         if !self.pending_kicks.is_empty() {
             // Full means a wake-up is already pending.
             let _ = self.kick_tx.try_send(());
         }
+        work
     }
 
-    fn apply_batch(&mut self, effects: Vec<Effect>, kicked: Option<ConnId>) {
+    /// Carries out effects in order; returns how many were deliveries.
+    fn apply_batch(&mut self, effects: Vec<Effect>, kicked: Option<ConnId>) -> usize {
+        let mut work = 0;
         for effect in effects {
             match effect {
                 Effect::Deliver { to, event } => {
@@ -264,6 +294,7 @@ impl Hub {
                     };
                     // Encoded on first use and shared by every recipient.
                     let bytes = event.line();
+                    work += 1;
                     if Some(to) == kicked {
                         outbox.set_last_words(bytes);
                     } else if outbox.push(bytes).is_err() {
@@ -279,6 +310,7 @@ impl Hub {
                 }
             }
         }
+        work
     }
 }
 
@@ -291,6 +323,77 @@ mod tests {
     use chatproto::{Command, Name, Text};
     use smol::Async;
     use std::net::{TcpListener, TcpStream};
+
+    /// A connection on a local socket pair, registered as `name`; the client
+    /// end is returned to keep the socket open.
+    async fn user(shared: &Shared, listener: &TcpListener, name: &str) -> (ConnId, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let id = shared.next_id();
+        let io = ConnIo::new(id, Async::new(server).unwrap(), shared.budget().clone());
+        shared.connect(Outbox::new(Arc::new(io))).await;
+        let name = Name::try_from(name).unwrap();
+        shared
+            .handle(id, vec![Input::Line(id, Command::Nick(name))])
+            .await;
+        (id, client)
+    }
+
+    fn shared_with(flags: &[&str]) -> (Arc<Shared>, async_channel::Receiver<()>) {
+        let config = Config::from_args(Args::from_args(&["chatd"], flags).unwrap()).unwrap();
+        let (shared, wake) = Shared::new(config, Arc::new(Executor::new()));
+        (Arc::new(shared), wake)
+    }
+
+    /// A batch of broadcasts to 600 users is handed over in several holds of
+    /// the lock, and another connection's line gets in between.
+    #[test]
+    fn a_batch_of_large_broadcasts_lets_others_in_between_holds() {
+        let (shared, _wake) = shared_with(&["--presence-limit", "0"]);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ex = Executor::new();
+        let order = smol::block_on(ex.run(async {
+            let (sender, _s) = user(&shared, &listener, "sender").await;
+            let (prober, _p) = user(&shared, &listener, "prober").await;
+            let (watcher, _w) = user(&shared, &listener, "watcher").await;
+            let mut crowd = Vec::new();
+            for i in 0..600 {
+                crowd.push(user(&shared, &listener, &format!("c{i}")).await);
+            }
+            let says: Vec<Input> = (0..16)
+                .map(|i| {
+                    Input::Line(
+                        sender,
+                        Command::Say(Text::try_from(format!("m{i}")).unwrap()),
+                    )
+                })
+                .collect();
+            let dm = Command::Msg {
+                to: Name::try_from("watcher").unwrap(),
+                text: Text::try_from("dm").unwrap(),
+            };
+            let batch = ex.spawn({
+                let shared = shared.clone();
+                async move { shared.handle(sender, says).await }
+            });
+            let probe = ex.spawn({
+                let shared = shared.clone();
+                async move { shared.handle(prober, vec![Input::Line(prober, dm)]).await }
+            });
+            batch.await;
+            probe.await;
+            // What the watcher was sent, in order: the MSGs and the DM.
+            let hub = shared.hub.lock().await;
+            hub.outboxes[&watcher].queued_lines()
+        }));
+        let dm_at = order
+            .iter()
+            .position(|l| l.starts_with("DM "))
+            .expect("the DM");
+        let msgs = order.iter().filter(|l| l.starts_with("MSG ")).count();
+        assert_eq!(msgs, 16);
+        assert!(dm_at < 16, "the DM waited for the whole batch: {order:?}");
+    }
 
     /// 41 users on queues nobody drains (no writer runs here), with a 16 KiB
     /// `--sendq`: a broadcast from the first overflows the other 40 at once.
