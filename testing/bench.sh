@@ -123,7 +123,8 @@ args_for() { # scenario
         sendqmem) echo "sendqmem -k 300 --pid $SERVER_PID --sendq $SENDQ -d $d" ;;
         sendqmemping) echo "sendqmem -k 300 --pid $SERVER_PID --sendq $SENDQ --mode ping -d $d" ;;
         dmflood) echo "dmflood -m 8 -d $d" ;;
-        cascade|cascadeloud) echo "cascade -n 2000 -d 10" ;;
+        # A ping every millisecond, so the cascade (tens of ms) holds enough samples.
+        cascade|cascadeloud) echo "cascade -n 2000 -d 10 --probe-interval-ms 1" ;;
         bigreply) echo "bigreply -u 3000 -d $d" ;;
         *) echo "unknown scenario $1" >&2; exit 2 ;;
     esac
@@ -155,7 +156,7 @@ metric() { # scenario file
         storm10000) jq -r '"\(.registered)/\(.clients) registered, all after \(.all_registered_s // "never") s, p50 \(.registration.p50_ms) p99 \(.registration.p99_ms) max \(.registration.max_ms) ms"' "$f" ;;
         sendqmem*) jq -r '"\(.peak_bytes_per_slow_client | floor) B per slow client = \(.ratio_to_sendq * 100 | floor / 100) x sendq, \(.cut)/\(.slow_clients) cut"' "$f" ;;
         dmflood) jq -r '"victim \(if .victim_cut then "cut after \(.cut_after_s) s (\(.cut_seen_as | join(", ")))" else "survived" end), \(.victim_bytes_per_s | floor) B/s, \(.dms_delivered) DMs"' "$f" ;;
-        cascade*) jq -r '"\(.cut)/\(.clients) cut, probe p50 \(.probe_rtt.p50_ms) p99 \(.probe_rtt.p99_ms) max \(.probe_rtt.max_ms) ms (\(.pings_answered)/\(.pings_sent))"' "$f" ;;
+        cascade*) jq -r '"\(.cut)/\(.clients) cut, probe p50 \(.probe_rtt.p50_ms) p99 \(.probe_rtt.p99_ms) max \(.probe_rtt.max_ms) ms (\(.pings_answered)/\(.pings_sent)); during the cascade (\(.pings_during_cascade) pings): p50 \(.probe_rtt_cascade.p50_ms) p99 \(.probe_rtt_cascade.p99_ms) max \(.probe_rtt_cascade.max_ms) ms"' "$f" ;;
         bigreply) jq -r '"\(.bytes_per_s | floor) B/s, \(.replies_per_s | floor) replies/s"' "$f" ;;
         slowreader) jq -r '"holds \(.holds): lost \(.lost), cut \(.slow.cut_with_bye + .slow.cut_seen_in_part)/\(.slow.slow_clients) at \(.slow.parts_seen | map(.[1]) | tostring) s, probe \(.slow.probe_answered)/\(.slow.probe_sent), p99 \(.latency.p99_ms) ms"' "$f" ;;
     esac

@@ -340,6 +340,11 @@ fn attack_scenarios_report_what_they_observed() {
     assert!(answered <= num(&cascade, "pings_sent"), "{cascade:#}");
     assert_eq!(num(&cascade["probe_rtt"], "count"), answered, "{cascade:#}");
     assert!(num(&cascade, "cut") <= 50, "{cascade:#}");
+    // Pings during the cascade are a subset of the answered ones.
+    assert!(
+        num(&cascade, "pings_during_cascade") <= answered,
+        "{cascade:#}"
+    );
 
     let big = chatd.chatload(&["bigreply", "-u", "20", "-d", "1"]);
     assert_eq!(num(&big, "connections_ok"), 20, "{big:#}");
