@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::error::clip;
 use crate::lex::{self, check_line, run, sp};
-use crate::{GroupName, Name, ParseError, Text, Token};
+use crate::{GroupName, Name, ParseError, Scope, Text, Token};
 
 /// A line a client sends, parsed.
 ///
@@ -43,6 +43,27 @@ pub enum Command {
     Pong(Token),
     /// `/quit [reason]`: leave.
     Quit(Option<Text>),
+    /// `/say <scope> <text>`: say `text` in `scope`, which must be global
+    /// (`*`) or the sender's current group; so a user in a group can speak
+    /// globally without leaving it.
+    SayIn {
+        /// Where: `*` or the sender's group (ignoring case).
+        scope: Scope,
+        /// What.
+        text: Text,
+    },
+    /// `/act <scope> <text>`: an action in `scope`, as [`Command::SayIn`].
+    MeIn {
+        /// Where: `*` or the sender's group (ignoring case).
+        scope: Scope,
+        /// The action.
+        text: Text,
+    },
+    /// `/whois <name>`: ask about one user (answered by `WHOIS`).
+    Whois(Name),
+    /// `/count`: ask how many users, groups and connections there are
+    /// (answered by `COUNT`).
+    Count,
 }
 
 /// Each command's usage and what it does, for help texts (server and client).
@@ -66,6 +87,16 @@ pub const COMMAND_HELP: &[(&str, &str)] = &[
     ("/ping [token]", "ask the server for a PONG"),
     ("/pong <token>", "answer the server's PING"),
     ("/quit [reason]", "leave"),
+    (
+        "/say <scope> <text>",
+        "say text in * (global) or your group, wherever you are",
+    ),
+    ("/act <scope> <text>", "act in * (global) or your group"),
+    (
+        "/whois <name>",
+        "show a user's scope, idle time and sign-on time",
+    ),
+    ("/count", "count the users, groups and connections"),
 ];
 
 const USAGE_NICK: &str = "/nick <name>";
@@ -75,6 +106,9 @@ const USAGE_ME: &str = "/me <text>";
 const USAGE_PING: &str = "/ping [token]";
 const USAGE_PONG: &str = "/pong <token>";
 const USAGE_QUIT: &str = "/quit [reason]";
+const USAGE_SAY: &str = "/say <scope> <text>";
+const USAGE_ACT: &str = "/act <scope> <text>";
+const USAGE_WHOIS: &str = "/whois <name>";
 
 /// Parses one client line, line ending already removed.
 ///
@@ -84,6 +118,8 @@ const USAGE_QUIT: &str = "/quit [reason]";
 /// command = "nick" SP name / "users" / "groups" / "join" SP group / "leave"
 ///         / "msg" SP name SP text / "me" SP text / "help"
 ///         / "ping" [SP token] / "pong" SP token / "quit" [SP text]
+///         / "say" SP scope SP text / "act" SP scope SP text
+///         / "whois" SP name / "count"
 /// ```
 /// Command words match ignoring ASCII case. Never panics, whatever the input.
 ///
@@ -120,6 +156,8 @@ pub fn parse_line(line: &str) -> Result<Command, ParseError> {
         no_args(Command::Leave, "/leave")
     } else if is("help") {
         no_args(Command::Help, "/help")
+    } else if is("count") {
+        no_args(Command::Count, "/count")
     } else if is("nick") {
         run(lex::name, args, bad(USAGE_NICK)).map(Command::Nick)
     } else if is("join") {
@@ -136,6 +174,14 @@ pub fn parse_line(line: &str) -> Result<Command, ParseError> {
             .map(Command::Ping)
     } else if is("pong") {
         run(lex::token, args, bad(USAGE_PONG)).map(Command::Pong)
+    } else if is("say") {
+        run((lex::scope, sp, lex::text), args, bad(USAGE_SAY))
+            .map(|(scope, _, text)| Command::SayIn { scope, text })
+    } else if is("act") {
+        run((lex::scope, sp, lex::text), args, bad(USAGE_ACT))
+            .map(|(scope, _, text)| Command::MeIn { scope, text })
+    } else if is("whois") {
+        run(lex::name, args, bad(USAGE_WHOIS)).map(Command::Whois)
     } else if is("quit") {
         optional(USAGE_QUIT)
             .map(|(a, e)| run(lex::text, a, e))
@@ -156,7 +202,7 @@ fn bad(usage: &'static str) -> ParseError {
 /// ([`ParseError::BadText`], [`ParseError::BadName`] or [`ParseError::BadToken`]).
 ///
 /// Commands without arguments ([`Command::Users`], [`Command::Groups`],
-/// [`Command::Leave`], [`Command::Help`]) cannot fail and are plain variants;
+/// [`Command::Leave`], [`Command::Help`], [`Command::Count`]) cannot fail and are plain variants;
 /// so is any variant built from values already validated, such as
 /// `Command::Nick(name)` or `Command::Pong(token)`.
 ///
@@ -170,12 +216,13 @@ fn bad(usage: &'static str) -> ParseError {
 ///     Command::say("/not a command")?.encode(&mut out);
 ///     Command::msg(to, "hello")?.encode(&mut out);
 ///     Command::Users.encode(&mut out);
+///     Command::say_in("*", "hello everyone")?.encode(&mut out);
 ///     Command::quit(None)?.encode(&mut out);
 ///     Ok(out)
 /// }
 /// assert_eq!(
 ///     greet("ann").unwrap(),
-///     b"/nick bot\n/join rust\n//not a command\n/msg ann hello\n/users\n/quit\n"
+///     b"/nick bot\n/join rust\n//not a command\n/msg ann hello\n/users\n/say * hello everyone\n/quit\n"
 /// );
 /// assert_eq!(greet("a b").unwrap_err().code().as_str(), "name-invalid");
 /// assert!(matches!(Command::me("\x1b[2J"), Err(ParseError::BadText(_))));
@@ -227,6 +274,36 @@ impl Command {
     pub fn pong(token: &str) -> Result<Self, ParseError> {
         Ok(Self::Pong(Token::try_from(token)?))
     }
+
+    /// `/say <scope> <text>`: say `text` in `scope`, `*` (global) or a group
+    /// name (the server refuses a group the sender is not in).
+    pub fn say_in(scope: &str, text: &str) -> Result<Self, ParseError> {
+        Ok(Self::SayIn {
+            scope: scope_from(scope)?,
+            text: Text::try_from(text)?,
+        })
+    }
+
+    /// `/act <scope> <text>`: an action in `scope`, as [`Command::say_in`].
+    pub fn me_in(scope: &str, text: &str) -> Result<Self, ParseError> {
+        Ok(Self::MeIn {
+            scope: scope_from(scope)?,
+            text: Text::try_from(text)?,
+        })
+    }
+
+    /// `/whois <name>`: ask about the user called `name`.
+    pub fn whois(name: &str) -> Result<Self, ParseError> {
+        Ok(Self::Whois(Name::try_from(name)?))
+    }
+}
+
+/// `*` is global; anything else must be a group name.
+fn scope_from(scope: &str) -> Result<Scope, ParseError> {
+    if scope == "*" {
+        return Ok(Scope::Global);
+    }
+    Ok(Scope::Group(GroupName::try_from(scope)?))
 }
 
 impl Command {
@@ -256,6 +333,10 @@ impl Command {
             Self::Pong(t) => put(&["/pong ", t.as_str()]),
             Self::Quit(None) => put(&["/quit"]),
             Self::Quit(Some(r)) => put(&["/quit ", r.as_str()]),
+            Self::SayIn { scope, text } => put(&["/say ", scope.as_str(), " ", text.as_str()]),
+            Self::MeIn { scope, text } => put(&["/act ", scope.as_str(), " ", text.as_str()]),
+            Self::Whois(n) => put(&["/whois ", n.as_str()]),
+            Self::Count => put(&["/count"]),
         }
         out.push(b'\n');
     }
@@ -324,6 +405,37 @@ mod tests {
                 "/quit gone fishing",
                 Command::Quit(Some(text("gone fishing"))),
             ),
+            (
+                "/say * hi  all ",
+                Command::SayIn {
+                    scope: Scope::Global,
+                    text: text("hi  all "),
+                },
+            ),
+            (
+                "/SAY Rust /not a command",
+                Command::SayIn {
+                    scope: Scope::Group(GroupName::try_from("Rust").unwrap()),
+                    text: text("/not a command"),
+                },
+            ),
+            (
+                "/act * waves",
+                Command::MeIn {
+                    scope: Scope::Global,
+                    text: text("waves"),
+                },
+            ),
+            (
+                "/act go nods",
+                Command::MeIn {
+                    scope: Scope::Group(GroupName::try_from("go").unwrap()),
+                    text: text("nods"),
+                },
+            ),
+            ("/whois Bob", Command::Whois(name("Bob"))),
+            ("/count", Command::Count),
+            ("/COUNT", Command::Count),
         ];
         for (line, want) in cases {
             assert_eq!(parse_line(line), Ok(want), "{line:?}");
@@ -357,6 +469,25 @@ mod tests {
             ("/ping ", ErrorCode::BadArgs),
             ("/pong", ErrorCode::BadArgs),
             ("/quit ", ErrorCode::BadArgs),
+            ("/say", ErrorCode::BadArgs),
+            ("/say *", ErrorCode::BadArgs),
+            ("/say * ", ErrorCode::BadArgs),
+            ("/say rust", ErrorCode::BadArgs),
+            ("/say ** hi", ErrorCode::BadArgs),
+            ("/say *rust hi", ErrorCode::BadArgs),
+            ("/say  * hi", ErrorCode::BadArgs),
+            ("/say bad! hi", ErrorCode::NameInvalid),
+            ("/act", ErrorCode::BadArgs),
+            ("/act go", ErrorCode::BadArgs),
+            ("/act go ", ErrorCode::BadArgs),
+            ("/act b@d hi", ErrorCode::NameInvalid),
+            ("/whois", ErrorCode::BadArgs),
+            ("/whois ", ErrorCode::BadArgs),
+            ("/whois bob ", ErrorCode::BadArgs),
+            ("/whois bob carol", ErrorCode::BadArgs),
+            ("/whois b@b", ErrorCode::NameInvalid),
+            ("/count ", ErrorCode::BadArgs),
+            ("/count all", ErrorCode::BadArgs),
         ];
         for (line, code) in cases {
             assert_eq!(parse_line(line).unwrap_err().code(), *code, "{line:?}");
@@ -397,6 +528,12 @@ mod tests {
             (Command::ping(None), "/ping"),
             (Command::ping(Some("42")), "/ping 42"),
             (Command::pong("abc"), "/pong abc"),
+            (Command::say_in("*", "hi all"), "/say * hi all"),
+            (Command::say_in("Rust", "/x"), "/say Rust /x"),
+            (Command::me_in("*", "waves"), "/act * waves"),
+            (Command::me_in("go", "nods  twice"), "/act go nods  twice"),
+            (Command::whois("Bob"), "/whois Bob"),
+            (Ok(Command::Count), "/count"),
         ];
         for (built, line) in cases {
             let built = built.unwrap_or_else(|e| panic!("{line:?}: {e}"));
@@ -443,6 +580,27 @@ mod tests {
                 Command::pong(""),
                 ParseError::BadToken(TokenError::BadLength { len: 0 }),
             ),
+            (
+                Command::say_in("**", "hi"),
+                ParseError::BadName(NameError::InvalidChar { ch: '*', at: 0 }),
+            ),
+            (
+                Command::say_in("", "hi"),
+                ParseError::BadName(NameError::Empty),
+            ),
+            (
+                Command::say_in("*", ""),
+                ParseError::BadText(TextError::Empty),
+            ),
+            (
+                Command::me_in("a b", "hi"),
+                ParseError::BadName(NameError::InvalidChar { ch: ' ', at: 1 }),
+            ),
+            (
+                Command::me_in("go", "\x1b"),
+                ParseError::BadText(TextError::ControlChar { ch: '\x1b', at: 0 }),
+            ),
+            (Command::whois(""), ParseError::BadName(NameError::Empty)),
         ];
         for (i, (built, want)) in cases.into_iter().enumerate() {
             assert_eq!(built, Err(want), "case {i}");
@@ -467,6 +625,12 @@ mod tests {
             "/pong 7",
             "/quit",
             "/quit bye all",
+            "/say * hi",
+            "/say rust hi  there",
+            "/act * waves",
+            "/act rust waves",
+            "/whois bob",
+            "/count",
         ] {
             let cmd = parse_line(line).unwrap();
             assert_eq!(cmd.to_bytes(), format!("{line}\n").into_bytes(), "{line:?}");

@@ -102,6 +102,27 @@ pub enum Event {
     Pong(Token),
     /// `BYE <reason>`: the server closes the connection after this line.
     Bye(CloseReason),
+    /// `WHOIS <name> <scope> <idle> <signon>`: the reply to `/whois`.
+    Whois {
+        /// The user's name as registered.
+        name: Name,
+        /// Its scope: global, or its group as the group's creator spelled it.
+        scope: Scope,
+        /// Seconds since it last sent a line.
+        idle: u32,
+        /// When it registered, in seconds since the Unix epoch; 0 if the
+        /// server does not know.
+        signon: u64,
+    },
+    /// `COUNT <users> <groups> <connections>`: the reply to `/count`.
+    Count {
+        /// Registered users.
+        users: u32,
+        /// Groups.
+        groups: u32,
+        /// Live connections, unregistered ones included.
+        connections: u32,
+    },
 }
 
 /// Parses one server line, line ending already removed.
@@ -115,6 +136,8 @@ pub enum Event {
 ///       / "USERS" SP scope *(SP name) / "GROUPS" *(SP group "=" count)
 ///       / "INFO" SP text / "ERR" SP token SP text
 ///       / "PING" SP token / "PONG" SP token / "BYE" SP token
+///       / "WHOIS" SP name SP scope SP count SP number
+///       / "COUNT" SP count SP count SP count
 /// ```
 /// Never panics, whatever the input.
 ///
@@ -193,6 +216,36 @@ pub fn parse_event(line: &str) -> Result<Event, ParseError> {
         "PONG" => run(preceded(sp, lex::token), fields, malformed("PONG")).map(Event::Pong),
         "BYE" => run(preceded(sp, lex::token), fields, malformed("BYE"))
             .map(|t| Event::Bye(CloseReason::from_token(t))),
+        "WHOIS" => run(
+            (
+                sp,
+                lex::name,
+                sp,
+                lex::scope,
+                sp,
+                lex::count,
+                sp,
+                lex::number,
+            ),
+            fields,
+            malformed("WHOIS"),
+        )
+        .map(|(_, name, _, scope, _, idle, _, signon)| Event::Whois {
+            name,
+            scope,
+            idle,
+            signon,
+        }),
+        "COUNT" => run(
+            (sp, lex::count, sp, lex::count, sp, lex::count),
+            fields,
+            malformed("COUNT"),
+        )
+        .map(|(_, users, _, groups, _, connections)| Event::Count {
+            users,
+            groups,
+            connections,
+        }),
         _ => Err(ParseError::UnknownEvent(clip(tag, 32))),
     }
 }
@@ -294,6 +347,33 @@ impl Event {
             Self::Ping(t) => put(&["PING ", t.as_str()]),
             Self::Pong(t) => put(&["PONG ", t.as_str()]),
             Self::Bye(r) => put(&["BYE ", r.as_str()]),
+            Self::Whois {
+                name,
+                scope,
+                idle,
+                signon,
+            } => put(&[
+                "WHOIS ",
+                name.as_str(),
+                " ",
+                scope.as_str(),
+                " ",
+                &idle.to_string(),
+                " ",
+                &signon.to_string(),
+            ]),
+            Self::Count {
+                users,
+                groups,
+                connections,
+            } => put(&[
+                "COUNT ",
+                &users.to_string(),
+                " ",
+                &groups.to_string(),
+                " ",
+                &connections.to_string(),
+            ]),
         }
         out.push(b'\n');
     }
@@ -344,6 +424,11 @@ mod tests {
             "PONG chatd",
             "BYE quit",
             "BYE some-future-reason",
+            "WHOIS bob * 0 0",
+            "WHOIS Bob Rust 12 1764600000",
+            "WHOIS bob * 4294967295 18446744073709551615",
+            "COUNT 0 0 0",
+            "COUNT 3 1 4",
         ] {
             let event = parse_event(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
             assert_eq!(event.to_string(), line);
@@ -377,9 +462,53 @@ mod tests {
             "msg * bob hi",
             "NOPE x",
             "INFO \x1b[2J",
+            "WHOIS",
+            "WHOIS bob",
+            "WHOIS bob *",
+            "WHOIS bob * 1",
+            "WHOIS bob * 1 2 ",
+            "WHOIS bob * 1 2 3",
+            "WHOIS bob ** 1 2",
+            "WHOIS b@b * 1 2",
+            "WHOIS bob * x 2",
+            "WHOIS bob * -1 2",
+            "WHOIS bob * 4294967296 0",
+            "WHOIS bob * 0 18446744073709551616",
+            "WHOIS bob * 0 000000000000000000001",
+            "COUNT",
+            "COUNT 1 2",
+            "COUNT 1 2 3 ",
+            "COUNT 1 2 3 4",
+            "COUNT 1 2 x",
+            "COUNT 1 2 4294967296",
+            "count 1 2 3",
         ] {
             assert!(parse_event(line).is_err(), "{line:?} parsed");
         }
+    }
+
+    #[test]
+    fn whois_and_count_fields() {
+        assert_eq!(
+            parse_event("WHOIS Bob Rust 12 1764600000"),
+            Ok(Event::Whois {
+                name: Name::try_from("Bob").unwrap(),
+                scope: Scope::Group(GroupName::try_from("Rust").unwrap()),
+                idle: 12,
+                signon: 1_764_600_000,
+            })
+        );
+        assert_eq!(
+            parse_event("COUNT 3 1 4"),
+            Ok(Event::Count {
+                users: 3,
+                groups: 1,
+                connections: 4
+            })
+        );
+        // Leading zeros parse, and re-encode without them.
+        let padded = parse_event("WHOIS bob * 007 0042").unwrap();
+        assert_eq!(padded.to_string(), "WHOIS bob * 7 42");
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! a failure all the same. nom's error type stays inside this crate: [`LexError`]
 //! carries the precise [`ParseError`] a validating step produced, if any.
 
-use nom::bytes::complete::take_till1;
+use nom::bytes::complete::{take_till1, take_while_m_n};
 use nom::character::complete::char;
-use nom::combinator::{all_consuming, map_res, rest, verify};
+use nom::combinator::{all_consuming, map_opt, map_res, rest, verify};
 use nom::error::{ErrorKind, FromExternalError};
 use nom::{IResult, Parser};
 
@@ -102,6 +102,16 @@ pub(crate) fn text(input: &str) -> LexResult<'_, Text> {
 /// `count = 1*10DIGIT` (a `u32`)
 pub(crate) fn count(input: &str) -> LexResult<'_, u32> {
     nom::character::complete::u32(input)
+}
+
+/// `number = 1*20DIGIT` (a `u64`): at most 20 digits, and a value that fits.
+pub(crate) fn number(input: &str) -> LexResult<'_, u64> {
+    // Twenty digits can exceed u64::MAX: such a value is a plain failure.
+    map_opt(
+        take_while_m_n(1, 20, |c: char| c.is_ascii_digit()),
+        |d: &str| d.parse::<u64>().ok(),
+    )
+    .parse(input)
 }
 
 /// Refuses a line holding a forbidden control character, before any parsing.

@@ -191,6 +191,9 @@ struct Conn {
     connected_at: Instant,
     last_heard: Instant,
     pinged: bool,
+    /// The wall time of the registering input, in ms since the Unix epoch
+    /// (0 if the driver gave none), for `WHOIS`.
+    registered_unix_ms: u64,
 }
 
 /// The chat server's state machine: no sockets, clocks, locks or tasks.
@@ -435,7 +438,7 @@ impl Server {
             Input::Line(conn, cmd) => {
                 if let Some(c) = self.heard(now, conn) {
                     if c.name.is_some() {
-                        self.registered_line(conn, cmd, &mut out);
+                        self.registered_line(now, conn, cmd, &mut out);
                     } else {
                         self.unregistered_line(conn, cmd, &mut out);
                     }
@@ -494,6 +497,7 @@ impl Server {
                 connected_at: now,
                 last_heard: now,
                 pinged: false,
+                registered_unix_ms: 0,
             },
         );
         out.deliver(conn, &self.hello);
@@ -522,7 +526,7 @@ impl Server {
         }
     }
 
-    fn registered_line(&mut self, conn: ConnId, cmd: Command, out: &mut Out) {
+    fn registered_line(&mut self, now: Instant, conn: ConnId, cmd: Command, out: &mut Out) {
         match cmd {
             Command::Say(t) => self.say(
                 conn,
@@ -574,6 +578,28 @@ impl Server {
             Command::Ping(t) => self.pong(conn, t, out),
             Command::Pong(_) => {}
             Command::Quit(reason) => self.close(conn, CloseReason::Quit, reason, true, out),
+            Command::SayIn { scope, text } => self.say_in(
+                conn,
+                scope,
+                |scope, from| Event::Msg { scope, from, text },
+                out,
+            ),
+            Command::MeIn { scope, text } => self.say_in(
+                conn,
+                scope,
+                |scope, from| Event::Me { scope, from, text },
+                out,
+            ),
+            Command::Whois(name) => self.whois(now, conn, name, out),
+            Command::Count => {
+                let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                let event = Event::Count {
+                    users: count(self.users.len()),
+                    groups: count(self.groups.len()),
+                    connections: count(self.conns.len()),
+                };
+                out.event(conn, event);
+            }
         }
     }
 
@@ -603,6 +629,7 @@ impl Server {
             return;
         };
         c.name = Some(name.clone());
+        c.registered_unix_ms = out.unix_ms;
         self.users.insert(name.clone(), conn);
         out.event(conn, Event::Welcome(name.clone()));
         if !self.announces_presence() {
@@ -663,6 +690,52 @@ impl Server {
                 out.deliver_all(self.users.conns(), Some(conn), &bytes);
             }
         }
+    }
+
+    /// `MSG`/`ME` to a named scope: global, or the sender's own group
+    /// (compared ignoring case; sent with the group's own spelling).
+    fn say_in(
+        &mut self,
+        conn: ConnId,
+        scope: Scope,
+        event: impl FnOnce(Scope, Name) -> Event,
+        out: &mut Out,
+    ) {
+        let Scope::Group(wanted) = &scope else {
+            let Some(from) = self.name_of(conn).cloned() else {
+                return;
+            };
+            let bytes = out.stamp(event(Scope::Global, from));
+            return out.deliver_all(self.users.conns(), Some(conn), &bytes);
+        };
+        if self.group_of(conn) != Some(wanted.key()) {
+            let msg = format!("you are not in {wanted}");
+            return out.error(conn, ErrorCode::NotInGroup, &msg);
+        }
+        self.say(conn, event, out);
+    }
+
+    /// `WHOIS <name> <scope> <idle> <signon>`, or `ERR no-such-user`.
+    fn whois(&mut self, now: Instant, conn: ConnId, name: Name, out: &mut Out) {
+        let Some((name, target)) = self.users.get(&name.key()).cloned() else {
+            let msg = format!("no user is named {name}");
+            return out.error(conn, ErrorCode::NoSuchUser, &msg);
+        };
+        let Some(c) = self.conns.get(&target) else {
+            return;
+        };
+        let scope = match c.group.as_ref().and_then(|key| self.groups.get(key)) {
+            Some(g) => Scope::Group(g.name.clone()),
+            None => Scope::Global,
+        };
+        let idle = now.saturating_duration_since(c.last_heard).as_secs();
+        let event = Event::Whois {
+            name,
+            scope,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            signon: c.registered_unix_ms / 1000,
+        };
+        out.event(conn, event);
     }
 
     fn direct(&mut self, conn: ConnId, to: Name, text: Text, out: &mut Out) {
