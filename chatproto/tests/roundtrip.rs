@@ -73,6 +73,10 @@ fn command() -> impl Strategy<Value = Command> {
         proptest::option::of(token()).prop_map(Command::Ping),
         token().prop_map(Command::Pong),
         proptest::option::of(text()).prop_map(Command::Quit),
+        (scope(), text()).prop_map(|(scope, text)| Command::SayIn { scope, text }),
+        (scope(), text()).prop_map(|(scope, text)| Command::MeIn { scope, text }),
+        name().prop_map(Command::Whois),
+        Just(Command::Count),
     ]
 }
 
@@ -104,6 +108,21 @@ fn event() -> impl Strategy<Value = Event> {
         token().prop_map(Event::Ping),
         token().prop_map(Event::Pong),
         close_reason().prop_map(Event::Bye),
+        (name(), scope(), any::<u32>(), any::<u64>()).prop_map(|(name, scope, idle, signon)| {
+            Event::Whois {
+                name,
+                scope,
+                idle,
+                signon,
+            }
+        }),
+        (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(users, groups, connections)| {
+            Event::Count {
+                users,
+                groups,
+                connections,
+            }
+        }),
     ]
 }
 

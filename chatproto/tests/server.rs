@@ -570,3 +570,177 @@ fn events_carry_increasing_ids_and_the_drivers_wall_time() {
     };
     assert_eq!((event.unix_ms(), event.id() > ids[1]), (0, true));
 }
+
+#[test]
+fn say_in_global_from_a_group_reaches_everyone_but_the_sender() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.user("out");
+    w.send("a", "/join g");
+    w.send("b", "/join g");
+    w.take_all();
+    w.send("a", "/say * hello  world ");
+    w.send("a", "/ACT * waves");
+    let want = lines(&["MSG * a hello  world ", "ME * a waves"]);
+    assert_eq!(w.take("b"), want, "a group member");
+    assert_eq!(w.take("out"), want, "a user in no group");
+    assert_eq!(w.take("a"), Vec::<String>::new(), "not echoed");
+    // a is still in its group: plain text still goes there only.
+    w.send("a", "still here");
+    assert_eq!(w.take("b"), lines(&["MSG g a still here"]));
+    assert_eq!(w.take("out"), Vec::<String>::new());
+}
+
+#[test]
+fn say_in_ones_own_group_uses_the_groups_spelling() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.user("out");
+    w.send("a", "/join Rust");
+    w.send("b", "/join rust");
+    w.take_all();
+    w.send("b", "/say RUST hi");
+    w.send("b", "/act rust nods");
+    assert_eq!(w.take("a"), lines(&["MSG Rust b hi", "ME Rust b nods"]));
+    assert_eq!(w.take("out"), Vec::<String>::new());
+    assert_eq!(w.take("b"), Vec::<String>::new());
+}
+
+#[test]
+fn say_in_a_group_one_is_not_in_is_refused() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.send("b", "/join other");
+    w.send("a", "/join g");
+    w.take_all();
+    w.send("a", "/say other psst");
+    assert_eq!(
+        w.take("a"),
+        lines(&["ERR not-in-group you are not in other"])
+    );
+    w.send("a", "/leave");
+    w.take_all();
+    // In no group at all, only * works.
+    w.send("a", "/act g nods");
+    assert_eq!(w.take("a"), lines(&["ERR not-in-group you are not in g"]));
+    assert_eq!(w.take("b"), Vec::<String>::new(), "nothing reached other");
+    w.send("a", "/say * ok");
+    assert_eq!(w.take("b"), lines(&["MSG * a ok"]));
+}
+
+#[test]
+fn whois_of_self_other_and_absent() {
+    let mut w = World::new();
+    w.user("Ann");
+    w.user("bob");
+    w.send("bob", "/join Rust");
+    w.take_all();
+    w.send("Ann", "/whois BOB");
+    assert_eq!(w.take("Ann"), lines(&["WHOIS bob Rust 0 0"]));
+    w.send("bob", "/whois ann");
+    assert_eq!(w.take("bob"), lines(&["WHOIS Ann * 0 0"]));
+    w.send("Ann", "/whois Ann");
+    assert_eq!(w.take("Ann"), lines(&["WHOIS Ann * 0 0"]));
+    w.send("Ann", "/whois ghost");
+    assert_eq!(
+        w.take("Ann"),
+        lines(&["ERR no-such-user no user is named ghost"])
+    );
+    // A group joined with other casing keeps its creator's spelling.
+    w.send("Ann", "/join rust");
+    w.take_all();
+    w.send("bob", "/whois ann");
+    assert_eq!(w.take("bob"), lines(&["WHOIS Ann Rust 0 0"]));
+}
+
+#[test]
+fn whois_counts_idle_seconds_since_the_last_line() {
+    let mut w = World::new();
+    w.user("a");
+    w.user("b");
+    w.advance(Duration::from_millis(12_700));
+    w.send("a", "/whois b");
+    assert_eq!(w.take("a"), lines(&["WHOIS b * 12 0"]));
+    // Any line is activity, a refused one included.
+    w.send("b", "/frob");
+    w.advance(Duration::from_secs(3));
+    w.send("a", "/whois b");
+    assert_eq!(w.take("a"), lines(&["WHOIS b * 3 0"]));
+    // The asker's own line counts: it is never idle when it asks.
+    w.send("a", "/whois a");
+    assert_eq!(w.take("a"), lines(&["WHOIS a * 0 0"]));
+    // Time the server did not run does not count.
+    w.stall(Duration::from_secs(40));
+    w.send("a", "/whois b");
+    assert_eq!(w.take("a"), lines(&["WHOIS b * 3 0"]));
+}
+
+#[test]
+fn whois_signon_is_the_wall_time_of_registration() {
+    let mut w = World::new();
+    w.user("a");
+    let x = w.conn("x");
+    let wall = std::time::UNIX_EPOCH + Duration::from_millis(1_764_600_123_999);
+    let name = chatproto::parse_line("xena").unwrap();
+    let _ = w
+        .server
+        .handle(Time::new(w.now, wall), Input::Line(x, name));
+    // Later wall times (a rename, say) do not change it.
+    let later = wall + Duration::from_secs(60);
+    let rename = chatproto::parse_line("/nick Xena").unwrap();
+    let _ = w
+        .server
+        .handle(Time::new(w.now, later), Input::Line(x, rename));
+    w.take_all();
+    w.send("a", "/whois xena");
+    assert_eq!(w.take("a"), lines(&["WHOIS Xena * 0 1764600123"]));
+    // Registered without a wall clock: unknown, 0.
+    w.send("x", "/whois a");
+    assert_eq!(w.take("x"), lines(&["WHOIS a * 0 0"]));
+}
+
+#[test]
+fn count_follows_joins_leaves_and_unregistered_connections() {
+    let mut w = World::new();
+    w.user("a");
+    w.send("a", "/count");
+    assert_eq!(w.take("a"), lines(&["COUNT 1 0 1"]));
+    w.user("b");
+    w.user("c");
+    w.conn("lurker");
+    w.send("a", "/join g");
+    w.send("b", "/join h");
+    w.send("c", "/join G");
+    w.take_all();
+    w.send("a", "/count");
+    assert_eq!(w.take("a"), lines(&["COUNT 3 2 4"]));
+    w.send("b", "/leave");
+    w.drop_conn("c", CloseReason::ConnectionLost);
+    w.take_all();
+    w.send("a", "/count");
+    assert_eq!(w.take("a"), lines(&["COUNT 2 1 3"]));
+    w.send("lurker", "/quit");
+    w.take_all();
+    w.send("a", "/count");
+    assert_eq!(w.take("a"), lines(&["COUNT 2 1 2"]));
+}
+
+#[test]
+fn the_new_commands_need_registration() {
+    let mut w = World::new();
+    w.user("a");
+    w.conn("x");
+    w.take_all();
+    for cmd in ["/say * hi", "/act * hi", "/whois a", "/count"] {
+        w.send("x", cmd);
+        assert_eq!(
+            w.take("x"),
+            lines(&["ERR not-registered register first: send your name"]),
+            "{cmd}"
+        );
+    }
+    assert_eq!(w.take("a"), Vec::<String>::new());
+}
