@@ -95,8 +95,8 @@ pub fn check_client_line(line: &str) {
 }
 
 /// `parse_event` never panics; what parses re-encodes to one line that parses to
-/// the same event, equal to the input unless a `GROUPS` count had leading zeros;
-/// a `Session` fed the event answers `PING` with the same token.
+/// the same event, equal to the input unless a number (of `GROUPS`, `WHOIS` or
+/// `COUNT`) had leading zeros; a `Session` fed the event answers `PING` with the same token.
 pub fn check_server_line(line: &str) {
     let event = match parse_event(line) {
         Ok(event) => event,
@@ -112,7 +112,7 @@ pub fn check_server_line(line: &str) {
         encoded,
         "Display differs from the wire form"
     );
-    if !line.starts_with("GROUPS") || groups_counts_are_canonical(line) {
+    if numbers_are_canonical(line) {
         assert_eq!(
             encoded, line,
             "a canonical event line is not re-encoded as itself"
@@ -178,11 +178,22 @@ fn canonical_client_line(line: &str) -> String {
     }
 }
 
-/// True unless a `GROUPS` count has a leading zero (which re-encodes without it).
-fn groups_counts_are_canonical(line: &str) -> bool {
-    line.split(' ')
-        .filter_map(|field| field.split_once('='))
-        .all(|(_, count)| count == "0" || !count.starts_with('0'))
+/// True unless a number of a `GROUPS`, `WHOIS` or `COUNT` line has a leading
+/// zero (which re-encodes without it).
+fn numbers_are_canonical(line: &str) -> bool {
+    let fields: Vec<&str> = line.split(' ').collect();
+    let numbers: Vec<&str> = match fields[0] {
+        "GROUPS" => fields[1..]
+            .iter()
+            .filter_map(|field| field.split_once('='))
+            .map(|(_, count)| count)
+            .collect(),
+        // WHOIS <name> <scope> <idle> <signon>
+        "WHOIS" => fields.get(3..).unwrap_or_default().to_vec(),
+        "COUNT" => fields[1..].to_vec(),
+        _ => Vec::new(),
+    };
+    numbers.iter().all(|n| *n == "0" || !n.starts_with('0'))
 }
 
 // ---------------------------------------------------------------------------
@@ -339,6 +350,15 @@ const DICTIONARY: &[&str] = &[
     "/quit gone fishing",
     "admin",
     "/nick Chatd",
+    "/say * hi all",
+    "/say rust in rust",
+    "/say GO in go",
+    "/act * dances",
+    "/act Rust nods",
+    "/whois ann",
+    "/whois BOB",
+    "/whois nobody",
+    "/count",
 ];
 
 /// Target `server`: the bytes are a program of inputs for one [`Server`]: byte
@@ -354,8 +374,10 @@ const DICTIONARY: &[&str] = &[
 ///
 /// After every input the server's effects must equal those of a small reference
 /// model (per recipient, in order; `ERR`, `HELLO` and `INFO` texts are not
-/// compared), every delivered line must be a canonical event, one broadcast must
-/// share one allocation, `check_invariants` must pass, and the counts and names
+/// compared; `WHOIS` is compared whole: the model counts idle seconds on its
+/// own clock, and signon is 0 since this driver gives no wall clock), every
+/// delivered line must be a canonical event, one broadcast must share one
+/// allocation, `check_invariants` must pass, and the counts and names
 /// must match the model's.
 pub fn check_server(data: &[u8]) {
     let mut program = Program(data);
@@ -665,7 +687,7 @@ impl Model {
                     conn.last_heard = now;
                     conn.pinged = false;
                     if conn.name.is_some() {
-                        self.registered_line(*c, cmd);
+                        self.registered_line(now, *c, cmd);
                     } else {
                         self.unregistered_line(*c, cmd);
                     }
@@ -732,7 +754,7 @@ impl Model {
         }
     }
 
-    fn registered_line(&mut self, c: ConnId, cmd: &Command) {
+    fn registered_line(&mut self, now: Instant, c: ConnId, cmd: &Command) {
         let me = self
             .name_of(c)
             .expect("registered_line is for registered connections");
@@ -808,8 +830,54 @@ impl Model {
                     }
                 }
             },
+            Command::SayIn { scope, text } => {
+                let text = text.clone();
+                self.say_in(c, scope, |scope, from| Event::Msg { scope, from, text });
+            }
+            Command::MeIn { scope, text } => {
+                let text = text.clone();
+                self.say_in(c, scope, |scope, from| Event::Me { scope, from, text });
+            }
+            Command::Whois(name) => match self.user(&name.key()) {
+                None => self.error(c, ErrorCode::NoSuchUser),
+                Some((id, name)) => {
+                    let conn = &self.conns[&id];
+                    let scope = match &conn.group {
+                        Some(key) => Scope::Group(self.groups[key].clone()),
+                        None => Scope::Global,
+                    };
+                    let idle = now.saturating_duration_since(conn.last_heard).as_secs();
+                    let whois = Event::Whois {
+                        name,
+                        scope,
+                        idle: u32::try_from(idle).unwrap_or(u32::MAX),
+                        // This target's driver gives no wall clock.
+                        signon: 0,
+                    };
+                    self.send(c, &whois);
+                }
+            },
+            Command::Count => {
+                let count = Event::Count {
+                    users: self.users_except(None).len() as u32,
+                    groups: self.groups.len() as u32,
+                    connections: self.conns.len() as u32,
+                };
+                self.send(c, &count);
+            }
             _ => self.any_time_line(c, cmd),
         }
+    }
+
+    /// `/say` and `/act`: global, or `c`'s own group (ignoring case).
+    fn say_in(&mut self, c: ConnId, scope: &Scope, event: impl FnOnce(Scope, Name) -> Event) {
+        let me = self.name_of(c).expect("registered");
+        let (to, scope) = match scope {
+            Scope::Global => (self.users_except(Some(c)), Scope::Global),
+            Scope::Group(g) if self.group_of(c) == Some(g.key()) => self.scope_of(c),
+            Scope::Group(_) => return self.error(c, ErrorCode::NotInGroup),
+        };
+        self.send_all(&to, &event(scope, me));
     }
 
     /// Who gets plain text from `c`, and the scope it is said in.
@@ -1034,6 +1102,46 @@ mod tests {
         for line in DICTIONARY {
             assert!(parse_line(line).is_ok(), "{line:?}");
         }
+    }
+
+    /// A program using /say, /act, /whois and /count in and out of groups,
+    /// registered or not, with time passing: the server agrees with the model.
+    #[test]
+    fn server_model_knows_the_scope_and_query_commands() {
+        let line = |c: u8, text: &str| {
+            let i = DICTIONARY
+                .iter()
+                .position(|l| *l == text)
+                .expect("in DICTIONARY");
+            [1, c, u8::try_from(i).expect("a small dictionary")]
+        };
+        let mut program = vec![0, 0, 0, 1, 0, 2];
+        for (c, text) in [
+            (0, "ann"),
+            (1, "bob"),
+            (0, "/join rust"),
+            (1, "/join Rust"),
+            (0, "/say * hi all"),
+            (0, "/say GO in go"),
+            (1, "/act Rust nods"),
+        ] {
+            program.extend(line(c, text));
+        }
+        // Six seconds pass in ticks 2 s apart (a longer gap would be a stall).
+        program.extend([5, 2, 5, 2, 5, 2]);
+        for (c, text) in [
+            (0, "/whois BOB"),
+            (2, "/whois ann"),
+            (1, "/whois nobody"),
+            (1, "/count"),
+            (2, "carol"),
+            (2, "/say rust in rust"),
+            (2, "/act * dances"),
+            (2, "/count"),
+        ] {
+            program.extend(line(c, text));
+        }
+        check_server(&program);
     }
 
     /// The IRC check holds on lines that parse and lines that do not (and is
