@@ -49,9 +49,19 @@
 //! ```
 //!
 //! What a server does with a message (registration, numerics such as 421 for
-//! an unknown command) is the per-connection adapter's job, not this module's.
+//! an unknown command) is the per-connection adapter's job: [`IrcSession`]
+//! turns a connection's IRC lines into native [`crate::Command`]s and the
+//! native server's events into IRC lines, and [`encode_shared`] encodes a
+//! broadcast once per dialect.
 
+mod events;
 mod message;
+mod session;
+
+pub use events::{encode_shared, rfc3339_ms};
+pub use session::{
+    ctcp, strip_formatting, Caps, Delivery, FromClient, FromServer, IrcConfig, IrcSession,
+};
 
 pub use message::{
     encode_message, escape_tag_value, line_framer, parse_message, unescape_tag_value,

@@ -1,0 +1,1091 @@
+//! [`IrcSession`]: one IRC connection's state, registration, and the client's
+//! lines turned into native [`Command`]s and immediate replies.
+//!
+//! Events going the other way are in `events.rs`.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use super::events::{numeric_target, Lines};
+use super::message::{parse_message, IrcMessage, IrcParseError};
+use crate::{Command, FrameError, GroupName, Name, Text, Token};
+
+/// Settings shared by every IRC connection of a server. Built with
+/// [`IrcConfig::default`] and changed field by field.
+///
+/// The strings go into IRC lines as they are: `server_name`, `network` and
+/// `user_host` must be non-empty and hold no space, `global_channel` must
+/// start with `&` and hold no space or comma.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct IrcConfig {
+    /// The source of server replies and the name in `001`-`004`. Default
+    /// `chatd`, the native server's default name.
+    pub server_name: String,
+    /// `NETWORK=` in `005`. Default `chatd`.
+    pub network: String,
+    /// The version in `002`, `004` and CTCP `VERSION` replies. Default
+    /// `chatd-` and this crate's version.
+    pub version: String,
+    /// The channel that stands for the global scope, or `None` for no global
+    /// channel (global messages then do not reach IRC users). Default
+    /// `&global`: `&` marks a server-local channel, which no client mistakes
+    /// for a group.
+    pub global_channel: Option<String>,
+    /// The message of the day, one entry per `372` line; `None` answers `422`.
+    /// Default `None`.
+    pub motd: Option<Vec<String>>,
+    /// When the server started, for `003` (free text). Default empty, which
+    /// says nothing about a date.
+    pub created: String,
+    /// The host part of every user's `nick!user@host`: a fixed placeholder,
+    /// so that no user's address is revealed. Default `hidden`.
+    pub user_host: String,
+}
+
+impl Default for IrcConfig {
+    fn default() -> Self {
+        Self {
+            server_name: "chatd".into(),
+            network: "chatd".into(),
+            version: concat!("chatd-", env!("CARGO_PKG_VERSION")).into(),
+            global_channel: Some("&global".into()),
+            motd: None,
+            created: String::new(),
+            user_host: "hidden".into(),
+        }
+    }
+}
+
+/// A set of IRCv3 capabilities, as negotiated by one connection.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Caps(u8);
+
+impl Caps {
+    /// No capability.
+    pub const NONE: Self = Self(0);
+    /// `multi-prefix`: accepted; chatd has no channel prefixes, so it changes
+    /// nothing.
+    pub const MULTI_PREFIX: Self = Self(1);
+    /// `userhost-in-names`: `353` lists `nick!user@host`.
+    pub const USERHOST_IN_NAMES: Self = Self(2);
+    /// `server-time`: chat lines carry `@time=`.
+    pub const SERVER_TIME: Self = Self(4);
+    /// `message-tags`: chat lines carry `@msgid=`.
+    pub const MESSAGE_TAGS: Self = Self(8);
+    /// `cap-notify`: accepted; chatd's capabilities never change while a
+    /// client is connected, so there is nothing to notify.
+    pub const CAP_NOTIFY: Self = Self(16);
+
+    /// Every capability chatd offers, with its `CAP LS` name.
+    pub const OFFERED: &'static [(&'static str, Self)] = &[
+        ("cap-notify", Self::CAP_NOTIFY),
+        ("message-tags", Self::MESSAGE_TAGS),
+        ("multi-prefix", Self::MULTI_PREFIX),
+        ("server-time", Self::SERVER_TIME),
+        ("userhost-in-names", Self::USERHOST_IN_NAMES),
+    ];
+
+    /// True if every capability of `other` is in `self`.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of both sets.
+    pub fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// `self` without the capabilities of `other`.
+    pub fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// The capabilities that change how a shared event is encoded
+    /// ([`super::encode_shared`]): connections with equal dialects get
+    /// byte-identical lines for it, so a driver keys its cache of shared
+    /// encodings by this.
+    pub fn dialect(self) -> Self {
+        Self(self.0 & (Self::SERVER_TIME.0 | Self::MESSAGE_TAGS.0))
+    }
+
+    /// The capability called `name` in `CAP`, if chatd offers it.
+    pub fn by_name(name: &str) -> Option<Self> {
+        Self::OFFERED
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(_, c)| c)
+    }
+
+    /// The names of the capabilities in the set, space-separated.
+    pub fn names(self) -> String {
+        let names: Vec<&str> = Self::OFFERED
+            .iter()
+            .filter(|(_, c)| self.contains(*c))
+            .map(|(n, _)| *n)
+            .collect();
+        names.join(" ")
+    }
+}
+
+impl fmt::Debug for Caps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Caps({:?})", self.names())
+    }
+}
+
+/// What one client line gives the driver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct FromClient {
+    /// Native commands for [`crate::server::Server::handle`], in order.
+    pub commands: Vec<Command>,
+    /// IRC lines (CRLF-terminated) to send to this client at once, before
+    /// anything the commands cause.
+    pub reply: Vec<u8>,
+    /// Close the connection after sending `reply` (a `QUIT` before
+    /// registration). The commands still go to the server first, so that it
+    /// forgets the connection.
+    pub close: bool,
+}
+
+/// How an event reaches this client, as decided by [`IrcSession::on_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Nothing is sent (a native `HELLO`, an echo IRC does not want, a global
+    /// message after `PART &global`).
+    Nothing,
+    /// A broadcast: send [`super::encode_shared`] of the event for this
+    /// client's [`Caps::dialect`], which the driver computes once per dialect
+    /// and shares across every IRC recipient.
+    Shared,
+    /// Lines for this client alone (CRLF-terminated).
+    Lines(Vec<u8>),
+}
+
+/// What one server event gives the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct FromServer {
+    /// What to send to the client.
+    pub delivery: Delivery,
+    /// Follow-up native commands for the server, such as `/users` for the
+    /// names list after a `JOIN`.
+    pub commands: Vec<Command>,
+}
+
+/// Why a native command was sent: what its one reply becomes in IRC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Pending {
+    /// `Command::Nick`: `WELCOME` or a name error.
+    Nick(Name),
+    /// `Command::Msg`: the `DM` confirmation or `no-such-user`.
+    Msg { target: String, notice: bool },
+    /// `Command::Join`: `JOIN g me` or an error.
+    Join,
+    /// `Command::Leave`: `PART g me` or an error.
+    Leave,
+    /// `Command::Users`: `USERS`, as a names list (353/366) for this channel.
+    Names(String),
+    /// `Command::Users`: `USERS`, as a `WHO` reply (352/315) for this channel.
+    Who(String),
+    /// `Command::Groups`: `GROUPS`, as a `LIST` reply (321/322/323).
+    List,
+}
+
+/// One IRC connection's adapter: registration, capabilities, the mapping
+/// between channels and scopes, and the few things IRC keeps per connection
+/// that the native server does not (away message, whether `&global` is
+/// parted).
+///
+/// # How to drive it
+/// Next to each IRC connection's native [`ConnId`](crate::server::ConnId),
+/// keep one `IrcSession`. Frame the connection's input with
+/// [`super::line_framer`] and give each result to [`on_line`](Self::on_line):
+/// send its `reply` to the client, then pass each command to
+/// [`Server::handle`](crate::server::Server::handle) as
+/// [`Input::Line`](crate::server::Input::Line), in order. Give every
+/// [`Outgoing`](crate::server::Outgoing) the server delivers to this
+/// connection to [`on_event`](Self::on_event), in delivery order, send what
+/// it says, and pass its commands to the server the same way. The session
+/// matches replies to the commands it issued in order, so its commands must
+/// reach the server in the order it returned them.
+///
+/// A line that yields no command (`CAP`, `MODE`, a client `PING`) does not
+/// reach the server, so it does not count as activity there: a driver that
+/// wants it to passes an empty-line refusal
+/// ([`Refusal::from`](crate::Refusal)`(ParseError::Empty)`).
+#[derive(Debug)]
+pub struct IrcSession {
+    pub(super) config: Arc<IrcConfig>,
+    pub(super) caps: Caps,
+    /// `CAP LS` came and `CAP END` not yet: registration waits.
+    negotiating: bool,
+    /// The nick asked for before registration, not yet sent to the server.
+    wanted: Option<Name>,
+    user_given: bool,
+    /// A `Command::Nick` for registration is on its way.
+    registering: bool,
+    /// The registered nick.
+    pub(super) nick: Option<Name>,
+    /// The current group, as the server confirmed it.
+    pub(super) group: Option<GroupName>,
+    /// Global messages and presence are delivered (`&global` is joined).
+    pub(super) in_global: bool,
+    away: Option<String>,
+    pub(super) pending: VecDeque<Pending>,
+    /// `ERROR` was sent: nothing more goes out.
+    pub(super) closed: bool,
+}
+
+/// The most bytes of a client's text a reply quotes.
+const ECHO_MAX: usize = 64;
+
+impl IrcSession {
+    /// A session for a new connection, not registered.
+    pub fn new(config: Arc<IrcConfig>) -> Self {
+        Self {
+            config,
+            caps: Caps::NONE,
+            negotiating: false,
+            wanted: None,
+            user_given: false,
+            registering: false,
+            nick: None,
+            group: None,
+            in_global: false,
+            away: None,
+            pending: VecDeque::new(),
+            closed: false,
+        }
+    }
+
+    /// The negotiated capabilities.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// The registered nick, once the server accepted it.
+    pub fn nick(&self) -> Option<&Name> {
+        self.nick.as_ref()
+    }
+
+    /// True once `ERROR` was sent; the driver closes the connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &IrcConfig {
+        &self.config
+    }
+
+    /// Handles one framed client line (from [`super::line_framer`]).
+    pub fn on_line(&mut self, line: Result<&str, FrameError>) -> FromClient {
+        let mut out = FromClient::default();
+        if self.closed {
+            return out;
+        }
+        let config = self.config.clone();
+        let mut r = Lines::new(&config, self.caps);
+        let me = numeric_target(self.nick.as_ref());
+        let line = match line {
+            Ok(line) => line,
+            Err(FrameError::LineTooLong { .. }) => {
+                r.numeric(&me, "417", &[":Input line was too long"]);
+                out.reply = r.into_bytes();
+                return out;
+            }
+            Err(e) => {
+                r.server_notice(&me, &format!("{e}"));
+                out.reply = r.into_bytes();
+                return out;
+            }
+        };
+        let msg = match parse_message(line) {
+            Ok(msg) => msg,
+            Err(IrcParseError::BadCommand(word)) => {
+                let word = echo(&word);
+                r.numeric(&me, "421", &[&word, ":Unknown command"]);
+                out.reply = r.into_bytes();
+                return out;
+            }
+            Err(e) if e.numeric() == Some(417) => {
+                r.numeric(&me, "417", &[":Input line was too long"]);
+                out.reply = r.into_bytes();
+                return out;
+            }
+            // Blank lines and lines without a command: nothing to answer.
+            Err(_) => return out,
+        };
+        let cmd = msg.command().to_ascii_uppercase();
+        let registered = self.nick.is_some();
+        match cmd.as_str() {
+            "CAP" => self.cap(&msg, &mut r, &mut out),
+            "NICK" => self.nick_cmd(&msg, &mut r, &mut out),
+            "USER" => self.user(&msg, &mut r, &mut out),
+            "PASS" => {}
+            "PING" => match msg.param(0).filter(|p| !p.is_empty()) {
+                Some(token) => {
+                    let server = self.config.server_name.clone();
+                    r.from_server("PONG", &[&server, token]);
+                }
+                None => r.numeric(&me, "409", &[":No origin specified"]),
+            },
+            "PONG" => {
+                if let Some(Ok(token)) = msg.param(0).map(Token::try_from) {
+                    out.commands.push(Command::Pong(token));
+                }
+            }
+            "QUIT" => {
+                let reason = msg
+                    .param(0)
+                    .map(strip_formatting)
+                    .and_then(|t| Text::try_from(t.as_ref()).ok());
+                if !registered {
+                    r.error("Closing link: (quit)");
+                    self.closed = true;
+                    out.close = true;
+                }
+                out.commands.push(Command::Quit(reason));
+            }
+            _ if !registered => r.numeric(&me, "451", &[":You have not registered"]),
+            "PRIVMSG" => self.privmsg(&msg, false, &mut r, &mut out),
+            "NOTICE" => self.privmsg(&msg, true, &mut r, &mut out),
+            "JOIN" => self.join(&msg, &mut r, &mut out),
+            "PART" => self.part(&msg, &mut r, &mut out),
+            "NAMES" => self.names(&msg, &mut r, &mut out),
+            "WHO" => self.who(&msg, &mut r, &mut out),
+            "WHOIS" => self.whois(&msg, &mut r),
+            "LIST" => {
+                r.numeric(&me, "321", &["Channel", ":Users  Name"]);
+                self.issue(&mut out, Command::Groups, Pending::List);
+            }
+            "TOPIC" => self.topic(&msg, &mut r),
+            "MODE" => self.mode(&msg, &mut r),
+            "MOTD" => self.motd(&mut r),
+            "LUSERS" => {
+                // TODO(Count): the native `/count` would give the numbers.
+                r.numeric(&me, "251", &[":There are users on 1 server"]);
+                r.numeric(&me, "255", &[":I have clients and 1 server"]);
+            }
+            "AWAY" => match msg.param(0).filter(|a| !a.is_empty()) {
+                Some(text) => {
+                    self.away = Some(text.to_owned());
+                    r.numeric(&me, "306", &[":You have been marked as being away"]);
+                }
+                None => {
+                    self.away = None;
+                    r.numeric(&me, "305", &[":You are no longer marked as being away"]);
+                }
+            },
+            _ => {
+                let word = echo(msg.command());
+                r.numeric(&me, "421", &[&word, ":Unknown command"]);
+            }
+        }
+        out.reply = r.into_bytes();
+        out
+    }
+
+    /// Sends `command`, whose one reply means what `pending` says.
+    fn issue(&mut self, out: &mut FromClient, command: Command, pending: Pending) {
+        self.pending.push_back(pending);
+        out.commands.push(command);
+    }
+
+    fn me(&self) -> String {
+        numeric_target(self.nick.as_ref())
+    }
+
+    fn cap(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        let sub = msg.param(0).unwrap_or("").to_ascii_uppercase();
+        match sub.as_str() {
+            "LS" => {
+                if self.nick.is_none() {
+                    self.negotiating = true;
+                }
+                let ls = Caps::OFFERED
+                    .iter()
+                    .fold(Caps::NONE, |all, &(_, c)| all.with(c));
+                // Version 302 implies cap-notify (IRCv3 capability negotiation).
+                if msg.param(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302) {
+                    self.caps = self.caps.with(Caps::CAP_NOTIFY);
+                }
+                r.from_server("CAP", &[&me, "LS", &ls.names()]);
+            }
+            "LIST" => r.from_server("CAP", &[&me, "LIST", &self.caps.names()]),
+            "REQ" => {
+                if self.nick.is_none() {
+                    self.negotiating = true;
+                }
+                let asked = msg.param(1).unwrap_or("");
+                let mut caps = self.caps;
+                let mut ok = !asked.trim().is_empty();
+                for word in asked.split(' ').filter(|w| !w.is_empty()) {
+                    let (remove, name) = match word.strip_prefix('-') {
+                        Some(name) => (true, name),
+                        None => (false, word),
+                    };
+                    match Caps::by_name(name) {
+                        Some(c) if remove => caps = caps.without(c),
+                        Some(c) => caps = caps.with(c),
+                        None => ok = false,
+                    }
+                }
+                // All or nothing, as the spec says.
+                let asked = echo_trailing(asked);
+                if ok {
+                    self.caps = caps;
+                    r.from_server("CAP", &[&me, "ACK", &asked]);
+                } else {
+                    r.from_server("CAP", &[&me, "NAK", &asked]);
+                }
+            }
+            "END" => {
+                self.negotiating = false;
+                self.try_register(out);
+            }
+            _ => {
+                let sub = echo(msg.param(0).unwrap_or("*"));
+                r.numeric(&me, "410", &[&sub, ":Invalid CAP command"]);
+            }
+        }
+    }
+
+    fn nick_cmd(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        let Some(asked) = msg.param(0).filter(|n| !n.is_empty()) else {
+            return r.numeric(&me, "431", &[":No nickname given"]);
+        };
+        let name = match Name::try_from(asked) {
+            Ok(name) => name,
+            Err(e) => {
+                let asked = echo(asked);
+                return r.numeric(&me, "432", &[&asked, &format!(":Erroneous nickname: {e}")]);
+            }
+        };
+        if self.nick.is_some() {
+            self.issue(out, Command::Nick(name.clone()), Pending::Nick(name));
+        } else {
+            self.wanted = Some(name);
+            self.try_register(out);
+        }
+    }
+
+    fn user(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        if self.nick.is_some() || self.user_given && self.registering {
+            return r.numeric(&me, "462", &[":You may not reregister"]);
+        }
+        if msg.params().len() < 4 || msg.param(0) == Some("") {
+            return r.numeric(&me, "461", &["USER", ":Not enough parameters"]);
+        }
+        self.user_given = true;
+        self.try_register(out);
+    }
+
+    /// Sends the wanted nick once NICK, USER and any CAP negotiation are done.
+    fn try_register(&mut self, out: &mut FromClient) {
+        if self.nick.is_some() || self.registering || self.negotiating || !self.user_given {
+            return;
+        }
+        if let Some(name) = self.wanted.take() {
+            self.registering = true;
+            self.issue(out, Command::Nick(name.clone()), Pending::Nick(name));
+        }
+    }
+
+    /// A refused registration nick: the client may send another.
+    pub(super) fn registration_refused(&mut self) {
+        self.registering = false;
+    }
+
+    /// True if `channel` names the global channel.
+    pub(super) fn is_global(&self, channel: &str) -> bool {
+        self.config
+            .global_channel
+            .as_deref()
+            .is_some_and(|g| g.eq_ignore_ascii_case(channel))
+    }
+
+    /// The group a `#g` channel stands for, if it is a valid one.
+    fn group_of(channel: &str) -> Option<GroupName> {
+        GroupName::try_from(channel.strip_prefix('#')?).ok()
+    }
+
+    /// True if `channel` is the current group's channel.
+    fn is_current(&self, channel: &str) -> bool {
+        matches!((&self.group, Self::group_of(channel)), (Some(g), Some(c)) if g.same_as(&c))
+    }
+
+    fn privmsg(
+        &mut self,
+        msg: &IrcMessage<'_>,
+        notice: bool,
+        r: &mut Lines<'_>,
+        out: &mut FromClient,
+    ) {
+        let me = self.me();
+        let cmd = if notice { "NOTICE" } else { "PRIVMSG" };
+        let error = |r: &mut Lines<'_>, code: &str, params: &[&str]| {
+            // NOTICE is never answered with errors (RFC 2812 3.3.2).
+            if !notice {
+                r.numeric(&me, code, params);
+            }
+        };
+        let target = match msg.param(0) {
+            Some(t) if !t.is_empty() && msg.params().len() >= 2 => t,
+            Some(t) if !t.is_empty() => return error(r, "412", &[":No text to send"]),
+            _ => return error(r, "411", &[&format!(":No recipient given ({cmd})")]),
+        };
+        // TARGMAX=PRIVMSG:1: only the first target counts.
+        let target = target.split(',').next().unwrap_or(target);
+        let raw = msg.param(1).unwrap_or("");
+        let (action, body) = match ctcp(raw) {
+            Some(("ACTION", body)) => (true, body),
+            Some((query, body)) => {
+                if !notice {
+                    self.answer_ctcp(target, query, body, r);
+                }
+                return;
+            }
+            None => (false, raw),
+        };
+        let stripped = strip_formatting(body);
+        if stripped.is_empty() {
+            return error(r, "412", &[":No text to send"]);
+        }
+        let text = match Text::try_from(stripped.as_ref()) {
+            Ok(text) => text,
+            Err(e) => {
+                let t = echo(target);
+                return error(r, "404", &[&t, &format!(":Cannot send to {t}: {e}")]);
+            }
+        };
+        let say = |text: Text| {
+            if action {
+                Command::Me(text)
+            } else {
+                Command::Say(text)
+            }
+        };
+        if target.starts_with('#') {
+            if self.is_current(target) {
+                out.commands.push(say(text));
+            } else if Self::group_of(target).is_some() {
+                let t = echo(target);
+                error(
+                    r,
+                    "404",
+                    &[&t, ":Cannot send to channel (you are not in it)"],
+                );
+            } else {
+                error(r, "403", &[&echo(target), ":No such channel"]);
+            }
+        } else if self.is_global(target) {
+            if !self.in_global {
+                let t = echo(target);
+                error(r, "404", &[&t, ":Cannot send to channel (join it first)"]);
+            } else if self.group.is_none() {
+                out.commands.push(say(text));
+            } else {
+                // TODO(SayIn): the native `/say * text` lets a group member speak globally.
+                let t = echo(target);
+                error(
+                    r,
+                    "404",
+                    &[
+                        &t,
+                        ":Cannot send to channel while in a group (not yet supported)",
+                    ],
+                );
+            }
+        } else if target.starts_with('&') {
+            error(r, "403", &[&echo(target), ":No such channel"]);
+        } else {
+            match Name::try_from(target) {
+                Ok(to) => {
+                    // A private action travels as `/me text`, which is also how a
+                    // native user writes one (`/msg bob /me waves`).
+                    let text = if action {
+                        Text::try_from(format!("/me {}", text.as_str())).unwrap_or(text)
+                    } else {
+                        text
+                    };
+                    let pending = Pending::Msg {
+                        target: to.as_str().to_owned(),
+                        notice,
+                    };
+                    self.issue(out, Command::Msg { to, text }, pending);
+                }
+                Err(_) => error(r, "401", &[&echo(target), ":No such nick/channel"]),
+            }
+        }
+    }
+
+    /// Answers a CTCP query other than `ACTION` in the server's name; nothing
+    /// of it is relayed.
+    fn answer_ctcp(&self, target: &str, query: &str, body: &str, r: &mut Lines<'_>) {
+        let me = self.me();
+        let reply = match query {
+            "VERSION" => format!("VERSION {}", self.config.version),
+            "PING" => format!("PING {}", echo_trailing(body)),
+            "CLIENTINFO" => "CLIENTINFO ACTION CLIENTINFO PING VERSION".to_owned(),
+            other => format!(
+                "ERRMSG {} :not supported by {}",
+                echo(other),
+                self.config.server_name
+            ),
+        };
+        let _ = target;
+        r.from_server("NOTICE", &[&me, &format!("\u{1}{reply}\u{1}")]);
+    }
+
+    fn join(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        let Some(list) = msg.param(0).filter(|c| !c.is_empty()) else {
+            return r.numeric(&me, "461", &["JOIN", ":Not enough parameters"]);
+        };
+        if list == "0" {
+            // `JOIN 0` leaves every channel: the group, and &global.
+            if self.group.is_some() {
+                self.issue(out, Command::Leave, Pending::Leave);
+            }
+            if self.in_global {
+                self.part_global(r);
+            }
+            return;
+        }
+        let mut channels = list.split(',');
+        let channel = channels.next().unwrap_or(list);
+        for extra in channels.filter(|c| !c.is_empty()) {
+            // CHANLIMIT=#:1,&:1 and TARGMAX=JOIN:1.
+            let extra = echo(extra);
+            r.numeric(&me, "405", &[&extra, ":You have joined too many channels"]);
+        }
+        if self.is_global(channel) {
+            if !self.in_global {
+                self.join_global(r, &mut out.commands);
+            }
+            return;
+        }
+        match Self::group_of(channel) {
+            Some(_) if self.is_current(channel) => {}
+            Some(group) => self.issue(out, Command::Join(group), Pending::Join),
+            None => r.numeric(&me, "403", &[&echo(channel), ":No such channel"]),
+        }
+    }
+
+    /// Joins `&global`: the JOIN line, then the names (from `/users` when not
+    /// in a group; a group member's `/users` lists the group).
+    pub(super) fn join_global(&mut self, r: &mut Lines<'_>, out: &mut Vec<Command>) {
+        let Some(global) = self.config.global_channel.clone() else {
+            return;
+        };
+        let Some(nick) = self.nick.clone() else {
+            return;
+        };
+        self.in_global = true;
+        r.from_user(&nick, "JOIN", &[&global]);
+        if self.group.is_none() {
+            self.pending.push_back(Pending::Names(global));
+            out.push(Command::Users);
+        } else {
+            // TODO(Whois/Count): a group member cannot list the global users yet.
+            let me = self.me();
+            r.numeric(&me, "366", &[&global, ":End of /NAMES list"]);
+        }
+    }
+
+    fn part_global(&mut self, r: &mut Lines<'_>) {
+        self.in_global = false;
+        if let (Some(global), Some(nick)) = (self.config.global_channel.clone(), self.nick.clone())
+        {
+            r.from_user(&nick, "PART", &[&global]);
+        }
+    }
+
+    fn part(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        let Some(list) = msg.param(0).filter(|c| !c.is_empty()) else {
+            return r.numeric(&me, "461", &["PART", ":Not enough parameters"]);
+        };
+        for channel in list.split(',').filter(|c| !c.is_empty()) {
+            if self.is_global(channel) {
+                if self.in_global {
+                    self.part_global(r);
+                } else {
+                    r.numeric(&me, "442", &[&echo(channel), ":You're not on that channel"]);
+                }
+            } else if self.is_current(channel) {
+                self.issue(out, Command::Leave, Pending::Leave);
+            } else if Self::group_of(channel).is_some() {
+                r.numeric(&me, "442", &[&echo(channel), ":You're not on that channel"]);
+            } else {
+                r.numeric(&me, "403", &[&echo(channel), ":No such channel"]);
+            }
+        }
+    }
+
+    fn names(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        let channel = msg
+            .param(0)
+            .and_then(|l| l.split(',').next())
+            .filter(|c| !c.is_empty());
+        match channel {
+            Some(c) if self.is_current(c) || self.is_global(c) && self.group.is_none() => {
+                let c = self.canonical_channel(c);
+                self.issue(out, Command::Users, Pending::Names(c));
+            }
+            Some(c) => r.numeric(&me, "366", &[&echo(c), ":End of /NAMES list"]),
+            None => r.numeric(&me, "366", &["*", ":End of /NAMES list"]),
+        }
+    }
+
+    /// The spelling of a channel the session is in (the group's own casing).
+    fn canonical_channel(&self, channel: &str) -> String {
+        if self.is_global(channel) {
+            return self.config.global_channel.clone().unwrap_or_default();
+        }
+        match &self.group {
+            Some(g) if self.is_current(channel) => format!("#{g}"),
+            _ => echo(channel),
+        }
+    }
+
+    fn who(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        let mask = msg.param(0).filter(|m| !m.is_empty()).unwrap_or("*");
+        if self.is_current(mask) || self.is_global(mask) && self.group.is_none() {
+            let c = self.canonical_channel(mask);
+            return self.issue(out, Command::Users, Pending::Who(c));
+        }
+        let mask_echo = echo(mask);
+        // TODO(Whois): others' nicks need the native `/whois`; only our own is known here.
+        if let Some(nick) = self
+            .nick
+            .clone()
+            .filter(|n| n.as_str().eq_ignore_ascii_case(mask))
+        {
+            self.who_line(r, "*", &nick);
+        }
+        r.numeric(&me, "315", &[&mask_echo, ":End of /WHO list"]);
+    }
+
+    /// One `352` line.
+    pub(super) fn who_line(&self, r: &mut Lines<'_>, channel: &str, nick: &Name) {
+        let me = self.me();
+        let here = if self.nick.as_ref() == Some(nick) && self.away.is_some() {
+            "G"
+        } else {
+            "H"
+        };
+        let host = self.config.user_host.clone();
+        let server = self.config.server_name.clone();
+        r.numeric(
+            &me,
+            "352",
+            &[
+                channel,
+                nick.as_str(),
+                &host,
+                &server,
+                nick.as_str(),
+                here,
+                &format!(":0 {nick}"),
+            ],
+        );
+    }
+
+    fn whois(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>) {
+        let me = self.me();
+        // `WHOIS [server] nick`: the nick is the last parameter.
+        let Some(target) = msg.params().last().copied().filter(|t| !t.is_empty()) else {
+            return r.numeric(&me, "431", &[":No nickname given"]);
+        };
+        let target = target.split(',').next().unwrap_or(target);
+        let t = echo(target);
+        // TODO(Whois): the native `/whois` would answer for other users.
+        match self.nick.clone() {
+            Some(nick) if nick.as_str().eq_ignore_ascii_case(target) => {
+                let host = self.config.user_host.clone();
+                let server = self.config.server_name.clone();
+                r.numeric(
+                    &me,
+                    "311",
+                    &[
+                        nick.as_str(),
+                        nick.as_str(),
+                        &host,
+                        "*",
+                        &format!(":{nick}"),
+                    ],
+                );
+                let mut channels = Vec::new();
+                if let Some(g) = &self.group {
+                    channels.push(format!("#{g}"));
+                }
+                if let (true, Some(global)) = (self.in_global, &self.config.global_channel) {
+                    channels.push(global.clone());
+                }
+                if !channels.is_empty() {
+                    r.numeric(
+                        &me,
+                        "319",
+                        &[nick.as_str(), &format!(":{}", channels.join(" "))],
+                    );
+                }
+                r.numeric(&me, "312", &[nick.as_str(), &server, ":chatd"]);
+                if let Some(away) = &self.away {
+                    r.numeric(
+                        &me,
+                        "301",
+                        &[nick.as_str(), &format!(":{}", echo_trailing(away))],
+                    );
+                }
+                r.numeric(&me, "318", &[nick.as_str(), ":End of /WHOIS list"]);
+            }
+            _ => {
+                r.numeric(&me, "401", &[&t, ":No such nick/channel"]);
+                r.numeric(&me, "318", &[&t, ":End of /WHOIS list"]);
+            }
+        }
+    }
+
+    fn topic(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>) {
+        let me = self.me();
+        let Some(channel) = msg.param(0).filter(|c| !c.is_empty()) else {
+            return r.numeric(&me, "461", &["TOPIC", ":Not enough parameters"]);
+        };
+        let c = echo(channel);
+        if !(self.is_current(channel) || self.is_global(channel) && self.in_global) {
+            if Self::group_of(channel).is_some() || self.is_global(channel) {
+                return r.numeric(&me, "442", &[&c, ":You're not on that channel"]);
+            }
+            return r.numeric(&me, "403", &[&c, ":No such channel"]);
+        }
+        if msg.params().len() > 1 {
+            r.numeric(&me, "482", &[&c, ":Topics cannot be set here"]);
+        } else {
+            r.numeric(&me, "331", &[&c, ":No topic is set"]);
+        }
+    }
+
+    fn mode(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>) {
+        let me = self.me();
+        let Some(target) = msg.param(0).filter(|c| !c.is_empty()) else {
+            return r.numeric(&me, "461", &["MODE", ":Not enough parameters"]);
+        };
+        let t = echo(target);
+        if target.starts_with(['#', '&']) {
+            let known = self.is_current(target) || self.is_global(target);
+            if !known {
+                return r.numeric(&me, "403", &[&t, ":No such channel"]);
+            }
+            match msg.param(1) {
+                None => {
+                    // n: only members speak; t: nobody sets the topic.
+                    r.numeric(&me, "324", &[&t, "+nt"]);
+                    r.numeric(&me, "329", &[&t, "0"]);
+                }
+                Some(m) if m.trim_start_matches('+') == "b" => {
+                    r.numeric(&me, "368", &[&t, ":End of channel ban list"]);
+                }
+                Some(_) => r.numeric(&me, "482", &[&t, ":Channel modes cannot be changed here"]),
+            }
+        } else if self
+            .nick
+            .as_ref()
+            .is_some_and(|n| n.as_str().eq_ignore_ascii_case(target))
+        {
+            r.numeric(&me, "221", &["+"]);
+        } else if Name::try_from(target).is_ok() {
+            r.numeric(&me, "502", &[":Can't view or change modes for other users"]);
+        } else {
+            r.numeric(&me, "401", &[&t, ":No such nick/channel"]);
+        }
+    }
+
+    /// `375`/`372`/`376`, or `422`.
+    pub(super) fn motd(&self, r: &mut Lines<'_>) {
+        let me = self.me();
+        match &self.config.motd {
+            None => r.numeric(&me, "422", &[":MOTD File is missing"]),
+            Some(lines) => {
+                let server = &self.config.server_name;
+                r.numeric(&me, "375", &[&format!(":- {server} Message of the day - ")]);
+                for line in lines {
+                    r.numeric(&me, "372", &[&format!(":- {}", echo_trailing(line))]);
+                }
+                r.numeric(&me, "376", &[":End of /MOTD command."]);
+            }
+        }
+    }
+}
+
+/// A CTCP message's command and body (`\x01ACTION waves\x01` gives
+/// `("ACTION", "waves")`); the closing `\x01` is optional, as clients vary.
+pub fn ctcp(text: &str) -> Option<(&str, &str)> {
+    let inner = text.strip_prefix('\u{1}')?;
+    let inner = inner.strip_suffix('\u{1}').unwrap_or(inner);
+    Some(match inner.split_once(' ') {
+        Some((cmd, body)) => (cmd, body),
+        None => (inner, ""),
+    })
+}
+
+/// Removes IRC formatting codes: bold (0x02), colour (0x03 with up to two
+/// digits, then `,` and up to two digits), hex colour (0x04 with six hex
+/// digits), reset (0x0F), monospace (0x11), reverse (0x16), italic (0x1D),
+/// strikethrough (0x1E) and underline (0x1F). Other characters, control
+/// characters included, are kept, so that what the native server refuses is
+/// refused visibly. Borrows when there is nothing to strip.
+pub fn strip_formatting(text: &str) -> Cow<'_, str> {
+    const CODES: [char; 9] = [
+        '\u{2}', '\u{3}', '\u{4}', '\u{f}', '\u{11}', '\u{16}', '\u{1d}', '\u{1e}', '\u{1f}',
+    ];
+    if !text.contains(CODES) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        match c {
+            '\u{3}' => {
+                let fg = digits(rest, 2, |b| b.is_ascii_digit());
+                rest = &rest[fg..];
+                if fg > 0 && rest.starts_with(',') {
+                    let bg = digits(&rest[1..], 2, |b| b.is_ascii_digit());
+                    if bg > 0 {
+                        rest = &rest[1 + bg..];
+                    }
+                }
+            }
+            '\u{4}' => {
+                let fg = digits(rest, 6, |b| b.is_ascii_hexdigit());
+                rest = &rest[fg..];
+                if fg == 6 && rest.starts_with(',') {
+                    let bg = digits(&rest[1..], 6, |b| b.is_ascii_hexdigit());
+                    if bg == 6 {
+                        rest = &rest[7..];
+                    }
+                }
+            }
+            c if CODES.contains(&c) => {}
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// How many of the first `max` bytes of `s` satisfy `ok`, from the start.
+fn digits(s: &str, max: usize, ok: impl Fn(u8) -> bool) -> usize {
+    s.bytes().take(max).take_while(|&b| ok(b)).count()
+}
+
+/// A client's word quoted in a middle parameter: clipped, never empty, no
+/// space, no leading `:`, no control characters.
+pub(super) fn echo(s: &str) -> String {
+    let mut out: String = crate::error::clip(s, ECHO_MAX)
+        .chars()
+        .map(|c| if c == ' ' || c.is_control() { '?' } else { c })
+        .collect();
+    if out.starts_with(':') {
+        out.replace_range(..1, "?");
+    }
+    if out.is_empty() {
+        out.push('*');
+    }
+    out
+}
+
+/// A client's text quoted in a trailing parameter: clipped to 400 bytes, no
+/// control characters.
+pub(super) fn echo_trailing(s: &str) -> String {
+    crate::error::clip(s, 400)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_is_stripped() {
+        let cases: &[(&str, &str)] = &[
+            ("plain", "plain"),
+            ("\u{2}bold\u{2}", "bold"),
+            ("\u{3}4red", "red"),
+            ("\u{3}04,12on blue", "on blue"),
+            ("\u{3}123", "3"),
+            ("\u{3}4,5,6", ",6"),
+            ("\u{3},5x", ",5x"),
+            ("\u{3}4,x", ",x"),
+            ("a\u{3}b", "ab"),
+            ("\u{4}ff00ffpink", "pink"),
+            ("\u{4}ff00ff,00ff00x", "x"),
+            (
+                "\u{1d}it\u{1f}un\u{1e}st\u{11}mo\u{16}rev\u{f}",
+                "itunstmorev",
+            ),
+            ("é\u{2}ü", "éü"),
+            ("\u{3}", ""),
+            // Not formatting: kept for the server to refuse.
+            ("a\u{1b}[2J", "a\u{1b}[2J"),
+            ("\u{1}ACTION\u{1}", "\u{1}ACTION\u{1}"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(strip_formatting(raw), *want, "{raw:?}");
+        }
+        assert!(matches!(strip_formatting("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn ctcp_is_recognised() {
+        assert_eq!(ctcp("\u{1}ACTION waves\u{1}"), Some(("ACTION", "waves")));
+        assert_eq!(ctcp("\u{1}ACTION waves"), Some(("ACTION", "waves")));
+        assert_eq!(ctcp("\u{1}VERSION\u{1}"), Some(("VERSION", "")));
+        assert_eq!(ctcp("hi \u{1}x\u{1}"), None);
+    }
+
+    #[test]
+    fn echo_is_a_safe_middle_parameter() {
+        let cases: &[(&str, &str)] = &[
+            ("", "*"),
+            ("a b", "a?b"),
+            (":x", "?x"),
+            ("\u{1}x", "?x"),
+            ("#ok", "#ok"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(echo(raw), *want);
+            assert!(IrcMessage::new("421", &[&echo(raw), "x"]).is_ok());
+        }
+        assert_eq!(echo(&"é".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn caps_by_name_and_dialect() {
+        assert_eq!(Caps::by_name("Server-Time"), Some(Caps::SERVER_TIME));
+        assert_eq!(Caps::by_name("sasl"), None);
+        let all = Caps::OFFERED
+            .iter()
+            .fold(Caps::NONE, |a, &(_, c)| a.with(c));
+        assert_eq!(
+            all.names(),
+            "cap-notify message-tags multi-prefix server-time userhost-in-names"
+        );
+        assert_eq!(all.dialect(), Caps::SERVER_TIME.with(Caps::MESSAGE_TAGS));
+        assert_eq!(Caps::MULTI_PREFIX.dialect(), Caps::NONE);
+        assert!(all.without(Caps::CAP_NOTIFY).contains(Caps::SERVER_TIME));
+        assert!(!all.without(Caps::CAP_NOTIFY).contains(Caps::CAP_NOTIFY));
+    }
+}
