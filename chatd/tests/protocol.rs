@@ -273,3 +273,79 @@ fn keepalive_both_ways() {
     ann.send("/pong 7");
     ann.expect_nothing();
 }
+
+#[test]
+fn say_act_whois_and_count() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let chatd = Chatd::start(&[]);
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    let mut ann = chatd.user("ann");
+    let mut bob = chatd.user("Bob");
+    let mut cy = chatd.user("cy");
+    ann.expect("JOIN * Bob");
+    ann.expect("JOIN * cy");
+    bob.expect("JOIN * cy");
+    let mut lurker = chatd.connect();
+    for cmd in ["/say * hi", "/act * hi", "/whois ann", "/count"] {
+        lurker.send(cmd);
+        lurker.expect_prefix("ERR not-registered ");
+    }
+    bob.send("/join Rust");
+    bob.expect("JOIN Rust Bob");
+    cy.send("/join rust");
+    cy.expect("JOIN Rust cy");
+    bob.expect("JOIN Rust cy");
+
+    // From inside a group, global speech reaches everyone but the sender.
+    bob.send("/say * hello  all ");
+    ann.expect("MSG * Bob hello  all ");
+    cy.expect("MSG * Bob hello  all ");
+    cy.send("/act RUST nods");
+    bob.expect("ME Rust cy nods");
+    bob.send("/say go hi");
+    bob.expect("ERR not-in-group you are not in go");
+    ann.send("/act Rust waves");
+    ann.expect("ERR not-in-group you are not in Rust");
+    bob.expect_nothing();
+    cy.expect_nothing();
+
+    // WHOIS: the registered spelling, the group's spelling, idle seconds and
+    // the sign-on time from chatd's wall clock.
+    ann.send("/whois bob");
+    let Event::Whois {
+        name,
+        scope,
+        idle,
+        signon,
+    } = ann.event()
+    else {
+        panic!("expected WHOIS");
+    };
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    assert_eq!((name.as_str(), scope.as_str()), ("Bob", "Rust"));
+    assert!(idle <= 10, "idle {idle}");
+    assert!(
+        (before..=after).contains(&signon),
+        "signon {signon} not in {before}..={after}"
+    );
+    ann.send("/whois nobody");
+    ann.expect_prefix("ERR no-such-user ");
+
+    // COUNT: three users, one group, four connections (the lurker included).
+    ann.send("/count");
+    ann.expect("COUNT 3 1 4");
+    lurker.send("/quit");
+    assert_eq!(lurker.until_closed(), vec!["BYE quit"]);
+    cy.send("/leave");
+    cy.expect("PART Rust cy");
+    bob.expect("PART Rust cy");
+    cy.send("/count");
+    cy.expect("COUNT 3 1 3");
+}
