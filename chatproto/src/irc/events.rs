@@ -101,7 +101,7 @@ impl<'c> Lines<'c> {
     }
 
     /// A command from the server, parameters as they are.
-    pub(super) fn from_server(&mut self, cmd: &str, params: &[&str]) {
+    pub(super) fn server_line(&mut self, cmd: &str, params: &[&str]) {
         let server = self.config.server_name.clone();
         self.put(None, Some(&server), cmd, params);
     }
@@ -109,7 +109,7 @@ impl<'c> Lines<'c> {
     /// A `NOTICE` from the server to `me`.
     pub(super) fn server_notice(&mut self, me: &str, text: &str) {
         let text = echo_trailing(text);
-        self.from_server("NOTICE", &[me, &text]);
+        self.server_line("NOTICE", &[me, &text]);
     }
 
     /// `ERROR :text`.
@@ -122,7 +122,7 @@ impl<'c> Lines<'c> {
     }
 
     /// A command from a user.
-    pub(super) fn from_user(&mut self, nick: &Name, cmd: &str, params: &[&str]) {
+    pub(super) fn user_line(&mut self, nick: &Name, cmd: &str, params: &[&str]) {
         let source = self.source(nick);
         self.put(None, Some(&source), cmd, params);
     }
@@ -268,7 +268,7 @@ impl IrcSession {
                         self.welcome(&mut r);
                         self.join_global(&mut r, &mut commands);
                     }
-                    Some(old) if old != *name => r.from_user(&old, "NICK", &[name.as_str()]),
+                    Some(old) if old != *name => r.user_line(&old, "NICK", &[name.as_str()]),
                     Some(_) => {}
                 }
             }
@@ -318,14 +318,12 @@ impl IrcSession {
                     _ => {}
                 }
             }
-            Event::Groups(groups) => {
-                if self.take(|p| *p == Pending::List).is_some() {
-                    for (g, n) in groups {
-                        let c = format!("#{g}");
-                        r.numeric(&me, "322", &[&c, &n.to_string(), ":"]);
-                    }
-                    r.numeric(&me, "323", &[":End of /LIST"]);
+            Event::Groups(groups) if self.take(|p| *p == Pending::List).is_some() => {
+                for (g, n) in groups {
+                    let c = format!("#{g}");
+                    r.numeric(&me, "322", &[&c, &n.to_string(), ":"]);
                 }
+                r.numeric(&me, "323", &[":End of /LIST"]);
             }
             Event::Info(text) => r.server_notice(&me, text.as_str()),
             Event::Err { code, text } => {

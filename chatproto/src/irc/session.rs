@@ -330,7 +330,7 @@ impl IrcSession {
             "PING" => match msg.param(0).filter(|p| !p.is_empty()) {
                 Some(token) => {
                     let server = self.config.server_name.clone();
-                    r.from_server("PONG", &[&server, token]);
+                    r.server_line("PONG", &[&server, token]);
                 }
                 None => r.numeric(&me, "409", &[":No origin specified"]),
             },
@@ -415,9 +415,9 @@ impl IrcSession {
                 if msg.param(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302) {
                     self.caps = self.caps.with(Caps::CAP_NOTIFY);
                 }
-                r.from_server("CAP", &[&me, "LS", &ls.names()]);
+                r.server_line("CAP", &[&me, "LS", &ls.names()]);
             }
-            "LIST" => r.from_server("CAP", &[&me, "LIST", &self.caps.names()]),
+            "LIST" => r.server_line("CAP", &[&me, "LIST", &self.caps.names()]),
             "REQ" => {
                 if self.nick.is_none() {
                     self.negotiating = true;
@@ -440,9 +440,9 @@ impl IrcSession {
                 let asked = echo_trailing(asked);
                 if ok {
                     self.caps = caps;
-                    r.from_server("CAP", &[&me, "ACK", &asked]);
+                    r.server_line("CAP", &[&me, "ACK", &asked]);
                 } else {
-                    r.from_server("CAP", &[&me, "NAK", &asked]);
+                    r.server_line("CAP", &[&me, "NAK", &asked]);
                 }
             }
             "END" => {
@@ -642,7 +642,7 @@ impl IrcSession {
             ),
         };
         let _ = target;
-        r.from_server("NOTICE", &[&me, &format!("\u{1}{reply}\u{1}")]);
+        r.server_line("NOTICE", &[&me, &format!("\u{1}{reply}\u{1}")]);
     }
 
     fn join(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
@@ -690,7 +690,7 @@ impl IrcSession {
             return;
         };
         self.in_global = true;
-        r.from_user(&nick, "JOIN", &[&global]);
+        r.user_line(&nick, "JOIN", &[&global]);
         if self.group.is_none() {
             self.pending.push_back(Pending::Names(global));
             out.push(Command::Users);
@@ -705,7 +705,7 @@ impl IrcSession {
         self.in_global = false;
         if let (Some(global), Some(nick)) = (self.config.global_channel.clone(), self.nick.clone())
         {
-            r.from_user(&nick, "PART", &[&global]);
+            r.user_line(&nick, "PART", &[&global]);
         }
     }
 
