@@ -309,10 +309,68 @@ pub(crate) fn event(ev: &Event, session: &Session, at: Stamp) -> Option<Line> {
                 sanitize(reason.as_str())
             ),
         ),
+        Event::Whois {
+            name,
+            scope,
+            idle,
+            signon,
+        } => {
+            let line = name_span(stamped(at).push(Style::Plain, "-- "), name.as_str())
+                .push(Style::Plain, " is in ")
+                .push(Style::Scope, scope_label(scope))
+                .push(Style::Plain, format!(", idle {}", idle_label(*idle)));
+            // The wall clock and time zone are read here, as for the stamp.
+            match signon_label(*signon, &jiff::ZonedDateTime::now()) {
+                Some(since) => line.push(Style::Plain, format!(", here since {since}")),
+                None => line,
+            }
+        }
+        Event::Count {
+            users,
+            groups,
+            connections,
+        } => stamped(at).push(
+            Style::Plain,
+            format!(
+                "-- {}, {}, {}",
+                counted(*users as usize, "user"),
+                counted(*groups as usize, "group"),
+                counted(*connections as usize, "connection")
+            ),
+        ),
         // A newer chatproto may know events this client does not render yet.
         other => notice_from_net(at, "", &other.to_string()),
     };
     Some(line)
+}
+
+/// Idle time, to the most significant two units: `12s`, `5m 3s`, `2h 4m`, `3d 2h`.
+fn idle_label(secs: u32) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// A sign-on time (seconds since the Unix epoch) in `now`'s time zone: `14:02`
+/// on `now`'s day, else with the date (`2026-11-30 14:02`). `None` when the
+/// server does not know it (0) or it is out of range.
+fn signon_label(signon: u64, now: &jiff::ZonedDateTime) -> Option<String> {
+    if signon == 0 {
+        return None;
+    }
+    let at = jiff::Timestamp::from_second(i64::try_from(signon).ok()?)
+        .ok()?
+        .to_zoned_datetime(now.time_zone().clone());
+    let time = format!("{:02}:{:02}", at.hour(), at.minute());
+    if at.date() == now.date() {
+        Some(time)
+    } else {
+        Some(format!("{} {time}", at.date()))
+    }
 }
 
 /// `1 user`, `3 users`.
@@ -347,9 +405,30 @@ pub(crate) fn own(cmd: &Command, session: &Session, at: Stamp) -> Option<Line> {
             from,
             text: text.clone(),
         },
+        Command::SayIn { scope: to, text } => Event::Msg {
+            scope: named_scope(to, &scope)?,
+            from,
+            text: text.clone(),
+        },
+        Command::MeIn { scope: to, text } => Event::Me {
+            scope: named_scope(to, &scope)?,
+            from,
+            text: text.clone(),
+        },
         _ => return None,
     };
     event(&ev, session, at)
+}
+
+/// Where `/say` and `/act` to `to` are said, given the current scope: global,
+/// or the current group in its confirmed spelling. `None` for another group,
+/// which the server refuses (so there is nothing to echo).
+fn named_scope(to: &Scope, current: &Scope) -> Option<Scope> {
+    match (to, current) {
+        (Scope::Global, _) => Some(Scope::Global),
+        (Scope::Group(g), Scope::Group(mine)) if g.key() == mine.key() => Some(current.clone()),
+        (Scope::Group(_), _) => None,
+    }
 }
 
 /// A server line that did not parse: shown, sanitised and clipped, rather than
@@ -471,6 +550,70 @@ mod tests {
     }
 
     #[test]
+    fn whois_reads_as_a_sentence() {
+        let me = alice();
+        assert_eq!(
+            text_of("WHOIS bob rust 12 0", &me).as_deref(),
+            Some("12:04 -- bob is in [rust], idle 12s"),
+            "no sign-on time when the server does not know it"
+        );
+        assert_eq!(
+            text_of("WHOIS bob * 3725 0", &me).as_deref(),
+            Some("12:04 -- bob is in [Global], idle 1h 2m")
+        );
+        let known = text_of("WHOIS bob * 0 1764597720", &me).unwrap();
+        assert!(known.contains(", idle 0s, here since "), "{known}");
+        assert_eq!(
+            [0, 59, 60, 61, 3599, 3600, 86_399, 90_000, u32::MAX].map(idle_label),
+            [
+                "0s",
+                "59s",
+                "1m 0s",
+                "1m 1s",
+                "59m 59s",
+                "1h 0m",
+                "23h 59m",
+                "1d 1h",
+                "49710d 6h"
+            ]
+        );
+    }
+
+    #[test]
+    fn signon_shows_the_time_of_day_or_the_date() {
+        let utc = |secs: i64| {
+            jiff::Timestamp::from_second(secs)
+                .unwrap()
+                .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        };
+        // 2025-12-01 14:02:00 UTC, asked about the same evening and a day later.
+        let signon = 1_764_597_720;
+        assert_eq!(
+            signon_label(signon, &utc(1_764_615_600)).as_deref(),
+            Some("14:02")
+        );
+        assert_eq!(
+            signon_label(signon, &utc(1_764_684_000)).as_deref(),
+            Some("2025-12-01 14:02")
+        );
+        assert_eq!(signon_label(0, &utc(1_764_615_600)), None, "unknown");
+        assert_eq!(signon_label(u64::MAX, &utc(1_764_615_600)), None);
+    }
+
+    #[test]
+    fn count_names_each_number() {
+        let me = alice();
+        assert_eq!(
+            text_of("COUNT 3 1 4", &me).as_deref(),
+            Some("12:04 -- 3 users, 1 group, 4 connections")
+        );
+        assert_eq!(
+            text_of("COUNT 1 0 1", &me).as_deref(),
+            Some("12:04 -- 1 user, 0 groups, 1 connection")
+        );
+    }
+
+    #[test]
     fn greeting_and_first_welcome() {
         let new = Session::new();
         assert_eq!(
@@ -501,6 +644,25 @@ mod tests {
             own(&act, &me, AT).unwrap().text(),
             "12:04 [rust] * alice waves"
         );
+        // /say and /act: echoed in the scope named, the group as confirmed.
+        let cases = [
+            ("/say * hi all", Some("12:04 [Global] alice: hi all")),
+            ("/say RUST hi", Some("12:04 [rust] alice: hi")),
+            ("/act * waves", Some("12:04 * alice waves")),
+            ("/act Rust nods", Some("12:04 [rust] * alice nods")),
+            ("/say go hi", None),
+        ];
+        for (line, want) in cases {
+            let cmd = chatproto::parse_line(line).unwrap();
+            assert_eq!(
+                own(&cmd, &me, AT).map(|l| l.text()).as_deref(),
+                want,
+                "{line}"
+            );
+        }
+        let outside = session(&["WELCOME alice"]);
+        let to_group = chatproto::parse_line("/say rust hi").unwrap();
+        assert_eq!(own(&to_group, &outside, AT), None, "not in a group");
         // The server echoes DMs itself; commands have no echo.
         for line in ["/msg bob hi", "/join go", "/users"] {
             assert_eq!(
