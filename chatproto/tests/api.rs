@@ -228,3 +228,73 @@ fn session_answers_the_servers_ping() {
     assert!(c.session.is_closed());
     assert_eq!(c.events.last().map(String::as_str), Some("BYE quit"));
 }
+
+/// A third party builds the scope and query commands with the constructors and
+/// reads the replies' fields from the real state machine (at the given wall
+/// time for the sign-on).
+#[test]
+fn scope_and_query_commands_from_outside() {
+    use chatproto::server::Time;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let mut server = Server::new(ServerConfig::default());
+    let now = Instant::now();
+    let wall = UNIX_EPOCH + Duration::from_secs(1_764_600_000);
+    let (ann, bob) = (ConnId::new(1), ConnId::new(2));
+    for conn in [ann, bob] {
+        let _ = server.handle(now, Input::Connected(conn));
+    }
+    let mut replies = |conn, cmd: Command, at: SystemTime| -> Vec<Event> {
+        server
+            .handle(Time::new(now, at), Input::Line(conn, cmd))
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Deliver { to, event } if to == conn => Some(event.event().clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for (conn, name) in [(ann, "ann"), (bob, "bob")] {
+        replies(conn, Command::nick(name).unwrap(), wall);
+    }
+    replies(bob, Command::join("Rust").unwrap(), wall);
+    let said = replies(bob, Command::say_in("*", "hi").unwrap(), wall);
+    assert!(said.is_empty(), "not echoed: {said:?}");
+    let refused = replies(ann, Command::me_in("rust", "waves").unwrap(), wall);
+    assert!(
+        matches!(
+            &refused[..],
+            [Event::Err {
+                code: ErrorCode::NotInGroup,
+                ..
+            }]
+        ),
+        "{refused:?}"
+    );
+    let whois = replies(ann, Command::whois("BOB").unwrap(), wall);
+    let [Event::Whois {
+        name,
+        scope,
+        idle,
+        signon,
+    }] = &whois[..]
+    else {
+        panic!("{whois:?}");
+    };
+    assert_eq!(
+        (name.as_str(), scope.as_str(), *idle, *signon),
+        ("bob", "Rust", 0, 1_764_600_000)
+    );
+    let count = replies(ann, Command::Count, wall);
+    assert!(
+        matches!(
+            &count[..],
+            [Event::Count {
+                users: 2,
+                groups: 1,
+                connections: 2
+            }]
+        ),
+        "{count:?}"
+    );
+}
