@@ -2,15 +2,15 @@
 //! as the server lets it; reports how many bytes per second it pulled.
 
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use serde::Serialize;
 
-use crate::client::{Behavior, Conn, End, Incoming, Quiet};
+use crate::client::{Behavior, End, Incoming, Quiet};
 use crate::report::{Report, Table};
-use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
+use crate::runtime::{self, settle, Counters, Ctx, Stage, Totals};
 
 #[derive(FromArgs, Debug)]
 /// one client sends `/users` as fast as the server lets it while U users are
@@ -121,36 +121,17 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: BigReplyArgs) -> Result<BigReplyRep
     }
     let duration = runtime::secs("--duration", args.duration)?;
     let settle_max = runtime::secs("--settle-max", args.settle_max)?;
-    let counters = Arc::new(Counters::default());
-    let (ready_tx, ready_rx) = async_channel::unbounded::<bool>();
-    let start = Arc::new(Signal::new());
-    let stop = Arc::new(Signal::new());
-    let window = Arc::new(Mutex::new(None::<(Instant, Instant)>));
-    let phase = Arc::new(Mutex::new("connecting"));
-    let progress_stop = Signal::new();
-    let progress = runtime::spawn_progress(
-        &ctx,
-        format!("bigreply u={}", args.users),
-        phase.clone(),
-        counters.clone(),
-        &progress_stop,
-    );
+    let stage = Arc::new(Stage::new());
+    let counters = &stage.counters;
+    let progress = stage.progress(&ctx, format!("bigreply u={}", args.users), "connecting");
     let idle: Vec<_> = (1..args.users)
         .map(|i| {
-            let (ctx, counters, ready, stop) = (
-                ctx.clone(),
-                counters.clone(),
-                ready_tx.clone(),
-                stop.clone(),
-            );
+            let (ctx, stage) = (ctx.clone(), stage.clone());
             ctx.ex.clone().spawn(async move {
-                let opened = Conn::open(&ctx, &counters, ctx.name("u", i), None, None).await;
-                let _ = ready.send(opened.is_ok()).await;
-                let Ok(mut conn) = opened else { return };
-                let waiter = stop.waiter();
-                let _ = conn
-                    .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                    .await;
+                let Some(mut conn) = stage.open(&ctx, ctx.name("u", i), None, None).await else {
+                    return;
+                };
+                let _ = stage.drive_until_stop(&ctx, &mut conn, &mut Quiet).await;
             })
         })
         .collect();
@@ -158,24 +139,11 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: BigReplyArgs) -> Result<BigReplyRep
     let mine = Arc::new(Counters::default());
     let requester = {
         let window_size = args.window.max(1);
-        let (ctx, counters, mine, ready, start, stop, window) = (
-            ctx.clone(),
-            counters.clone(),
-            mine.clone(),
-            ready_tx.clone(),
-            start.clone(),
-            stop.clone(),
-            window.clone(),
-        );
+        let (ctx, stage, mine) = (ctx.clone(), stage.clone(), mine.clone());
         ctx.ex.clone().spawn(async move {
-            let opened = Conn::open(&ctx, &counters, ctx.name("u", 0), None, None).await;
-            let _ = ready.send(opened.is_ok()).await;
-            let mut conn = opened.ok()?;
-            let waiter = start.waiter();
-            let _ = conn
-                .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                .await;
-            let (from, end) = (*window.lock().unwrap_or_else(|p| p.into_inner()))?;
+            let (mut conn, (from, end)) = stage
+                .open_and_await_start(&ctx, ctx.name("u", 0), None)
+                .await?;
             let mut flood = Puller {
                 from,
                 window: window_size,
@@ -185,41 +153,30 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: BigReplyArgs) -> Result<BigReplyRep
                 replies: 0,
             };
             // Stops reading at the end: what comes later is not measured.
-            let waiter = stop.waiter();
+            let waiter = stage.stop.waiter();
             let ended = conn.pump(&mine, &mut flood, pin!(waiter.recv()), end).await;
             if !matches!(ended, End::Deadline | End::Signalled) {
-                Counters::add(&counters.closed_early, 1);
-                let why = conn
-                    .bye
-                    .as_ref()
-                    .map_or_else(|| ended.to_string(), |b| format!("BYE {b}"));
-                counters.error(format!("the requester ended early: {why}"));
+                conn.ended_early(&stage.counters, &ended, "the requester");
             }
             Some((flood.sent, flood.replies))
         })
     };
-    runtime::await_ready(&ready_rx, args.users, ctx.deadline).await;
+    stage.await_ready(args.users, ctx.deadline).await;
     counters.require_connected(ctx.addr)?;
-    set_phase(&phase, "settling");
-    settle(&counters, Duration::from_millis(300), settle_max).await;
-    set_phase(&phase, "requesting");
-    let from = Instant::now();
-    let end = ctx.bound(from + duration);
-    *window.lock().unwrap_or_else(|p| p.into_inner()) = Some((from, end));
-    start.fire();
+    progress.set_phase("settling");
+    settle(counters, Duration::from_millis(300), settle_max).await;
+    progress.set_phase("requesting");
+    let (from, _) = stage.begin(&ctx, duration);
     let grace = ctx.deadline + Duration::from_secs(1);
     let got = runtime::until(grace, requester).await.flatten();
     let duration_s = from.elapsed().as_secs_f64();
-    stop.fire();
+    stage.stop.fire();
     for t in idle {
         if runtime::until(grace, t).await.is_none() {
             break;
         }
     }
-    progress_stop.fire();
-    if let Some(p) = progress {
-        p.await;
-    }
+    progress.finish().await;
     let Some((queued, replies)) = got else {
         return Err("the requesting client did not register, so nothing was measured".into());
     };

@@ -4,8 +4,7 @@
 //! few milliseconds and measures the round trips meanwhile.
 
 use std::collections::{HashSet, VecDeque};
-use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
@@ -13,9 +12,9 @@ use chatproto::Event;
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Behavior, Conn, Flood, Incoming, Quiet};
+use crate::client::{Behavior, Flood, Incoming};
 use crate::report::{latency_cell, Report, Table};
-use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
+use crate::runtime::{self, settle, Ctx, Stage, Totals};
 use crate::stats::{Latency, Summary};
 
 /// Pings the probe may have unanswered before it skips sends.
@@ -277,96 +276,47 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: CascadeArgs) -> Result<CascadeRepor
     let duration = runtime::secs("--duration", args.duration)?;
     let final_read = runtime::secs("--final-read", args.final_read)?;
     let settle_max = runtime::secs("--settle-max", args.settle_max)?;
-    let counters = Arc::new(Counters::default());
-    let (ready_tx, ready_rx) = async_channel::unbounded::<bool>();
-    let start = Arc::new(Signal::new());
-    let stop = Arc::new(Signal::new());
-    let window = Arc::new(Mutex::new(None::<(Instant, Instant)>));
-    let phase = Arc::new(Mutex::new("connecting"));
-    let progress_stop = Signal::new();
-    let progress = runtime::spawn_progress(
-        &ctx,
-        format!("cascade n={}", args.clients),
-        phase.clone(),
-        counters.clone(),
-        &progress_stop,
-    );
+    let stage = Arc::new(Stage::new());
+    let counters = &stage.counters;
+    let progress = stage.progress(&ctx, format!("cascade n={}", args.clients), "connecting");
     let slow_prefix = format!("c{}-", ctx.tag);
     let slows: Vec<_> = (0..args.clients)
         .map(|i| {
-            let (ctx, counters, ready, start, stop) = (
-                ctx.clone(),
-                counters.clone(),
-                ready_tx.clone(),
-                start.clone(),
-                stop.clone(),
-            );
+            let (ctx, stage) = (ctx.clone(), stage.clone());
             let (name, rcvbuf) = (format!("{slow_prefix}{i}"), args.slow_rcvbuf.max(1));
             let me = name.clone();
             ctx.ex.clone().spawn(async move {
-                let opened = Conn::open(&ctx, &counters, name, None, Some(rcvbuf)).await;
-                let _ = ready.send(opened.is_ok()).await;
-                let mut conn = opened.ok()?;
+                let mut conn = stage.open(&ctx, name, None, Some(rcvbuf)).await?;
                 // Reads the other registrations' JOINs until the flood
                 // starts, then nothing until it is over.
-                let waiter = start.waiter();
-                let _ = conn
-                    .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                    .await;
-                let _ = runtime::until(ctx.deadline, stop.waiter().recv()).await;
-                let closed = conn.read_to_close(&counters, final_read).await;
+                let _ = stage.await_start(&ctx, &mut conn).await;
+                let _ = runtime::until(ctx.deadline, stage.stop.waiter().recv()).await;
+                let closed = conn.read_to_close(&stage.counters, final_read).await;
                 Some((me, closed, conn.bye.as_deref() == Some("sendq-exceeded")))
             })
         })
         .collect();
     let sender = {
-        let (ctx, counters, ready, start, stop, window) = (
-            ctx.clone(),
-            counters.clone(),
-            ready_tx.clone(),
-            start.clone(),
-            stop.clone(),
-            window.clone(),
-        );
+        let (ctx, stage) = (ctx.clone(), stage.clone());
         let (size, rate) = (args.size, args.rate);
         ctx.ex.clone().spawn(async move {
-            let opened = Conn::open(&ctx, &counters, ctx.name("k", 0), None, None).await;
-            let _ = ready.send(opened.is_ok()).await;
-            let mut conn = opened.ok()?;
-            let waiter = start.waiter();
-            let _ = conn
-                .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                .await;
-            let (from, end) = (*window.lock().unwrap_or_else(|p| p.into_inner()))?;
+            let (mut conn, (from, end)) = stage
+                .open_and_await_start(&ctx, ctx.name("k", 0), None)
+                .await?;
             let line = format!("{}\n", "x".repeat(size)).into_bytes();
             let mut flood = Flood::new(line, Some(rate), from, end, |_, _| {});
-            let waiter = stop.waiter();
-            let _ = conn
-                .pump(&counters, &mut flood, pin!(waiter.recv()), ctx.deadline)
-                .await;
+            let _ = stage.pump_until_stop(&ctx, &mut conn, &mut flood).await;
             Some(flood.sent)
         })
     };
     let probe = {
-        let (ctx, counters, ready, start, stop, window) = (
-            ctx.clone(),
-            counters.clone(),
-            ready_tx.clone(),
-            start.clone(),
-            stop.clone(),
-            window.clone(),
-        );
+        let (ctx, stage) = (ctx.clone(), stage.clone());
         let interval = Duration::from_secs_f64(args.probe_interval_ms / 1e3);
         let slow_prefix = slow_prefix.clone();
         ctx.ex.clone().spawn(async move {
-            let opened = Conn::open(&ctx, &counters, ctx.name("r", 0), None, None).await;
-            let _ = ready.send(opened.is_ok()).await;
-            let mut conn = opened.ok()?;
-            let waiter = start.waiter();
-            let _ = conn
-                .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                .await;
-            let (from, end) = (*window.lock().unwrap_or_else(|p| p.into_inner()))?;
+            let (mut conn, (from, end)) = stage
+                .open_and_await_start(&ctx, ctx.name("r", 0), None)
+                .await?;
             let mut p = Prober {
                 next: from,
                 interval,
@@ -383,28 +333,22 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: CascadeArgs) -> Result<CascadeRepor
                 last_part: None,
                 samples: Vec::new(),
             };
-            let waiter = stop.waiter();
-            let _ = conn
-                .drive(&counters, &mut p, pin!(waiter.recv()), ctx.deadline)
-                .await;
+            let _ = stage.drive_until_stop(&ctx, &mut conn, &mut p).await;
             Some(p)
         })
     };
-    runtime::await_ready(&ready_rx, args.clients + 2, ctx.deadline).await;
+    stage.await_ready(args.clients + 2, ctx.deadline).await;
     counters.require_connected(ctx.addr)?;
-    set_phase(&phase, "settling");
-    settle(&counters, Duration::from_millis(300), settle_max).await;
-    set_phase(&phase, "flooding");
-    let from = Instant::now();
-    let end = ctx.bound(from + duration);
-    *window.lock().unwrap_or_else(|p| p.into_inner()) = Some((from, end));
-    start.fire();
+    progress.set_phase("settling");
+    settle(counters, Duration::from_millis(300), settle_max).await;
+    progress.set_phase("flooding");
+    let (from, end) = stage.begin(&ctx, duration);
     Timer::at(end).await;
     let duration_s = from.elapsed().as_secs_f64();
     // The last pongs are a round trip away.
-    set_phase(&phase, "draining");
+    progress.set_phase("draining");
     Timer::at(ctx.bound(Instant::now() + Duration::from_millis(500))).await;
-    stop.fire();
+    stage.stop.fire();
 
     let grace = ctx.deadline + Duration::from_secs(1);
     let lines_sent = runtime::until(grace, sender).await.flatten().unwrap_or(0);
@@ -421,10 +365,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: CascadeArgs) -> Result<CascadeRepor
             cut_with_bye += usize::from(bye);
         }
     }
-    progress_stop.fire();
-    if let Some(p) = progress {
-        p.await;
-    }
+    progress.finish().await;
     let Some(p) = p else {
         return Err("the probe client did not register, so nothing was measured".into());
     };

@@ -7,14 +7,13 @@ use std::future::Future;
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::pin::{pin, Pin};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chatproto::{parse_event, Command, Event, GroupName, LineFramer, Text};
 use futures_lite::{future, AsyncWriteExt};
 use smol::{Async, Timer};
 
-use crate::runtime::{Counters, Ctx, Signal};
+use crate::runtime::{Counters, Ctx, Stage};
 
 /// Bytes asked for per read. Small enough for 10,000 clients (160 MB), large
 /// enough that a read takes many broadcast lines at once.
@@ -586,19 +585,30 @@ impl Conn {
     /// first.
     pub(crate) async fn await_start<B: Behavior>(
         &mut self,
-        counters: &Counters,
+        stage: &Stage,
         b: &mut B,
-        start: &Signal,
-        start_at: &OnceLock<Instant>,
         deadline: Instant,
     ) -> Option<Instant> {
-        let waiter = start.waiter();
-        let waited = self.drive(counters, b, pin!(waiter.recv()), deadline).await;
-        let at = start_at.get().filter(|_| matches!(waited, End::Signalled));
+        let waiter = stage.start.waiter();
+        let waited = self
+            .drive(&stage.counters, b, pin!(waiter.recv()), deadline)
+            .await;
+        let at = stage.window().filter(|_| matches!(waited, End::Signalled));
         if at.is_none() {
-            Counters::add(&counters.closed_early, 1);
+            Counters::add(&stage.counters.closed_early, 1);
         }
-        at.copied()
+        at.map(|(from, _)| from)
+    }
+
+    /// Counts this connection as closed before the run ended and keeps why
+    /// (the server's `BYE` if it sent one, else how `end` came).
+    pub(crate) fn ended_early(&self, counters: &Counters, end: &End, who: &str) {
+        Counters::add(&counters.closed_early, 1);
+        let why = self
+            .bye
+            .as_ref()
+            .map_or_else(|| end.to_string(), |b| format!("BYE {b}"));
+        counters.error(format!("{who} ended early: {why}"));
     }
 
     /// Runs `b` until `signal` completes, `deadline` passes, or the server

@@ -2,8 +2,7 @@
 //! the server lets them, while the victim reads at a limited rate; reports
 //! whether (and when) the server cut the victim off, and what it received.
 
-use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
@@ -11,9 +10,9 @@ use chatproto::Event;
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Conn, End, Flood, Incoming, Quiet};
+use crate::client::{Conn, End, Flood, Incoming};
 use crate::report::{Report, Table};
-use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
+use crate::runtime::{self, settle, Counters, Ctx, Stage, Totals};
 
 #[derive(FromArgs, Debug)]
 /// M senders flood one victim, which reads at a limited rate, with large
@@ -184,71 +183,34 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: DmFloodArgs) -> Result<DmFloodRepor
     }
     let duration = runtime::secs("--duration", args.duration)?;
     let settle_max = runtime::secs("--settle-max", args.settle_max)?;
-    let counters = Arc::new(Counters::default());
-    let (ready_tx, ready_rx) = async_channel::unbounded::<bool>();
-    let start = Arc::new(Signal::new());
-    let stop = Arc::new(Signal::new());
-    let window = Arc::new(Mutex::new(None::<(Instant, Instant)>));
-    let phase = Arc::new(Mutex::new("connecting"));
-    let progress_stop = Signal::new();
-    let progress = runtime::spawn_progress(
-        &ctx,
-        format!("dmflood m={}", args.senders),
-        phase.clone(),
-        counters.clone(),
-        &progress_stop,
-    );
+    let stage = Arc::new(Stage::new());
+    let counters = &stage.counters;
+    let progress = stage.progress(&ctx, format!("dmflood m={}", args.senders), "connecting");
     let victim_name = ctx.name("v", 0);
     let victim = {
-        let (ctx, counters, ready, start, stop, window) = (
-            ctx.clone(),
-            counters.clone(),
-            ready_tx.clone(),
-            start.clone(),
-            stop.clone(),
-            window.clone(),
-        );
+        let (ctx, stage) = (ctx.clone(), stage.clone());
         let (name, rate, chunk) = (victim_name.clone(), args.victim_rate, args.victim_chunk);
         ctx.ex.clone().spawn(async move {
-            let opened = Conn::open(&ctx, &counters, name, None, None).await;
-            let _ = ready.send(opened.is_ok()).await;
-            let mut conn = opened.ok()?;
-            let waiter = start.waiter();
-            let _ = conn
-                .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                .await;
-            let (from, end) = (*window.lock().unwrap_or_else(|p| p.into_inner()))?;
+            let (mut conn, (from, end)) = stage.open_and_await_start(&ctx, name, None).await?;
             let seen = read_slowly(&mut conn, rate, chunk, from, end).await;
             // Stays connected until the senders stopped watching, so its
             // leaving is not mistaken for a cut.
-            let _ = runtime::until(ctx.deadline, stop.waiter().recv()).await;
+            let _ = runtime::until(ctx.deadline, stage.stop.waiter().recv()).await;
             Some(seen)
         })
     };
     // The senders need the victim registered before they address it.
-    runtime::await_ready(&ready_rx, 1, ctx.deadline).await;
+    stage.await_ready(1, ctx.deadline).await;
     counters.require_connected(ctx.addr)?;
     let senders: Vec<_> = (0..args.senders)
         .map(|i| {
-            let (ctx, counters, ready, start, stop, window) = (
-                ctx.clone(),
-                counters.clone(),
-                ready_tx.clone(),
-                start.clone(),
-                stop.clone(),
-                window.clone(),
-            );
+            let (ctx, stage) = (ctx.clone(), stage.clone());
             let line = format!("/msg {victim_name} {}\n", "x".repeat(args.size)).into_bytes();
             let victim_name = victim_name.clone();
             ctx.ex.clone().spawn(async move {
-                let opened = Conn::open(&ctx, &counters, ctx.name("d", i), None, None).await;
-                let _ = ready.send(opened.is_ok()).await;
-                let mut conn = opened.ok()?;
-                let waiter = start.waiter();
-                let _ = conn
-                    .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                    .await;
-                let (from, end) = (*window.lock().unwrap_or_else(|p| p.into_inner()))?;
+                let (mut conn, (from, end)) = stage
+                    .open_and_await_start(&ctx, ctx.name("d", i), None)
+                    .await?;
                 let mut out = SenderEnd::default();
                 let (mut confirmed, mut errors, mut part) = (0, 0, None);
                 let mut flood = Flood::new(line, None, from, end, |l, at: Instant| match l {
@@ -262,18 +224,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: DmFloodArgs) -> Result<DmFloodRepor
                     }
                     _ => {}
                 });
-                let waiter = stop.waiter();
-                let end = conn
-                    .pump(&counters, &mut flood, pin!(waiter.recv()), ctx.deadline)
-                    .await;
+                let end = stage.pump_until_stop(&ctx, &mut conn, &mut flood).await;
                 out.queued = flood.sent;
                 if !matches!(end, End::Signalled) {
-                    Counters::add(&counters.closed_early, 1);
-                    let why = conn
-                        .bye
-                        .as_ref()
-                        .map_or_else(|| end.to_string(), |b| format!("BYE {b}"));
-                    counters.error(format!("a sender ended early: {why}"));
+                    conn.ended_early(&stage.counters, &end, "a sender");
                 }
                 out.confirmed = confirmed;
                 out.errors = errors;
@@ -282,20 +236,17 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: DmFloodArgs) -> Result<DmFloodRepor
             })
         })
         .collect();
-    runtime::await_ready(&ready_rx, args.senders, ctx.deadline).await;
-    set_phase(&phase, "settling");
-    settle(&counters, Duration::from_millis(300), settle_max).await;
-    set_phase(&phase, "flooding");
-    let from = Instant::now();
-    let end = ctx.bound(from + duration);
-    *window.lock().unwrap_or_else(|p| p.into_inner()) = Some((from, end));
-    start.fire();
+    stage.await_ready(args.senders, ctx.deadline).await;
+    progress.set_phase("settling");
+    settle(counters, Duration::from_millis(300), settle_max).await;
+    progress.set_phase("flooding");
+    let (from, end) = stage.begin(&ctx, duration);
     Timer::at(end).await;
     let duration_s = from.elapsed().as_secs_f64();
     // Late confirmations and PARTs still arrive; the victim stopped at `end`.
-    set_phase(&phase, "draining");
+    progress.set_phase("draining");
     Timer::at(ctx.bound(Instant::now() + Duration::from_millis(500))).await;
-    stop.fire();
+    stage.stop.fire();
 
     let grace = ctx.deadline + Duration::from_secs(1);
     let v = runtime::until(grace, victim)
@@ -343,10 +294,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: DmFloodArgs) -> Result<DmFloodRepor
     if let Some(reason) = part_seen {
         report.cut_seen_as.push(format!("PART {reason}"));
     }
-    progress_stop.fire();
-    if let Some(p) = progress {
-        p.await;
-    }
+    progress.finish().await;
     report.victim_cut = first_cut.is_some();
     report.cut_after_s = first_cut;
     report.totals = counters.totals();

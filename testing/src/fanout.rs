@@ -6,7 +6,7 @@
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
@@ -14,9 +14,9 @@ use chatproto::{Command, Event, GroupName, Text};
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Behavior, Conn, End, Incoming, Quiet};
+use crate::client::{Behavior, End, Incoming, Quiet};
 use crate::report::{latency_cell, Report, Table};
-use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
+use crate::runtime::{self, settle, Counters, Ctx, Stage, Totals};
 use crate::stats::{Batch, SharedLatency, Summary};
 use crate::ttfb::Requester;
 
@@ -232,12 +232,8 @@ impl Report for FanoutReport {
 struct Run {
     plan: Plan,
     scope: String,
-    start_at: OnceLock<Instant>,
-    start: Signal,
-    stop: Signal,
-    ready: async_channel::Sender<bool>,
+    stage: Stage,
     hist: Arc<SharedLatency>,
-    counters: Arc<Counters>,
     /// Messages sent so far, per sender.
     sent: Vec<AtomicU64>,
     max_lag_ns: AtomicU64,
@@ -304,7 +300,7 @@ impl Behavior for Member {
         Command::Say(Text::lossy(&self.text)).encode(out);
         s.seq += 1;
         self.run.sent[s.me].store(s.seq, Relaxed);
-        Counters::add(&self.run.counters.sent, 1);
+        Counters::add(&self.run.stage.counters.sent, 1);
         // Behind schedule the sender catches up one message per wake-up;
         // the lag above says how far behind it was.
         s.next += s.interval;
@@ -330,6 +326,7 @@ impl Behavior for Member {
             Incoming::Event(Event::Err { code, text }) => {
                 // A refused message is a lost one; say why in the report.
                 self.run
+                    .stage
                     .counters
                     .error(format!("server replied ERR {code} {text}"));
             }
@@ -337,8 +334,8 @@ impl Behavior for Member {
                 name,
                 reason: Some("sendq-exceeded"),
             } if self.watcher && name.starts_with(&self.run.slow_prefix) => {
-                let at = self.run.start_at.get().map_or(0.0, |s| {
-                    first_byte.saturating_duration_since(*s).as_secs_f64()
+                let at = self.run.stage.window().map_or(0.0, |(s, _)| {
+                    first_byte.saturating_duration_since(s).as_secs_f64()
                 });
                 let mut seen = self
                     .run
@@ -354,7 +351,7 @@ impl Behavior for Member {
     fn read_done(&mut self) {
         self.run.hist.flush(&mut self.batch);
         Counters::add(
-            &self.run.counters.received,
+            &self.run.stage.counters.received,
             self.seqs.unique_total - self.unique_flushed,
         );
         self.unique_flushed = self.seqs.unique_total;
@@ -420,16 +417,11 @@ struct MemberOutcome {
 
 async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
     let plan = &run.plan;
-    let opened = Conn::open(
-        &ctx,
-        &run.counters,
-        ctx.name("f", i),
-        plan.group.as_ref(),
-        None,
-    )
-    .await;
-    let _ = run.ready.send(opened.is_ok()).await;
-    let Ok(mut conn) = opened else {
+    let opened = run
+        .stage
+        .open(&ctx, ctx.name("f", i), plan.group.as_ref(), None)
+        .await;
+    let Some(mut conn) = opened else {
         return MemberOutcome::default();
     };
     let s = plan.senders;
@@ -446,16 +438,7 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
     };
     // Receives (and counts) while waiting for the start too: the senders that
     // start first may reach this member before it sees the signal.
-    let Some(start_at) = conn
-        .await_start(
-            &run.counters,
-            &mut m,
-            &run.start,
-            &run.start_at,
-            ctx.deadline,
-        )
-        .await
-    else {
+    let Some(start_at) = conn.await_start(&run.stage, &mut m, ctx.deadline).await else {
         return MemberOutcome::default();
     };
     m.sender = (i < s).then(|| Sending {
@@ -465,18 +448,9 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
         end: start_at + plan.duration,
         seq: 0,
     });
-    let stop = run.stop.waiter();
-    let end = conn
-        .drive(&run.counters, &mut m, pin!(stop.recv()), ctx.deadline)
-        .await;
+    let end = run.stage.drive_until_stop(&ctx, &mut conn, &mut m).await;
     if !matches!(end, End::Signalled) {
-        Counters::add(&run.counters.closed_early, 1);
-        let why = conn
-            .bye
-            .as_ref()
-            .map_or_else(|| end.to_string(), |b| format!("BYE {b}"));
-        run.counters
-            .error(format!("a reading client ended early: {why}"));
+        conn.ended_early(&run.stage.counters, &end, "a reading client");
     }
     MemberOutcome {
         unique: m.seqs.unique,
@@ -489,19 +463,14 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
 /// A client that registers and then never reads until the run is over.
 async fn slow(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Option<(String, Option<String>, bool)> {
     let plan = &run.plan;
-    let opened = Conn::open(
-        &ctx,
-        &run.counters,
-        format!("{}{i}", run.slow_prefix),
-        plan.group.as_ref(),
-        Some(plan.slow_rcvbuf),
-    )
-    .await;
-    let _ = run.ready.send(opened.is_ok()).await;
-    let mut conn = opened.ok()?;
-    let _ = runtime::until(ctx.deadline, run.stop.waiter().recv()).await;
+    let name = format!("{}{i}", run.slow_prefix);
+    let mut conn = run
+        .stage
+        .open(&ctx, name, plan.group.as_ref(), Some(plan.slow_rcvbuf))
+        .await?;
+    let _ = runtime::until(ctx.deadline, run.stage.stop.waiter().recv()).await;
     let closed = conn
-        .read_to_close(&run.counters, plan.slow_final_read)
+        .read_to_close(&run.stage.counters, plan.slow_final_read)
         .await;
     Some((conn.name.clone(), conn.bye.clone(), closed))
 }
@@ -514,23 +483,17 @@ async fn probe(
 ) -> Option<Requester> {
     // Its own counters: the probe's replies are not deliveries.
     let counters = Arc::new(Counters::default());
-    let opened = Conn::open(
-        &ctx,
-        &run.counters,
-        ctx.name("p", 0),
-        run.plan.group.as_ref(),
-        None,
-    )
-    .await;
-    let _ = run.ready.send(opened.is_ok()).await;
-    let mut conn = opened.ok()?;
-    let start = run.start.waiter();
+    let mut conn = run
+        .stage
+        .open(&ctx, ctx.name("p", 0), run.plan.group.as_ref(), None)
+        .await?;
+    let start = run.stage.start.waiter();
     let waited = conn
         .drive(&counters, &mut Quiet, pin!(start.recv()), ctx.deadline)
         .await;
-    let start_at = *run
-        .start_at
-        .get()
+    let (start_at, _) = run
+        .stage
+        .window()
         .filter(|_| matches!(waited, End::Signalled))?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut req = Requester::new(
@@ -540,7 +503,7 @@ async fn probe(
         hist,
         counters.clone(),
     );
-    let stop = run.stop.waiter();
+    let stop = run.stage.stop.waiter();
     let _ = conn
         .drive(&counters, &mut req, pin!(stop.recv()), ctx.deadline)
         .await;
@@ -553,8 +516,8 @@ pub(crate) async fn run_plan(
     label: &str,
 ) -> Result<FanoutReport, String> {
     plan.check()?;
-    let counters = Arc::new(Counters::default());
-    let (ready_tx, ready_rx) = async_channel::unbounded();
+    let stage = Stage::new();
+    let counters = stage.counters.clone();
     let (clients, senders, slow_n, probe_rate) =
         (plan.clients, plan.senders, plan.slow, plan.probe_rate);
     let run = Arc::new(Run {
@@ -564,25 +527,13 @@ pub(crate) async fn run_plan(
             .map_or("*".to_owned(), |g| g.as_str().to_owned()),
         sent: (0..senders).map(|_| AtomicU64::new(0)).collect(),
         plan,
-        start_at: OnceLock::new(),
-        start: Signal::new(),
-        stop: Signal::new(),
-        ready: ready_tx,
+        stage,
         hist: Arc::new(SharedLatency::new()),
-        counters: counters.clone(),
         max_lag_ns: AtomicU64::new(0),
         slow_prefix: format!("s{}-", ctx.tag),
         parts_seen: Mutex::new(Vec::new()),
     });
-    let phase = Arc::new(Mutex::new("connecting"));
-    let progress_stop = Signal::new();
-    let progress = runtime::spawn_progress(
-        &ctx,
-        label.to_owned(),
-        phase.clone(),
-        counters.clone(),
-        &progress_stop,
-    );
+    let progress = run.stage.progress(&ctx, label.to_owned(), "connecting");
     let t0 = Instant::now();
     let members: Vec<_> = (0..clients)
         .map(|i| ctx.ex.spawn(member(ctx.clone(), run.clone(), i)))
@@ -596,20 +547,18 @@ pub(crate) async fn run_plan(
             .spawn(probe(ctx.clone(), run.clone(), r, probe_hist.clone()))
     });
     let expected_ready = clients + slow_n + usize::from(probe_rate.is_some());
-    runtime::await_ready(&ready_rx, expected_ready, ctx.deadline).await;
+    run.stage.await_ready(expected_ready, ctx.deadline).await;
     counters.require_connected(ctx.addr)?;
     let connect_s = t0.elapsed().as_secs_f64();
-    set_phase(&phase, "settling");
+    progress.set_phase("settling");
     let settle_s = settle(&counters, Duration::from_millis(300), run.plan.settle_max)
         .await
         .as_secs_f64();
-    set_phase(&phase, "sending");
-    let start = Instant::now();
-    let _ = run.start_at.set(start);
-    run.start.fire();
-    Timer::at(ctx.bound(start + run.plan.duration)).await;
+    progress.set_phase("sending");
+    let (start, end) = run.stage.begin(&ctx, run.plan.duration);
+    Timer::at(end).await;
     let duration_s = start.elapsed().as_secs_f64();
-    set_phase(&phase, "draining");
+    progress.set_phase("draining");
     // Senders stop by their own schedule; give their last writes a moment.
     Timer::after(Duration::from_millis(50)).await;
     let drain_start = Instant::now();
@@ -624,9 +573,9 @@ pub(crate) async fn run_plan(
         Timer::after(Duration::from_millis(20)).await;
     }
     let drain_s = drain_start.elapsed().as_secs_f64();
-    run.stop.fire();
+    run.stage.stop.fire();
     if slow_n > 0 {
-        set_phase(&phase, "final read");
+        progress.set_phase("final read");
     }
 
     let sent: Vec<u64> = run.sent.iter().map(|s| s.load(Relaxed)).collect();
@@ -696,10 +645,7 @@ pub(crate) async fn run_plan(
     } else {
         None
     };
-    progress_stop.fire();
-    if let Some(p) = progress {
-        p.await;
-    }
+    progress.finish().await;
     let plan = &run.plan;
     Ok(FanoutReport {
         clients: plan.clients,

@@ -1,17 +1,16 @@
 //! `idle`: N registered connections that say nothing; reports how much
 //! resident memory the server spends per connection.
 
-use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Conn, End, Quiet};
+use crate::client::{End, Quiet};
 use crate::report::{Report, Table};
-use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
+use crate::runtime::{self, settle, Ctx, Stage, Totals};
 
 #[derive(FromArgs, Debug)]
 /// server memory per idle registered connection (reads `/proc/<pid>/status`)
@@ -155,54 +154,37 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: IdleArgs) -> Result<IdleReport, Str
         return Err("--clients must be at least 1".into());
     }
     let rss_before = read_rss(args.pid)?;
-    let counters = Arc::new(Counters::default());
-    let (ready_tx, ready_rx) = async_channel::unbounded::<bool>();
-    let stop = Arc::new(Signal::new());
-    let phase = Arc::new(Mutex::new("connecting"));
-    let progress_stop = Signal::new();
-    let progress = runtime::spawn_progress(
-        &ctx,
-        format!("idle n={}", args.clients),
-        phase.clone(),
-        counters.clone(),
-        &progress_stop,
-    );
+    let stage = Arc::new(Stage::new());
+    let counters = &stage.counters;
+    let progress = stage.progress(&ctx, format!("idle n={}", args.clients), "connecting");
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|i| {
-            let (ctx, counters, ready, stop) = (
-                ctx.clone(),
-                counters.clone(),
-                ready_tx.clone(),
-                stop.clone(),
-            );
+            let (ctx, stage) = (ctx.clone(), stage.clone());
             ctx.ex.clone().spawn(async move {
-                let opened = Conn::open(&ctx, &counters, ctx.name("i", i), None, None).await;
-                let _ = ready.send(opened.is_ok()).await;
-                let Ok(mut conn) = opened else { return false };
+                let Some(mut conn) = stage.open(&ctx, ctx.name("i", i), None, None).await else {
+                    return false;
+                };
                 // Keeps reading (JOINs of later clients, PINGs) until told.
-                let waiter = stop.waiter();
-                let end = conn
-                    .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                    .await;
+                let end = stage.drive_until_stop(&ctx, &mut conn, &mut Quiet).await;
                 matches!(end, End::Signalled)
             })
         })
         .collect();
-    runtime::await_ready(&ready_rx, args.clients, ctx.deadline).await;
+    stage.await_ready(args.clients, ctx.deadline).await;
     counters.require_connected(ctx.addr)?;
     let connect_s = t0.elapsed().as_secs_f64();
-    set_phase(&phase, "settling");
-    let settle_s = settle(&counters, Duration::from_millis(500), settle_max)
+    progress.set_phase("settling");
+    let settle_s = settle(counters, Duration::from_millis(500), settle_max)
         .await
         .as_secs_f64();
     let rss_after = read_rss(args.pid)?;
-    set_phase(&phase, "holding");
+    progress.set_phase("holding");
     let hold_start = Instant::now();
     Timer::at(ctx.bound(hold_start + hold)).await;
     let rss_after_hold = read_rss(args.pid)?;
     let hold_s = hold_start.elapsed().as_secs_f64();
-    stop.fire();
+    stage.stop.fire();
     let mut still_open = 0;
     for t in tasks {
         match runtime::until(ctx.deadline + Duration::from_secs(1), t).await {
@@ -211,10 +193,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: IdleArgs) -> Result<IdleReport, Str
             None => break,
         }
     }
-    progress_stop.fire();
-    if let Some(p) = progress {
-        p.await;
-    }
+    progress.finish().await;
     let totals = counters.totals();
     let held = totals.connections_ok.max(1) as f64;
     Ok(IdleReport {

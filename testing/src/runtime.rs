@@ -4,15 +4,18 @@
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_lock::Semaphore;
+use chatproto::GroupName;
 use futures_lite::future;
 use serde::Serialize;
 use smol::{Executor, Timer};
 
+use crate::client::{Behavior, Conn, End, Quiet};
 use crate::report::Table;
 
 /// Process-wide settings and handles, shared by every client task.
@@ -220,9 +223,181 @@ impl Totals {
     }
 }
 
-/// Prints a progress line on stderr every second (rewritten in place on a
-/// terminal, one line per 5 s otherwise) until `stop` fires.
-pub(crate) fn spawn_progress(
+/// What a run and its client tasks share: the counters, the clients'
+/// reports of whether they registered, the start and stop signals, and the
+/// measurement window, set when the start fires.
+#[derive(Debug)]
+pub(crate) struct Stage {
+    pub(crate) counters: Arc<Counters>,
+    ready_tx: async_channel::Sender<bool>,
+    ready_rx: async_channel::Receiver<bool>,
+    pub(crate) start: Signal,
+    pub(crate) stop: Signal,
+    window: OnceLock<(Instant, Instant)>,
+}
+
+impl Stage {
+    pub(crate) fn new() -> Self {
+        let (ready_tx, ready_rx) = async_channel::unbounded();
+        Self {
+            counters: Arc::new(Counters::default()),
+            ready_tx,
+            ready_rx,
+            start: Signal::new(),
+            stop: Signal::new(),
+            window: OnceLock::new(),
+        }
+    }
+
+    /// Opens a connection and reports whether it registered, which
+    /// [`Stage::await_ready`] counts.
+    pub(crate) async fn open(
+        &self,
+        ctx: &Ctx,
+        name: String,
+        group: Option<&GroupName>,
+        rcvbuf: Option<usize>,
+    ) -> Option<Conn> {
+        let opened = Conn::open(ctx, &self.counters, name, group, rcvbuf).await;
+        self.report_ready(opened.is_ok()).await;
+        opened.ok()
+    }
+
+    /// Reports whether a client registered, for one that opens its
+    /// connection itself.
+    pub(crate) async fn report_ready(&self, registered: bool) {
+        let _ = self.ready_tx.send(registered).await;
+    }
+
+    /// Reads `conn` (and drops what arrives: other registrations' `JOIN`s)
+    /// until the start fires or the run's deadline passes; the window if it
+    /// was set by then.
+    pub(crate) async fn await_start(
+        &self,
+        ctx: &Ctx,
+        conn: &mut Conn,
+    ) -> Option<(Instant, Instant)> {
+        let waiter = self.start.waiter();
+        let _ = conn
+            .drive(
+                &self.counters,
+                &mut Quiet,
+                pin!(waiter.recv()),
+                ctx.deadline,
+            )
+            .await;
+        self.window()
+    }
+
+    /// [`Stage::open`], then [`Stage::await_start`]: the prelude of a client
+    /// that acts only once the measurement starts.
+    pub(crate) async fn open_and_await_start(
+        &self,
+        ctx: &Ctx,
+        name: String,
+        rcvbuf: Option<usize>,
+    ) -> Option<(Conn, (Instant, Instant))> {
+        let mut conn = self.open(ctx, name, None, rcvbuf).await?;
+        let window = self.await_start(ctx, &mut conn).await?;
+        Some((conn, window))
+    }
+
+    /// Runs `b` on `conn` (see [`Conn::drive`]) until the stop fires, the
+    /// run's deadline passes, or the server closes the connection.
+    pub(crate) async fn drive_until_stop<B: Behavior>(
+        &self,
+        ctx: &Ctx,
+        conn: &mut Conn,
+        b: &mut B,
+    ) -> End {
+        let waiter = self.stop.waiter();
+        conn.drive(&self.counters, b, pin!(waiter.recv()), ctx.deadline)
+            .await
+    }
+
+    /// [`Stage::drive_until_stop`] for a client that sends as fast as the
+    /// server lets it (see [`Conn::pump`]).
+    pub(crate) async fn pump_until_stop<B: Behavior>(
+        &self,
+        ctx: &Ctx,
+        conn: &mut Conn,
+        b: &mut B,
+    ) -> End {
+        let waiter = self.stop.waiter();
+        conn.pump(&self.counters, b, pin!(waiter.recv()), ctx.deadline)
+            .await
+    }
+
+    /// Starts the progress line of this run's counters, in phase `phase`.
+    pub(crate) fn progress(&self, ctx: &Ctx, label: String, phase: &'static str) -> Progress {
+        Progress::spawn(ctx, label, phase, self.counters.clone())
+    }
+
+    /// Waits until `n` clients have reported whether they registered, or
+    /// `deadline` passes.
+    pub(crate) async fn await_ready(&self, n: usize, deadline: Instant) {
+        for _ in 0..n {
+            if until(deadline, self.ready_rx.recv()).await.is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Sets the window, from now for `duration` (never past the run's
+    /// deadline), and fires the start; returns the window.
+    pub(crate) fn begin(&self, ctx: &Ctx, duration: Duration) -> (Instant, Instant) {
+        let from = Instant::now();
+        let window = (from, ctx.bound(from + duration));
+        let _ = self.window.set(window);
+        self.start.fire();
+        window
+    }
+
+    /// The window, once [`Stage::begin`] set it.
+    pub(crate) fn window(&self) -> Option<(Instant, Instant)> {
+        self.window.get().copied()
+    }
+}
+
+/// The progress line on stderr: printed every second (rewritten in place on
+/// a terminal, one line per 5 s otherwise) until [`Progress::finish`].
+#[derive(Debug)]
+pub(crate) struct Progress {
+    phase: Arc<Mutex<&'static str>>,
+    stop: Signal,
+    task: Option<smol::Task<()>>,
+}
+
+impl Progress {
+    /// Starts the line (unless `--quiet`) in phase `phase`.
+    pub(crate) fn spawn(
+        ctx: &Ctx,
+        label: String,
+        phase: &'static str,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let phase = Arc::new(Mutex::new(phase));
+        let stop = Signal::new();
+        let task = spawn_progress(ctx, label, phase.clone(), counters, &stop);
+        Self { phase, stop, task }
+    }
+
+    /// Sets the phase shown on the line.
+    pub(crate) fn set_phase(&self, now: &'static str) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    }
+
+    /// Stops the line and waits until it is cleared.
+    pub(crate) async fn finish(self) {
+        self.stop.fire();
+        if let Some(t) = self.task {
+            t.await;
+        }
+    }
+}
+
+/// Prints the progress line until `stop` fires.
+fn spawn_progress(
     ctx: &Ctx,
     label: String,
     phase: Arc<Mutex<&'static str>>,
@@ -273,11 +448,6 @@ pub(crate) fn spawn_progress(
     }))
 }
 
-/// Sets the phase shown on the progress line.
-pub(crate) fn set_phase(phase: &Mutex<&'static str>, now: &'static str) {
-    *phase.lock().unwrap_or_else(|p| p.into_inner()) = now;
-}
-
 /// Waits until no line has arrived at any client for `quiet` (the burst of
 /// `JOIN`s that follows many registrations has been delivered), or `max` has
 /// passed. Returns how long it waited.
@@ -297,20 +467,6 @@ pub(crate) async fn settle(counters: &Counters, quiet: Duration, max: Duration) 
         }
     }
     start.elapsed()
-}
-
-/// Waits until `n` clients have reported whether they connected, or
-/// `deadline` passes.
-pub(crate) async fn await_ready(
-    ready: &async_channel::Receiver<bool>,
-    n: usize,
-    deadline: Instant,
-) {
-    for _ in 0..n {
-        if until(deadline, ready.recv()).await.is_none() {
-            break;
-        }
-    }
 }
 
 /// `fut`'s output, or `None` if `deadline` comes first.

@@ -3,19 +3,18 @@
 //! server's peak memory per such client against its `--sendq`, and how many
 //! of them were cut off.
 
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argh::FromArgs;
 use chatproto::{Command, Text};
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Conn, Flood, Incoming, Quiet};
+use crate::client::{Flood, Incoming};
 use crate::idle::{read_rss, sample_peak_rss, Rss};
 use crate::report::{Report, Table};
-use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
+use crate::runtime::{self, settle, Ctx, Signal, Stage, Totals};
 
 /// Writes of `/ping a` one never-reading client may make: with 8 KiB per
 /// write, far more than any run of minutes can push through a server.
@@ -193,54 +192,30 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: SendqMemArgs) -> Result<SendqMemRep
     let every = Duration::from_millis(args.sample_ms.clamp(1, 10_000));
     let rss_before = read_rss(args.pid)?;
 
-    let counters = Arc::new(Counters::default());
-    let (ready_tx, ready_rx) = async_channel::unbounded::<bool>();
-    let start = Arc::new(Signal::new());
-    let stop = Arc::new(Signal::new());
-    let phase = Arc::new(Mutex::new("connecting"));
-    let progress_stop = Signal::new();
-    let progress = runtime::spawn_progress(
-        &ctx,
-        format!("sendqmem k={}", args.slow),
-        phase.clone(),
-        counters.clone(),
-        &progress_stop,
-    );
-    // Set when the flood starts; read by the tasks once `start` fired.
-    let window = Arc::new(Mutex::new(None::<(Instant, Instant)>));
+    let stage = Arc::new(Stage::new());
+    let counters = &stage.counters;
+    let progress = stage.progress(&ctx, format!("sendqmem k={}", args.slow), "connecting");
     let slow_prefix = format!("q{}-", ctx.tag);
     let slows: Vec<_> = (0..args.slow)
         .map(|i| {
-            let (ctx, counters, ready, start, stop, window) = (
-                ctx.clone(),
-                counters.clone(),
-                ready_tx.clone(),
-                start.clone(),
-                stop.clone(),
-                window.clone(),
-            );
+            let (ctx, stage) = (ctx.clone(), stage.clone());
             let name = format!("{slow_prefix}{i}");
             let rcvbuf = args.slow_rcvbuf.max(1);
             ctx.ex.clone().spawn(async move {
-                let opened = Conn::open(&ctx, &counters, name, None, Some(rcvbuf)).await;
-                let _ = ready.send(opened.is_ok()).await;
-                let mut conn = opened.ok()?;
+                let mut conn = stage.open(&ctx, name, None, Some(rcvbuf)).await?;
                 // Reads nothing from here on.
-                let _ = runtime::until(ctx.deadline, start.waiter().recv()).await;
+                let _ = runtime::until(ctx.deadline, stage.start.waiter().recv()).await;
                 let mut write_failed = false;
                 if mode == Mode::Ping {
-                    let end = window
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .map_or(ctx.deadline, |w| w.1);
+                    let end = stage.window().map_or(ctx.deadline, |w| w.1);
                     let chunk = b"/ping a\n".repeat(1024);
                     write_failed = conn
-                        .send_until(&counters, &chunk, end, MAX_PING_WRITES)
+                        .send_until(&stage.counters, &chunk, end, MAX_PING_WRITES)
                         .await
                         .is_some();
                 }
-                let _ = runtime::until(ctx.deadline, stop.waiter().recv()).await;
-                let closed = conn.read_to_close(&counters, final_read).await || write_failed;
+                let _ = runtime::until(ctx.deadline, stage.stop.waiter().recv()).await;
+                let closed = conn.read_to_close(&stage.counters, final_read).await || write_failed;
                 Some(SlowEnd {
                     closed,
                     bye_sendq: conn.bye.as_deref() == Some("sendq-exceeded"),
@@ -250,25 +225,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: SendqMemArgs) -> Result<SendqMemRep
         .collect();
     let parts = Arc::new(Mutex::new(0u64));
     let sender = (mode == Mode::Broadcast).then(|| {
-        let (ctx, counters, ready, start, stop, window, parts) = (
-            ctx.clone(),
-            counters.clone(),
-            ready_tx.clone(),
-            start.clone(),
-            stop.clone(),
-            window.clone(),
-            parts.clone(),
-        );
+        let (ctx, stage, parts) = (ctx.clone(), stage.clone(), parts.clone());
         let (size, rate, prefix) = (args.size, args.rate, slow_prefix.clone());
         ctx.ex.clone().spawn(async move {
-            let opened = Conn::open(&ctx, &counters, ctx.name("b", 0), None, None).await;
-            let _ = ready.send(opened.is_ok()).await;
-            let mut conn = opened.ok()?;
-            let waiter = start.waiter();
-            let _ = conn
-                .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                .await;
-            let (from, end) = (*window.lock().unwrap_or_else(|p| p.into_inner()))?;
+            let (mut conn, (from, end)) = stage
+                .open_and_await_start(&ctx, ctx.name("b", 0), None)
+                .await?;
             let mut line = Vec::new();
             Command::Say(Text::lossy(&"x".repeat(size))).encode(&mut line);
             let mut flood = Flood::new(line, Some(rate), from, end, |l, _| {
@@ -282,23 +244,18 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: SendqMemArgs) -> Result<SendqMemRep
                     }
                 }
             });
-            let waiter = stop.waiter();
-            let _ = conn
-                .pump(&counters, &mut flood, pin!(waiter.recv()), ctx.deadline)
-                .await;
+            let _ = stage.pump_until_stop(&ctx, &mut conn, &mut flood).await;
             Some(flood.sent)
         })
     });
     let expected = args.slow + usize::from(sender.is_some());
-    runtime::await_ready(&ready_rx, expected, ctx.deadline).await;
+    stage.await_ready(expected, ctx.deadline).await;
     counters.require_connected(ctx.addr)?;
-    set_phase(&phase, "settling");
-    settle(&counters, Duration::from_millis(300), settle_max).await;
+    progress.set_phase("settling");
+    settle(counters, Duration::from_millis(300), settle_max).await;
 
-    set_phase(&phase, "flooding");
-    let from = Instant::now();
-    let end = ctx.bound(from + duration);
-    *window.lock().unwrap_or_else(|p| p.into_inner()) = Some((from, end));
+    progress.set_phase("flooding");
+    // Samples from just before the start, so the whole flood is covered.
     let sampling = Signal::new();
     let sampler = ctx.ex.spawn(sample_peak_rss(
         args.pid,
@@ -306,15 +263,15 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: SendqMemArgs) -> Result<SendqMemRep
         sampling.waiter(),
         ctx.deadline,
     ));
-    start.fire();
+    let (from, end) = stage.begin(&ctx, duration);
     Timer::at(end).await;
     let duration_s = from.elapsed().as_secs_f64();
     // Before the slow clients read: their queues are still full.
     let rss_after = read_rss(args.pid)?;
     sampling.fire();
     let sampled = sampler.await;
-    set_phase(&phase, "final read");
-    stop.fire();
+    progress.set_phase("final read");
+    stage.stop.fire();
 
     let grace = ctx.deadline + Duration::from_secs(1);
     let lines_sent = match sender {
@@ -331,10 +288,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: SendqMemArgs) -> Result<SendqMemRep
             cut_with_bye += usize::from(e.bye_sendq);
         }
     }
-    progress_stop.fire();
-    if let Some(p) = progress {
-        p.await;
-    }
+    progress.finish().await;
     let totals = counters.totals();
     let peak_rss = peak_of(&rss_before, &rss_after, sampled);
     let per_client = (peak_rss as f64 - rss_before.vm_rss as f64) / args.slow as f64;

@@ -2,9 +2,8 @@
 //! registration latency (connect start to `WELCOME`), how many registered,
 //! and how long until all of them had.
 
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
@@ -12,7 +11,7 @@ use serde::Serialize;
 
 use crate::client::{Conn, End, Quiet};
 use crate::report::{latency_cell, Report, Table};
-use crate::runtime::{self, set_phase, Counters, Ctx, Signal, Totals};
+use crate::runtime::{self, Counters, Ctx, Stage, Totals};
 use crate::stats::{Batch, SharedLatency, Summary};
 
 #[derive(FromArgs, Debug)]
@@ -106,34 +105,20 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: StormArgs) -> Result<StormReport, S
     let wait = runtime::secs("--wait", args.wait)?;
     let target = runtime::secs("--target", args.target)?;
     let ctx = Arc::new(ctx.with_connect_concurrency(args.concurrency));
-    let counters = Arc::new(Counters::default());
+    let stage = Arc::new(Stage::new());
+    let counters = &stage.counters;
     let hist = Arc::new(SharedLatency::new());
-    let (ready_tx, ready_rx) = async_channel::unbounded::<bool>();
-    let stop = Arc::new(Signal::new());
     // Nanoseconds from t0 to the latest WELCOME.
     let last_ns = Arc::new(AtomicU64::new(0));
-    let phase = Arc::new(Mutex::new("storming"));
-    let progress_stop = Signal::new();
-    let progress = runtime::spawn_progress(
-        &ctx,
-        format!("storm n={}", args.clients),
-        phase.clone(),
-        counters.clone(),
-        &progress_stop,
-    );
+    let progress = stage.progress(&ctx, format!("storm n={}", args.clients), "storming");
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|i| {
-            let (ctx, counters, hist, ready, stop, last_ns) = (
-                ctx.clone(),
-                counters.clone(),
-                hist.clone(),
-                ready_tx.clone(),
-                stop.clone(),
-                last_ns.clone(),
-            );
+            let (ctx, stage, hist, last_ns) =
+                (ctx.clone(), stage.clone(), hist.clone(), last_ns.clone());
             ctx.ex.clone().spawn(async move {
-                let opened = Conn::open(&ctx, &counters, ctx.name("w", i), None, None).await;
+                let counters = &stage.counters;
+                let opened = Conn::open(&ctx, counters, ctx.name("w", i), None, None).await;
                 if let Ok(conn) = &opened {
                     let now = Instant::now();
                     let mut batch = Batch::default();
@@ -143,29 +128,23 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: StormArgs) -> Result<StormReport, S
                     last_ns.fetch_max(ns.unwrap_or(u64::MAX), Relaxed);
                     Counters::add(&counters.received, 1);
                 }
-                let _ = ready.send(opened.is_ok()).await;
+                // Reported once recorded: the last WELCOME is in `last_ns`
+                // when all are ready.
+                stage.report_ready(opened.is_ok()).await;
                 let Ok(mut conn) = opened else { return };
                 // Reads (the later clients' JOINs) until all registered, so
                 // no client is a slow consumer.
-                let waiter = stop.waiter();
-                let end = conn
-                    .drive(&counters, &mut Quiet, pin!(waiter.recv()), ctx.deadline)
-                    .await;
+                let end = stage.drive_until_stop(&ctx, &mut conn, &mut Quiet).await;
                 if !matches!(end, End::Signalled) {
-                    Counters::add(&counters.closed_early, 1);
-                    let why = conn
-                        .bye
-                        .as_ref()
-                        .map_or(end.to_string(), |b| format!("BYE {b}"));
-                    counters.error(format!("a registered client ended early: {why}"));
+                    conn.ended_early(counters, &end, "a registered client");
                 }
             })
         })
         .collect();
-    runtime::await_ready(&ready_rx, args.clients, ctx.bound(t0 + wait)).await;
+    stage.await_ready(args.clients, ctx.bound(t0 + wait)).await;
     counters.require_connected(ctx.addr)?;
-    set_phase(&phase, "closing");
-    stop.fire();
+    progress.set_phase("closing");
+    stage.stop.fire();
     for t in tasks {
         if runtime::until(ctx.deadline + Duration::from_secs(1), t)
             .await
@@ -174,10 +153,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: StormArgs) -> Result<StormReport, S
             break;
         }
     }
-    progress_stop.fire();
-    if let Some(p) = progress {
-        p.await;
-    }
+    progress.finish().await;
     let totals = counters.totals();
     let registered = totals.connections_ok;
     let last_registered_s = last_ns.load(Relaxed) as f64 / 1e9;

@@ -3,8 +3,7 @@
 //! `--sweep`, repeats with growing N until a stop criterion trips.
 
 use std::collections::VecDeque;
-use std::pin::pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
@@ -12,9 +11,9 @@ use chatproto::{Command, Event};
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Behavior, Conn, End, Incoming, Quiet};
+use crate::client::{Behavior, End, Incoming, Quiet};
 use crate::report::{latency_cell, ms, percent, Report, Table};
-use crate::runtime::{self, set_phase, settle, Counters, Ctx, Signal, Totals};
+use crate::runtime::{self, settle, Counters, Ctx, Stage, Totals};
 use crate::stats::{Batch, SharedLatency, Summary};
 
 /// Requests one client may have unanswered before it skips sends: bounds
@@ -317,32 +316,18 @@ struct Run {
     clients: usize,
     interval: Duration,
     duration: Duration,
-    start_at: OnceLock<Instant>,
-    start: Signal,
-    stop: Signal,
-    ready: async_channel::Sender<bool>,
+    stage: Stage,
     hist: Arc<SharedLatency>,
-    counters: Arc<Counters>,
 }
 
 async fn client(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Outcome {
-    let opened = Conn::open(&ctx, &run.counters, ctx.name("t", i), None, None).await;
-    let _ = run.ready.send(opened.is_ok()).await;
-    let Ok(mut conn) = opened else {
+    let Some(mut conn) = run.stage.open(&ctx, ctx.name("t", i), None, None).await else {
         return Outcome::default();
     };
-    let Some(start_at) = conn
-        .await_start(
-            &run.counters,
-            &mut Quiet,
-            &run.start,
-            &run.start_at,
-            ctx.deadline,
-        )
-        .await
-    else {
+    let Some(start_at) = conn.await_start(&run.stage, &mut Quiet, ctx.deadline).await else {
         return Outcome::default();
     };
+    let counters = &run.stage.counters;
     // Spread the clients' sends evenly over one interval.
     let offset = run.interval.mul_f64(i as f64 / run.clients as f64);
     let mut req = Requester::new(
@@ -350,16 +335,13 @@ async fn client(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Outcome {
         run.interval,
         start_at + run.duration,
         run.hist.clone(),
-        run.counters.clone(),
+        counters.clone(),
     );
-    let stop = run.stop.waiter();
-    let end = conn
-        .drive(&run.counters, &mut req, pin!(stop.recv()), ctx.deadline)
-        .await;
+    let end = run.stage.drive_until_stop(&ctx, &mut conn, &mut req).await;
     if !matches!(end, End::Signalled) {
-        Counters::add(&run.counters.closed_early, 1);
+        Counters::add(&counters.closed_early, 1);
         if let Some(bye) = &conn.bye {
-            run.counters.error(format!("closed by server: BYE {bye}"));
+            counters.error(format!("closed by server: BYE {bye}"));
         }
     }
     Outcome {
@@ -380,45 +362,33 @@ struct StepPlan {
 
 /// One run of `clients`; an error if none of them connected.
 async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> Result<TtfbRun, String> {
-    let counters = Arc::new(Counters::default());
-    let (ready_tx, ready_rx) = async_channel::unbounded();
+    let stage = Stage::new();
+    let counters = stage.counters.clone();
     let run = Arc::new(Run {
         clients,
         interval: Duration::from_secs_f64(1.0 / plan.rate),
         duration: plan.duration,
-        start_at: OnceLock::new(),
-        start: Signal::new(),
-        stop: Signal::new(),
-        ready: ready_tx,
+        stage,
         hist: Arc::new(SharedLatency::new()),
-        counters: counters.clone(),
     });
-    let phase = Arc::new(Mutex::new("connecting"));
-    let progress_stop = Signal::new();
-    let progress = runtime::spawn_progress(
-        ctx,
-        format!("ttfb n={clients}"),
-        phase.clone(),
-        counters.clone(),
-        &progress_stop,
-    );
+    let progress = run
+        .stage
+        .progress(ctx, format!("ttfb n={clients}"), "connecting");
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|i| ctx.ex.spawn(client(ctx.clone(), run.clone(), i)))
         .collect();
-    runtime::await_ready(&ready_rx, clients, ctx.deadline).await;
+    run.stage.await_ready(clients, ctx.deadline).await;
     counters.require_connected(ctx.addr)?;
     let connect_s = t0.elapsed().as_secs_f64();
-    set_phase(&phase, "settling");
+    progress.set_phase("settling");
     let settle_s = settle(&counters, Duration::from_millis(300), plan.settle_max)
         .await
         .as_secs_f64();
-    set_phase(&phase, "measuring");
-    let start = Instant::now();
-    let _ = run.start_at.set(start);
-    run.start.fire();
-    Timer::at(ctx.bound(start + plan.duration)).await;
-    set_phase(&phase, "draining");
+    progress.set_phase("measuring");
+    let (start, end) = run.stage.begin(ctx, plan.duration);
+    Timer::at(end).await;
+    progress.set_phase("draining");
     // Clients refuse to send past the end, but one on another thread may be
     // finishing its last send right now.
     Timer::after(Duration::from_millis(50)).await;
@@ -429,7 +399,7 @@ async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> Result<Ttf
         Timer::after(Duration::from_millis(20)).await;
     }
     let duration_s = start.elapsed().as_secs_f64();
-    run.stop.fire();
+    run.stage.stop.fire();
     let mut total = Outcome::default();
     for t in tasks {
         // Every client stops on the signal or the deadline; past the deadline
@@ -443,10 +413,7 @@ async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> Result<Ttf
         total.skipped += o.skipped;
         total.unanswered += o.unanswered;
     }
-    progress_stop.fire();
-    if let Some(p) = progress {
-        p.await;
-    }
+    progress.finish().await;
     Ok(TtfbRun {
         clients,
         rate_per_client: plan.rate,
