@@ -124,6 +124,23 @@ impl World {
         self.submit(id, from.commands);
     }
 
+    /// Several IRC lines read before any of their commands reaches the
+    /// server, as a driver that batches might do.
+    fn send_batch(&mut self, who: &str, batch: &[&str]) {
+        let conn = self.conns.get_mut(who).unwrap();
+        let Kind::Irc(session) = &mut conn.kind else {
+            panic!("{who} is native")
+        };
+        let mut commands = Vec::new();
+        for line in batch {
+            let from = session.on_line(Ok(line));
+            push_lines(&mut conn.got, &from.reply);
+            commands.extend(from.commands);
+        }
+        let id = conn.id;
+        self.submit(id, commands);
+    }
+
     fn submit(&mut self, id: ConnId, commands: Vec<Command>) {
         for cmd in commands {
             let effects = self.server.handle(self.time(), Input::Line(id, cmd));
@@ -132,7 +149,6 @@ impl World {
     }
 
     fn run(&mut self, effects: Vec<Effect>) {
-        let mut follow_ups = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Deliver { to, event } => {
@@ -144,26 +160,20 @@ impl World {
                             let line = String::from_utf8(event.line().to_vec()).unwrap();
                             conn.got.push(line.trim_end().to_owned());
                         }
-                        Kind::Irc(session) => {
-                            let from = session.on_event(&event);
-                            match from.delivery {
-                                Delivery::Nothing => {}
-                                Delivery::Lines(bytes) => push_lines(&mut conn.got, &bytes),
-                                Delivery::Shared => {
-                                    let key = (event.id(), session.caps().dialect());
-                                    let config = &self.config;
-                                    let encodes = &mut self.shared_encodes;
-                                    let bytes = self.shared.entry(key).or_insert_with(|| {
-                                        *encodes += 1;
-                                        encode_shared(&event, session.caps(), config)
-                                    });
-                                    push_lines(&mut conn.got, bytes);
-                                }
+                        Kind::Irc(session) => match session.on_event(&event) {
+                            Delivery::Nothing => {}
+                            Delivery::Lines(bytes) => push_lines(&mut conn.got, &bytes),
+                            Delivery::Shared => {
+                                let key = (event.id(), session.caps().dialect());
+                                let config = &self.config;
+                                let encodes = &mut self.shared_encodes;
+                                let bytes = self.shared.entry(key).or_insert_with(|| {
+                                    *encodes += 1;
+                                    encode_shared(&event, session.caps(), config)
+                                });
+                                push_lines(&mut conn.got, bytes);
                             }
-                            if !from.commands.is_empty() {
-                                follow_ups.push((to, from.commands));
-                            }
-                        }
+                        },
                     }
                 }
                 Effect::Close { conn, .. } => {
@@ -172,9 +182,6 @@ impl World {
                     }
                 }
             }
-        }
-        for (id, commands) in follow_ups {
-            self.submit(id, commands);
         }
         self.server.check_invariants().unwrap();
     }
@@ -489,15 +496,53 @@ fn global_channel_from_inside_a_group() {
         lines(&[":nat!nat@hidden PRIVMSG &global global"])
     );
     w.send("ann", "PRIVMSG &global :from the group");
-    let got = w.take("ann");
-    let nat = w.take("nat");
-    // Without the native `/say *`, the adapter refuses rather than say it
-    // in the group.
-    assert!(
-        numerics(&got) == ["404"] || nat == lines(&["MSG * ann from the group"]),
-        "{got:?} {nat:?}"
+    w.send("ann", "PRIVMSG &global :\u{1}ACTION acts\u{1}");
+    assert_eq!(w.take("ann"), Vec::<String>::new());
+    assert_eq!(
+        w.take("nat"),
+        lines(&["MSG * ann from the group", "ME * ann acts"])
     );
-    assert!(!nat.iter().any(|l| l.starts_with("MSG g ")), "{nat:?}");
+}
+
+#[test]
+fn a_message_racing_with_a_join_elsewhere_is_refused_not_misdelivered() {
+    let mut w = World::new();
+    w.native("nat");
+    w.irc("ann");
+    w.native_send("nat", "/join h");
+    w.send("ann", "JOIN #g");
+    w.take_all();
+    // The PRIVMSG is read while the session still thinks it is in #g.
+    w.send_batch(
+        "ann",
+        &[
+            "JOIN #h",
+            "PRIVMSG #g :meant for g",
+            "PRIVMSG #g :\u{1}ACTION too\u{1}",
+            "PRIVMSG nat :dm",
+        ],
+    );
+    let got = w.take("ann");
+    assert_eq!(
+        got,
+        lines(&[
+            ":ann!ann@hidden PART #g",
+            ":ann!ann@hidden JOIN #h",
+            ":chatd 353 ann = #h :ann nat",
+            ":chatd 366 ann #h :End of /NAMES list",
+            ":chatd 404 ann #g :Cannot send to channel (you left it)",
+            ":chatd 404 ann #g :Cannot send to channel (you left it)",
+        ])
+    );
+    assert_eq!(w.take("nat"), lines(&["JOIN h ann", "DM ann nat dm"]));
+    // Group messages in a row share one pending entry, and later replies
+    // still match: a DM to nobody is still a 401.
+    for _ in 0..100 {
+        w.send("ann", "PRIVMSG #h :x");
+    }
+    w.send("ann", "PRIVMSG ghost :x");
+    assert_eq!(numerics(&w.take("ann")), ["401"]);
+    assert_eq!(w.take("nat").len(), 100);
 }
 
 #[test]
@@ -771,10 +816,37 @@ fn queries_names_list_who_whois_topic_mode_motd_away() {
             ":chatd 315 ann ann :End of /WHO list",
         ])
     );
-    w.send("ann", "WHOIS ann");
-    assert_eq!(numerics(&w.take("ann")), ["311", "319", "312", "318"]);
+    w.send("ann", "WHO nat");
+    w.send("ann", "WHO ghost");
+    w.send("ann", "WHO *");
+    assert_eq!(
+        w.take("ann"),
+        lines(&[
+            ":chatd 352 ann * nat hidden chatd nat H :0 nat",
+            ":chatd 315 ann nat :End of /WHO list",
+            ":chatd 315 ann ghost :End of /WHO list",
+            ":chatd 315 ann * :End of /WHO list",
+        ])
+    );
+    w.send("ann", "WHOIS nat");
+    let got = w.take("ann");
+    assert_eq!(numerics(&got), ["311", "319", "312", "317", "318"]);
+    assert_eq!(got[0], ":chatd 311 ann nat nat hidden * nat");
+    assert_eq!(got[1], ":chatd 319 ann nat :&global #g");
+    assert!(got[3].starts_with(":chatd 317 ann nat 0 "), "{got:?}");
     w.send("ann", "WHOIS ghost");
     assert_eq!(numerics(&w.take("ann")), ["401", "318"]);
+    w.irc_conn("unregistered");
+    w.send("ann", "LUSERS");
+    assert_eq!(
+        w.take("ann"),
+        lines(&[
+            ":chatd 251 ann :There are 2 users and 0 invisible on 1 servers",
+            ":chatd 253 ann 1 :unknown connection(s)",
+            ":chatd 254 ann 1 :channels formed",
+            ":chatd 255 ann :I have 3 clients and 0 servers",
+        ])
+    );
     w.send("ann", "TOPIC #g");
     w.send("ann", "TOPIC #g :new");
     w.send("ann", "TOPIC #h");
@@ -797,9 +869,17 @@ fn queries_names_list_who_whois_topic_mode_motd_away() {
     assert_eq!(numerics(&w.take("ann")), ["422"]);
     w.send("ann", "AWAY :lunch");
     w.send("ann", "WHO ann");
+    w.send("ann", "WHOIS ann");
     w.send("ann", "AWAY");
     let got = w.take("ann");
-    assert_eq!(numerics(&got), ["306", "352", "315", "305"]);
+    assert_eq!(
+        numerics(&got),
+        ["306", "352", "315", "311", "319", "312", "301", "317", "318", "305"]
+    );
+    assert!(
+        got.contains(&":chatd 301 ann ann lunch".to_owned()),
+        "{got:?}"
+    );
     assert!(got[1].contains(" G :0 ann"), "{got:?}");
 }
 

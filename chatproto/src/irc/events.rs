@@ -4,11 +4,9 @@
 use std::sync::Arc;
 
 use super::message::encode_message;
-use super::session::{
-    echo, echo_trailing, Caps, Delivery, FromServer, IrcConfig, IrcSession, Pending,
-};
+use super::session::{echo, echo_trailing, Caps, Delivery, IrcConfig, IrcSession, Pending};
 use crate::server::Outgoing;
-use crate::{Command, ErrorCode, Event, Name, Scope, Text};
+use crate::{ErrorCode, Event, Name, Scope, Text};
 
 /// The longest line body, CRLF excluded (tags do not count).
 const MAX_BODY: usize = super::message::MAX_LINE_LEN - 2;
@@ -228,14 +226,10 @@ pub fn encode_shared(event: &Outgoing, caps: Caps, config: &IrcConfig) -> Arc<[u
 
 impl IrcSession {
     /// Handles one event the server delivered to this connection: what to
-    /// send (see [`Delivery`]), and follow-up commands for the server.
-    pub fn on_event(&mut self, event: &Outgoing) -> FromServer {
-        let mut commands = Vec::new();
+    /// send to the client.
+    pub fn on_event(&mut self, event: &Outgoing) -> Delivery {
         if self.closed {
-            return FromServer {
-                delivery: Delivery::Nothing,
-                commands,
-            };
+            return Delivery::Nothing;
         }
         let config = self.config.clone();
         let mut r = Lines::new(&config, self.caps);
@@ -254,10 +248,7 @@ impl IrcSession {
             _ => false,
         };
         if shared {
-            return FromServer {
-                delivery: Delivery::Shared,
-                commands,
-            };
+            return Delivery::Shared;
         }
         match event.event() {
             Event::Welcome(name) => {
@@ -266,7 +257,11 @@ impl IrcSession {
                     None => {
                         self.registration_refused();
                         self.welcome(&mut r);
-                        self.join_global(&mut r, &mut commands);
+                        // The names follow: `/users` went out with the nick.
+                        if let Some(global) = &config.global_channel {
+                            self.in_global = true;
+                            r.user_line(name, "JOIN", &[global]);
+                        }
                     }
                     Some(old) if old != *name => r.user_line(&old, "NICK", &[name.as_str()]),
                     Some(_) => {}
@@ -294,8 +289,6 @@ impl IrcSession {
                 self.group = Some(g.clone());
                 let c = format!("#{g}");
                 r.stamped_from_user(event, name, "JOIN", &[&c]);
-                self.pending.push_back(Pending::Names(c));
-                commands.push(Command::Users);
             }
             Event::Part {
                 scope: Scope::Group(g),
@@ -306,10 +299,14 @@ impl IrcSession {
                 self.group = None;
                 r.stamped_from_user(event, name, "PART", &[&format!("#{g}")]);
             }
-            Event::Users { names, .. } => {
-                match self.take(|p| matches!(p, Pending::Names(_) | Pending::Who(_))) {
-                    Some(Pending::Names(c)) => self.names_reply(&mut r, &c, names),
-                    Some(Pending::Who(c)) => {
+            Event::Users { scope, names } => {
+                let pending = self.take(|p| matches!(p, Pending::Names | Pending::Who));
+                // The scope the server listed: the group as its creator
+                // spelled it, or global (even if the client asked about a
+                // channel it has just left).
+                match (pending, channel(scope, &config)) {
+                    (Some(Pending::Names), Some(c)) => self.names_reply(&mut r, &c, names),
+                    (Some(Pending::Who), Some(c)) => {
                         for n in names {
                             self.who_line(&mut r, &c, n);
                         }
@@ -327,8 +324,52 @@ impl IrcSession {
             }
             Event::Info(text) => r.server_notice(&me, text.as_str()),
             Event::Err { code, text } => {
-                let pending = self.pending.pop_front();
-                self.refused(&mut r, &me, pending, code, text);
+                if let (Some(Pending::Said { channel, n }), ErrorCode::NotInGroup) =
+                    (self.pending.front_mut(), code)
+                {
+                    // One of these group messages came after the group was left.
+                    let c = channel.clone();
+                    *n -= 1;
+                    if *n == 0 {
+                        self.pending.pop_front();
+                    }
+                    r.numeric(&me, "404", &[&c, ":Cannot send to channel (you left it)"]);
+                } else {
+                    let pending = self.take(|_| true);
+                    self.refused(&mut r, &me, pending, code, text);
+                }
+            }
+            Event::Whois {
+                name,
+                scope,
+                idle,
+                signon,
+            } => match self.take(|p| matches!(p, Pending::Whois(_) | Pending::WhoNick(_))) {
+                Some(Pending::Whois(_)) => self.whois_reply(&mut r, name, scope, *idle, *signon),
+                Some(Pending::WhoNick(mask)) => {
+                    self.who_line(&mut r, "*", name);
+                    r.numeric(&me, "315", &[&mask, ":End of /WHO list"]);
+                }
+                _ => {}
+            },
+            Event::Count {
+                users,
+                groups,
+                connections,
+            } if self.take(|p| *p == Pending::Lusers).is_some() => {
+                let users_line = format!(":There are {users} users and 0 invisible on 1 servers");
+                r.numeric(&me, "251", &[&users_line]);
+                let unknown = connections.saturating_sub(*users);
+                if unknown > 0 {
+                    r.numeric(
+                        &me,
+                        "253",
+                        &[&unknown.to_string(), ":unknown connection(s)"],
+                    );
+                }
+                r.numeric(&me, "254", &[&groups.to_string(), ":channels formed"]);
+                let clients = format!(":I have {connections} clients and 0 servers");
+                r.numeric(&me, "255", &[&clients]);
             }
             Event::Ping(token) => r.put(None, None, "PING", &[token.as_str()]),
             Event::Bye(reason) => {
@@ -339,13 +380,10 @@ impl IrcSession {
             _ => {}
         }
         let bytes = r.into_bytes();
-        FromServer {
-            delivery: if bytes.is_empty() {
-                Delivery::Nothing
-            } else {
-                Delivery::Lines(bytes)
-            },
-            commands,
+        if bytes.is_empty() {
+            Delivery::Nothing
+        } else {
+            Delivery::Lines(bytes)
         }
     }
 
@@ -357,8 +395,12 @@ impl IrcSession {
         }
     }
 
-    /// Pops the oldest pending reply if it is the one `want` says.
+    /// Pops the oldest pending reply if it is the one `want` says. Group
+    /// messages before it were answered by nothing: they went through.
     fn take(&mut self, want: impl Fn(&Pending) -> bool) -> Option<Pending> {
+        while matches!(self.pending.front(), Some(Pending::Said { .. })) {
+            self.pending.pop_front();
+        }
         if self.pending.front().is_some_and(want) {
             self.pending.pop_front()
         } else {
@@ -410,6 +452,35 @@ impl IrcSession {
             ],
         );
         self.motd(r);
+    }
+
+    /// `311`, `319`, `312`, `301`, `317`, `318` from a native `WHOIS`.
+    fn whois_reply(&self, r: &mut Lines<'_>, name: &Name, scope: &Scope, idle: u32, signon: u64) {
+        let me = numeric_target(self.nick.as_ref());
+        let c = &self.config;
+        let n = name.as_str();
+        r.numeric(&me, "311", &[n, n, &c.user_host, "*", &format!(":{n}")]);
+        // Everyone is in the global scope; a group member in its group too.
+        let mut channels: Vec<String> = c.global_channel.iter().cloned().collect();
+        if let Scope::Group(g) = scope {
+            channels.push(format!("#{g}"));
+        }
+        if !channels.is_empty() {
+            r.numeric(&me, "319", &[n, &format!(":{}", channels.join(" "))]);
+        }
+        r.numeric(&me, "312", &[n, &c.server_name, &format!(":{}", c.network)]);
+        if self.nick.as_ref() == Some(name) {
+            if let Some(away) = self.away() {
+                r.numeric(&me, "301", &[n, &format!(":{}", echo_trailing(away))]);
+            }
+        }
+        let (idle, signon) = (idle.to_string(), signon.to_string());
+        r.numeric(
+            &me,
+            "317",
+            &[n, &idle, &signon, ":seconds idle, signon time"],
+        );
+        r.numeric(&me, "318", &[n, ":End of /WHOIS list"]);
     }
 
     /// `353` lines (as many as the names need) and `366`.
@@ -473,6 +544,15 @@ impl IrcSession {
                 r.numeric(me, "401", &[&echo(&target), ":No such nick/channel"]);
             }
             (Some(Pending::Join), ErrorCode::AlreadyInGroup) => {}
+            // The names asked for with a registration the server refused.
+            (Some(Pending::Names), ErrorCode::NotRegistered) => {}
+            (Some(Pending::Whois(t)), ErrorCode::NoSuchUser) => {
+                r.numeric(me, "401", &[&t, ":No such nick/channel"]);
+                r.numeric(me, "318", &[&t, ":End of /WHOIS list"]);
+            }
+            (Some(Pending::WhoNick(mask)), ErrorCode::NoSuchUser) => {
+                r.numeric(me, "315", &[&mask, ":End of /WHO list"]);
+            }
             (_, ErrorCode::NotRegistered) => r.numeric(me, "451", &[":You have not registered"]),
             (_, code) => r.server_notice(me, &format!("{code}: {text}")),
         }

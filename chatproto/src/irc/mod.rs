@@ -59,9 +59,7 @@ mod message;
 mod session;
 
 pub use events::{encode_shared, rfc3339_ms};
-pub use session::{
-    ctcp, strip_formatting, Caps, Delivery, FromClient, FromServer, IrcConfig, IrcSession,
-};
+pub use session::{ctcp, strip_formatting, Caps, Delivery, FromClient, IrcConfig, IrcSession};
 
 pub use message::{
     encode_message, escape_tag_value, line_framer, parse_message, unescape_tag_value,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::events::{numeric_target, Lines};
 use super::message::{parse_message, IrcMessage, IrcParseError};
-use crate::{Command, FrameError, GroupName, Name, Text, Token};
+use crate::{Command, FrameError, GroupName, Name, Scope, Text, Token};
 
 /// Settings shared by every IRC connection of a server. Built with
 /// [`IrcConfig::default`] and changed field by field.
@@ -165,17 +165,6 @@ pub enum Delivery {
     Lines(Vec<u8>),
 }
 
-/// What one server event gives the driver.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[must_use]
-pub struct FromServer {
-    /// What to send to the client.
-    pub delivery: Delivery,
-    /// Follow-up native commands for the server, such as `/users` for the
-    /// names list after a `JOIN`.
-    pub commands: Vec<Command>,
-}
-
 /// Why a native command was sent: what its one reply becomes in IRC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Pending {
@@ -187,12 +176,23 @@ pub(super) enum Pending {
     Join,
     /// `Command::Leave`: `PART g me` or an error.
     Leave,
-    /// `Command::Users`: `USERS`, as a names list (353/366) for this channel.
-    Names(String),
-    /// `Command::Users`: `USERS`, as a `WHO` reply (352/315) for this channel.
-    Who(String),
+    /// `Command::Users`: `USERS`, as a names list (353/366) of its scope.
+    Names,
+    /// `Command::Users`: `USERS`, as a `WHO` reply (352/315) of its scope.
+    Who,
     /// `Command::Groups`: `GROUPS`, as a `LIST` reply (321/322/323).
     List,
+    /// `Command::Whois`: `WHOIS` or `no-such-user`, as a `WHOIS` reply.
+    Whois(String),
+    /// `Command::Whois`: `WHOIS` or `no-such-user`, as a `WHO nick` reply.
+    WhoNick(String),
+    /// `Command::Count`: `COUNT`, as a `LUSERS` reply.
+    Lusers,
+    /// `n` group messages (`Command::SayIn`/`MeIn` to `#channel`) in a row:
+    /// each is answered by nothing, or by `not-in-group` when the group was
+    /// left meanwhile. Consecutive ones share an entry, so a client that
+    /// only chats does not grow the queue.
+    Said { channel: String, n: usize },
 }
 
 /// One IRC connection's adapter: registration, capabilities, the mapping
@@ -208,10 +208,13 @@ pub(super) enum Pending {
 /// [`Server::handle`](crate::server::Server::handle) as
 /// [`Input::Line`](crate::server::Input::Line), in order. Give every
 /// [`Outgoing`](crate::server::Outgoing) the server delivers to this
-/// connection to [`on_event`](Self::on_event), in delivery order, send what
-/// it says, and pass its commands to the server the same way. The session
-/// matches replies to the commands it issued in order, so its commands must
-/// reach the server in the order it returned them.
+/// connection to [`on_event`](Self::on_event), in delivery order, and send
+/// what it says. The session matches replies to the commands it issued in
+/// order, so its commands must reach the server in the order it returned
+/// them. Events never produce commands: where IRC wants a follow-up (the
+/// names list after `JOIN`), the session asks for it right behind the command
+/// (`/join g` then `/users`), since the server answers in order. So
+/// `on_event` may run under the server's lock or later, in a writer task.
 ///
 /// A line that yields no command (`CAP`, `MODE`, a client `PING`) does not
 /// reach the server, so it does not count as activity there: a driver that
@@ -358,7 +361,7 @@ impl IrcSession {
             "PART" => self.part(&msg, &mut r, &mut out),
             "NAMES" => self.names(&msg, &mut r, &mut out),
             "WHO" => self.who(&msg, &mut r, &mut out),
-            "WHOIS" => self.whois(&msg, &mut r),
+            "WHOIS" => self.whois(&msg, &mut r, &mut out),
             "LIST" => {
                 r.numeric(&me, "321", &["Channel", ":Users  Name"]);
                 self.issue(&mut out, Command::Groups, Pending::List);
@@ -366,11 +369,7 @@ impl IrcSession {
             "TOPIC" => self.topic(&msg, &mut r),
             "MODE" => self.mode(&msg, &mut r),
             "MOTD" => self.motd(&mut r),
-            "LUSERS" => {
-                // TODO(Count): the native `/count` would give the numbers.
-                r.numeric(&me, "251", &[":There are users on 1 server"]);
-                r.numeric(&me, "255", &[":I have clients and 1 server"]);
-            }
+            "LUSERS" => self.issue(&mut out, Command::Count, Pending::Lusers),
             "AWAY" => match msg.param(0).filter(|a| !a.is_empty()) {
                 Some(text) => {
                     self.away = Some(text.to_owned());
@@ -394,6 +393,26 @@ impl IrcSession {
     fn issue(&mut self, out: &mut FromClient, command: Command, pending: Pending) {
         self.pending.push_back(pending);
         out.commands.push(command);
+    }
+
+    /// Sends a message to the current group's channel, naming the group, so
+    /// that a message racing with a `JOIN` elsewhere is refused rather than
+    /// said in the wrong group.
+    fn say_in_group(&mut self, out: &mut FromClient, group: GroupName, text: Text, action: bool) {
+        let channel = format!("#{group}");
+        let scope = Scope::Group(group);
+        out.commands.push(if action {
+            Command::MeIn { scope, text }
+        } else {
+            Command::SayIn { scope, text }
+        });
+        if let Some(Pending::Said { channel: c, n }) = self.pending.back_mut() {
+            if *c == channel {
+                *n += 1;
+                return;
+            }
+        }
+        self.pending.push_back(Pending::Said { channel, n: 1 });
     }
 
     fn me(&self) -> String {
@@ -496,6 +515,11 @@ impl IrcSession {
         if let Some(name) = self.wanted.take() {
             self.registering = true;
             self.issue(out, Command::Nick(name.clone()), Pending::Nick(name));
+            if self.config.global_channel.is_some() {
+                // The names of `&global`, joined on `WELCOME`; refused as
+                // not-registered (and not shown) if the name is.
+                self.issue(out, Command::Users, Pending::Names);
+            }
         }
     }
 
@@ -566,16 +590,9 @@ impl IrcSession {
                 return error(r, "404", &[&t, &format!(":Cannot send to {t}: {e}")]);
             }
         };
-        let say = |text: Text| {
-            if action {
-                Command::Me(text)
-            } else {
-                Command::Say(text)
-            }
-        };
         if target.starts_with('#') {
-            if self.is_current(target) {
-                out.commands.push(say(text));
+            if let (true, Some(group)) = (self.is_current(target), self.group.clone()) {
+                self.say_in_group(out, group, text, action);
             } else if Self::group_of(target).is_some() {
                 let t = echo(target);
                 error(
@@ -590,19 +607,15 @@ impl IrcSession {
             if !self.in_global {
                 let t = echo(target);
                 error(r, "404", &[&t, ":Cannot send to channel (join it first)"]);
-            } else if self.group.is_none() {
-                out.commands.push(say(text));
             } else {
-                // TODO(SayIn): the native `/say * text` lets a group member speak globally.
-                let t = echo(target);
-                error(
-                    r,
-                    "404",
-                    &[
-                        &t,
-                        ":Cannot send to channel while in a group (not yet supported)",
-                    ],
-                );
+                // Named scope: global also from inside a group, and never
+                // the group by mistake.
+                let scope = Scope::Global;
+                out.commands.push(if action {
+                    Command::MeIn { scope, text }
+                } else {
+                    Command::SayIn { scope, text }
+                });
             }
         } else if target.starts_with('&') {
             error(r, "403", &[&echo(target), ":No such channel"]);
@@ -675,14 +688,18 @@ impl IrcSession {
         }
         match Self::group_of(channel) {
             Some(_) if self.is_current(channel) => {}
-            Some(group) => self.issue(out, Command::Join(group), Pending::Join),
+            Some(group) => {
+                // The server answers in order: `/users` lists the new group.
+                self.issue(out, Command::Join(group), Pending::Join);
+                self.issue(out, Command::Users, Pending::Names);
+            }
             None => r.numeric(&me, "403", &[&echo(channel), ":No such channel"]),
         }
     }
 
     /// Joins `&global`: the JOIN line, then the names (from `/users` when not
     /// in a group; a group member's `/users` lists the group).
-    pub(super) fn join_global(&mut self, r: &mut Lines<'_>, out: &mut Vec<Command>) {
+    fn join_global(&mut self, r: &mut Lines<'_>, out: &mut Vec<Command>) {
         let Some(global) = self.config.global_channel.clone() else {
             return;
         };
@@ -692,10 +709,11 @@ impl IrcSession {
         self.in_global = true;
         r.user_line(&nick, "JOIN", &[&global]);
         if self.group.is_none() {
-            self.pending.push_back(Pending::Names(global));
+            self.pending.push_back(Pending::Names);
             out.push(Command::Users);
         } else {
-            // TODO(Whois/Count): a group member cannot list the global users yet.
+            // A group member's `/users` lists the group; the native protocol
+            // has no way to list the global scope from inside a group.
             let me = self.me();
             r.numeric(&me, "366", &[&global, ":End of /NAMES list"]);
         }
@@ -739,22 +757,10 @@ impl IrcSession {
             .filter(|c| !c.is_empty());
         match channel {
             Some(c) if self.is_current(c) || self.is_global(c) && self.group.is_none() => {
-                let c = self.canonical_channel(c);
-                self.issue(out, Command::Users, Pending::Names(c));
+                self.issue(out, Command::Users, Pending::Names);
             }
             Some(c) => r.numeric(&me, "366", &[&echo(c), ":End of /NAMES list"]),
             None => r.numeric(&me, "366", &["*", ":End of /NAMES list"]),
-        }
-    }
-
-    /// The spelling of a channel the session is in (the group's own casing).
-    fn canonical_channel(&self, channel: &str) -> String {
-        if self.is_global(channel) {
-            return self.config.global_channel.clone().unwrap_or_default();
-        }
-        match &self.group {
-            Some(g) if self.is_current(channel) => format!("#{g}"),
-            _ => echo(channel),
         }
     }
 
@@ -762,19 +768,13 @@ impl IrcSession {
         let me = self.me();
         let mask = msg.param(0).filter(|m| !m.is_empty()).unwrap_or("*");
         if self.is_current(mask) || self.is_global(mask) && self.group.is_none() {
-            let c = self.canonical_channel(mask);
-            return self.issue(out, Command::Users, Pending::Who(c));
+            return self.issue(out, Command::Users, Pending::Who);
         }
-        let mask_echo = echo(mask);
-        // TODO(Whois): others' nicks need the native `/whois`; only our own is known here.
-        if let Some(nick) = self
-            .nick
-            .clone()
-            .filter(|n| n.as_str().eq_ignore_ascii_case(mask))
-        {
-            self.who_line(r, "*", &nick);
+        match Name::try_from(mask) {
+            Ok(name) => self.issue(out, Command::Whois(name), Pending::WhoNick(echo(mask))),
+            // A mask or a channel we are not in: nobody to show.
+            Err(_) => r.numeric(&me, "315", &[&echo(mask), ":End of /WHO list"]),
         }
-        r.numeric(&me, "315", &[&mask_echo, ":End of /WHO list"]);
     }
 
     /// One `352` line.
@@ -802,7 +802,7 @@ impl IrcSession {
         );
     }
 
-    fn whois(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>) {
+    fn whois(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
         let me = self.me();
         // `WHOIS [server] nick`: the nick is the last parameter.
         let Some(target) = msg.params().last().copied().filter(|t| !t.is_empty()) else {
@@ -810,51 +810,18 @@ impl IrcSession {
         };
         let target = target.split(',').next().unwrap_or(target);
         let t = echo(target);
-        // TODO(Whois): the native `/whois` would answer for other users.
-        match self.nick.clone() {
-            Some(nick) if nick.as_str().eq_ignore_ascii_case(target) => {
-                let host = self.config.user_host.clone();
-                let server = self.config.server_name.clone();
-                r.numeric(
-                    &me,
-                    "311",
-                    &[
-                        nick.as_str(),
-                        nick.as_str(),
-                        &host,
-                        "*",
-                        &format!(":{nick}"),
-                    ],
-                );
-                let mut channels = Vec::new();
-                if let Some(g) = &self.group {
-                    channels.push(format!("#{g}"));
-                }
-                if let (true, Some(global)) = (self.in_global, &self.config.global_channel) {
-                    channels.push(global.clone());
-                }
-                if !channels.is_empty() {
-                    r.numeric(
-                        &me,
-                        "319",
-                        &[nick.as_str(), &format!(":{}", channels.join(" "))],
-                    );
-                }
-                r.numeric(&me, "312", &[nick.as_str(), &server, ":chatd"]);
-                if let Some(away) = &self.away {
-                    r.numeric(
-                        &me,
-                        "301",
-                        &[nick.as_str(), &format!(":{}", echo_trailing(away))],
-                    );
-                }
-                r.numeric(&me, "318", &[nick.as_str(), ":End of /WHOIS list"]);
-            }
-            _ => {
+        match Name::try_from(target) {
+            Ok(name) => self.issue(out, Command::Whois(name), Pending::Whois(t)),
+            Err(_) => {
                 r.numeric(&me, "401", &[&t, ":No such nick/channel"]);
                 r.numeric(&me, "318", &[&t, ":End of /WHOIS list"]);
             }
         }
+    }
+
+    /// The away message, if the user of this session set one.
+    pub(super) fn away(&self) -> Option<&str> {
+        self.away.as_deref()
     }
 
     fn topic(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>) {
