@@ -12,7 +12,7 @@ use chatproto::Event;
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Behavior, Flood, Incoming};
+use crate::client::{Behavior, Flood, Incoming, Schedule};
 use crate::report::{latency_cell, Report, Table};
 use crate::runtime::{self, settle, Ctx, Stage, Totals};
 use crate::stats::{Latency, Summary};
@@ -158,9 +158,7 @@ impl Report for CascadeReport {
 /// Sends `/ping <seq>` on a schedule and times each `PONG <seq>`; notes the
 /// stopped clients' `PART`s.
 struct Prober {
-    next: Instant,
-    interval: Duration,
-    end: Instant,
+    schedule: Schedule,
     from: Instant,
     seq: u64,
     /// (seq, sent at), oldest first: the server answers in order.
@@ -199,14 +197,13 @@ impl Prober {
 
 impl Behavior for Prober {
     fn next_send(&self) -> Option<Instant> {
-        (self.next < self.end).then_some(self.next)
+        self.schedule.next()
     }
 
     fn send(&mut self, now: Instant, out: &mut Vec<u8>) {
-        if now >= self.end {
-            self.next = self.end;
+        let Some(missed) = self.schedule.take(now) else {
             return;
-        }
+        };
         if self.outstanding.len() >= MAX_OUTSTANDING {
             self.skipped += 1;
         } else {
@@ -214,12 +211,7 @@ impl Behavior for Prober {
             self.outstanding.push_back((self.seq, now));
             self.seq += 1;
         }
-        self.next += self.interval;
-        // Fell behind: skip the missed slots rather than send a burst.
-        while self.next <= now {
-            self.next += self.interval;
-            self.skipped += 1;
-        }
+        self.skipped += missed;
     }
 
     fn line(&mut self, line: Incoming<'_>, first_byte: Instant, _: &mut Vec<u8>) {
@@ -318,9 +310,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: CascadeArgs) -> Result<CascadeRepor
                 .open_and_await_start(&ctx, ctx.name("r", 0), None)
                 .await?;
             let mut p = Prober {
-                next: from,
-                interval,
-                end,
+                schedule: Schedule::new(from, interval, end),
                 from,
                 seq: 0,
                 outstanding: VecDeque::new(),

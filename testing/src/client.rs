@@ -159,6 +159,49 @@ impl Behavior for Quiet {
     fn line(&mut self, _: Incoming<'_>, _: Instant, _: &mut Vec<u8>) {}
 }
 
+/// Send times every `interval` from `first` until `end`, for a client that
+/// times each reply: slots it missed are skipped, not sent in a burst (a burst
+/// would time the tester's lag, not the server's).
+#[derive(Debug)]
+pub(crate) struct Schedule {
+    next: Instant,
+    interval: Duration,
+    end: Instant,
+}
+
+impl Schedule {
+    pub(crate) fn new(first: Instant, interval: Duration, end: Instant) -> Self {
+        Self {
+            next: first,
+            interval,
+            end,
+        }
+    }
+
+    /// The next send time, for [`Behavior::next_send`]; `None` once over.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        (self.next < self.end).then_some(self.next)
+    }
+
+    /// Takes the slot due at `now`: `None` if sending time is over (woken
+    /// late; the coordinator may already be counting replies), else how many
+    /// slots it fell behind by and skipped (an overloaded tester or a blocked
+    /// write).
+    pub(crate) fn take(&mut self, now: Instant) -> Option<u64> {
+        if now >= self.end {
+            self.next = self.end;
+            return None;
+        }
+        self.next += self.interval;
+        let mut missed = 0;
+        while self.next <= now {
+            self.next += self.interval;
+            missed += 1;
+        }
+        Some(missed)
+    }
+}
+
 /// Sends one line over and over from `start` until `end`: at `rate` lines/s,
 /// or (`None`) as fast as the server takes them (run it with
 /// [`Conn::pump`]). Hands every line it receives to `seen`.

@@ -11,7 +11,7 @@ use chatproto::{Command, Event};
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Behavior, End, Incoming, Quiet};
+use crate::client::{Behavior, End, Incoming, Quiet, Schedule};
 use crate::report::{latency_cell, ms, percent, Report, Table};
 use crate::runtime::{self, settle, Counters, Ctx, Stage, Totals};
 use crate::stats::{Batch, SharedLatency, Summary};
@@ -204,9 +204,7 @@ fn run_table(r: &TtfbRun) -> Table {
 /// Sends `/users` on a fixed schedule and times each reply's first byte.
 /// Also `slowreader`'s probe.
 pub(crate) struct Requester {
-    next: Instant,
-    interval: Duration,
-    end: Instant,
+    schedule: Schedule,
     outstanding: VecDeque<Instant>,
     pub(crate) sent: u64,
     pub(crate) answered: u64,
@@ -227,9 +225,7 @@ impl Requester {
         counters: Arc<Counters>,
     ) -> Self {
         Self {
-            next: first,
-            interval,
-            end,
+            schedule: Schedule::new(first, interval, end),
             outstanding: VecDeque::new(),
             sent: 0,
             answered: 0,
@@ -249,16 +245,13 @@ impl Requester {
 
 impl Behavior for Requester {
     fn next_send(&self) -> Option<Instant> {
-        (self.next < self.end).then_some(self.next)
+        self.schedule.next()
     }
 
     fn send(&mut self, now: Instant, out: &mut Vec<u8>) {
-        if now >= self.end {
-            // Woken late: the run's sending time is over, and the coordinator
-            // may already be counting replies.
-            self.next = self.end;
+        let Some(missed) = self.schedule.take(now) else {
             return;
-        }
+        };
         if self.outstanding.len() >= MAX_OUTSTANDING {
             self.skipped += 1;
         } else {
@@ -267,13 +260,7 @@ impl Behavior for Requester {
             self.sent += 1;
             Counters::add(&self.counters.sent, 1);
         }
-        self.next += self.interval;
-        // Fell behind (an overloaded tester or a blocked write): skip the
-        // missed slots rather than send a burst.
-        while self.next <= now {
-            self.next += self.interval;
-            self.skipped += 1;
-        }
+        self.skipped += missed;
     }
 
     fn line(&mut self, line: Incoming<'_>, first_byte: Instant, _: &mut Vec<u8>) {
