@@ -51,6 +51,11 @@ fn irc_message_corpus() {
     replay("irc_message");
 }
 
+#[test]
+fn irc_session_corpus() {
+    replay("irc_session");
+}
+
 /// Every target has a test above and a corpus directory: a new target cannot be
 /// added without being replayed.
 #[test]
@@ -58,7 +63,14 @@ fn every_target_is_replayed() {
     let names: Vec<&str> = checks::TARGETS.iter().map(|(name, _)| *name).collect();
     assert_eq!(
         names,
-        ["parse_line", "parse_event", "framer", "server", "irc_message"]
+        [
+            "parse_line",
+            "parse_event",
+            "framer",
+            "server",
+            "irc_message",
+            "irc_session"
+        ]
     );
 }
 

@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("framer", check_framer),
     ("server", check_server),
     ("irc_message", check_irc_message),
+    ("irc_session", check_irc_session),
 ];
 
 /// Feeds every file in `dir` to `check`; returns how many files passed, or the
@@ -1091,6 +1092,141 @@ pub fn check_irc_message(data: &[u8]) {
     let mut twice = Vec::new();
     again.encode(&mut twice).expect("it encoded before");
     assert_eq!(twice, bytes, "{body:?} is not canonical");
+}
+
+/// Target `irc_session`: a program of lines, one per LF-separated piece, for
+/// three IRC sessions and one native user on a real `Server`. A piece starting
+/// `0`, `1` or `2` is an IRC line from that session (over the frame limit:
+/// `LineTooLong`; not UTF-8: `BadEncoding`); `n` a native line from the native
+/// user; `x0`..`x2` drops that session's connection; `t` lets 61 seconds pass
+/// in ticks; anything else goes to session `byte % 3`. Nothing panics; every
+/// IRC line produced (replies, own lines, shared encodings) parses with
+/// `parse_message`, ends with CRLF and is at most 512 bytes without its tags;
+/// two sessions of one dialect get the same shared bytes; the server's
+/// invariants hold after every input.
+pub fn check_irc_session(data: &[u8]) {
+    use chatproto::irc::{
+        encode_shared, parse_message, Delivery, IrcConfig, IrcSession, FRAME_LIMIT, MAX_LINE_LEN,
+    };
+    use chatproto::server::Time;
+
+    fn check_lines(bytes: &[u8]) {
+        let text = std::str::from_utf8(bytes).expect("IRC output is UTF-8");
+        assert!(text.is_empty() || text.ends_with("\r\n"), "{text:?}");
+        for line in text.split_terminator("\r\n") {
+            let msg = parse_message(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            let body = match line.strip_prefix('@') {
+                Some(tagged) => tagged.split_once(' ').map_or("", |(_, b)| b),
+                None => line,
+            };
+            assert!(body.len() + 2 <= MAX_LINE_LEN, "{line:?} is too long");
+            assert!(!msg.command().is_empty());
+        }
+    }
+
+    let config = Arc::new(IrcConfig::default());
+    let mut server = Server::new(ServerConfig::default());
+    let start = Instant::now();
+    let mut elapsed = Duration::ZERO;
+    let native = ConnId::new(100);
+    let ids = [ConnId::new(0), ConnId::new(1), ConnId::new(2)];
+    let mut sessions: Vec<IrcSession> = ids
+        .iter()
+        .map(|_| IrcSession::new(config.clone()))
+        .collect();
+    let mut shared: BTreeMap<(u64, String), Arc<[u8]>> = BTreeMap::new();
+
+    let mut run =
+        |server: &mut Server, sessions: &mut [IrcSession], elapsed: Duration, input: Input| {
+            let time = Time {
+                instant: start + elapsed,
+                unix_ms: 1_796_119_200_000 + u64::try_from(elapsed.as_millis()).unwrap_or(0),
+            };
+            for effect in server.handle(time, input) {
+                let Effect::Deliver { to, event } = effect else {
+                    continue;
+                };
+                let Some(i) = ids.iter().position(|&id| id == to) else {
+                    continue;
+                };
+                match sessions[i].on_event(&event) {
+                    Delivery::Nothing => {}
+                    Delivery::Lines(bytes) => check_lines(&bytes),
+                    Delivery::Shared => {
+                        let caps = sessions[i].caps();
+                        let bytes = encode_shared(&event, caps, &config);
+                        check_lines(&bytes);
+                        let key = (event.id(), format!("{:?}", caps.dialect()));
+                        let first = shared.entry(key).or_insert_with(|| bytes.clone());
+                        assert_eq!(*first, bytes, "one dialect, one encoding");
+                    }
+                }
+            }
+            server.check_invariants().unwrap();
+        };
+
+    for &id in ids.iter().chain([&native]) {
+        run(&mut server, &mut sessions, elapsed, Input::Connected(id));
+    }
+    let nat = parse_line("nat").expect("a valid name");
+    run(
+        &mut server,
+        &mut sessions,
+        elapsed,
+        Input::Line(native, nat),
+    );
+
+    for piece in data.split(|&b| b == b'\n').take(200) {
+        elapsed += Duration::from_secs(1);
+        let Some((&first, rest)) = piece.split_first() else {
+            continue;
+        };
+        let target = match first {
+            b'0'..=b'2' => usize::from(first - b'0'),
+            b'n' => {
+                if let Ok(Ok(cmd)) = std::str::from_utf8(rest).map(parse_line) {
+                    run(
+                        &mut server,
+                        &mut sessions,
+                        elapsed,
+                        Input::Line(native, cmd),
+                    );
+                }
+                continue;
+            }
+            b'x' => {
+                let i = usize::from(rest.first().copied().unwrap_or(0) % 3);
+                let gone = Input::Disconnected(ids[i], CloseReason::ConnectionLost);
+                run(&mut server, &mut sessions, elapsed, gone);
+                continue;
+            }
+            b't' => {
+                for _ in 0..61 {
+                    elapsed += Duration::from_secs(1);
+                    run(&mut server, &mut sessions, elapsed, Input::Tick);
+                }
+                continue;
+            }
+            other => usize::from(other % 3),
+        };
+        let line = if rest.len() > FRAME_LIMIT {
+            Err(FrameError::LineTooLong { max: FRAME_LIMIT })
+        } else {
+            std::str::from_utf8(rest).map_err(|e| FrameError::BadEncoding {
+                at: e.valid_up_to(),
+            })
+        };
+        let from = sessions[target].on_line(line);
+        check_lines(&from.reply);
+        for cmd in from.commands {
+            run(
+                &mut server,
+                &mut sessions,
+                elapsed,
+                Input::Line(ids[target], cmd),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
