@@ -473,6 +473,10 @@ fn part_global_stops_global_messages_and_join_resumes() {
     assert_eq!(w.take("ann"), Vec::<String>::new());
     w.send("ann", "PRIVMSG &global :x");
     assert_eq!(numerics(&w.take("ann")), ["404"]);
+    // Departures still arrive, as QUIT: a group channel may hold the user.
+    w.native("gone");
+    w.native_send("gone", "/quit bye");
+    assert_eq!(w.take("ann"), lines(&[":gone!gone@hidden QUIT bye"]));
     w.send("ann", "JOIN &global");
     assert_eq!(numerics(&w.take("ann")), ["353", "366"]);
     w.native_send("nat", "again");

@@ -241,9 +241,10 @@ impl IrcSession {
                 !is_me(from) && self.wants(scope)
             }
             Event::Join { scope, name } => !is_me(name) && self.wants(scope),
-            Event::Part { scope, name, .. } => {
-                !is_me(name) && (scope.group().is_some() || self.config.global_channel.is_some())
-            }
+            // A departure (`PART *`, as `QUIT`) is shown even after `PART
+            // &global` or without a global channel: IRC clients need it to
+            // take the user out of the group channel they shared.
+            Event::Part { name, .. } => !is_me(name),
             Event::Nick { old, .. } => !is_me(old),
             _ => false,
         };
@@ -561,7 +562,67 @@ impl IrcSession {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
+    use crate::parse_line;
+    use crate::server::{ConnId, Effect, Input, Server, ServerConfig, Time};
+
+    #[test]
+    fn shared_encodings_of_each_broadcast() {
+        let mut server = Server::new(ServerConfig::default());
+        let t = Time {
+            instant: Instant::now(),
+            unix_ms: 1_796_119_200_000,
+        };
+        let (ann, bob) = (ConnId::new(1), ConnId::new(2));
+        for (c, name) in [(ann, "ann"), (bob, "bob")] {
+            let _ = server.handle(t, Input::Connected(c));
+            let _ = server.handle(t, Input::Line(c, parse_line(name).unwrap()));
+        }
+        let _ = server.handle(t, Input::Line(bob, parse_line("/join g").unwrap()));
+        let cases: &[(&str, &str)] = &[
+            ("hi there", ":ann!ann@hidden PRIVMSG &global :hi there"),
+            (
+                "/me waves",
+                ":ann!ann@hidden PRIVMSG &global :\u{1}ACTION waves\u{1}",
+            ),
+            ("/join g", ":ann!ann@hidden JOIN #g"),
+            (":-)", ":ann!ann@hidden PRIVMSG #g ::-)"),
+            ("/leave", ":ann!ann@hidden PART #g"),
+            ("/nick anne", ":ann!ann@hidden NICK anne"),
+            ("/quit gone", ":anne!anne@hidden QUIT gone"),
+        ];
+        let config = IrcConfig::default();
+        for (line, want) in cases {
+            let effects = server.handle(t, Input::Line(ann, parse_line(line).unwrap()));
+            let event = effects
+                .into_iter()
+                .find_map(|e| match e {
+                    Effect::Deliver { to, event } if to == bob => Some(event),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{line}: nothing for bob"));
+            let plain = encode_shared(&event, Caps::NONE, &config);
+            assert_eq!(*plain, *format!("{want}\r\n").as_bytes(), "{line}");
+            // Capabilities that do not change the dialect change nothing.
+            let same = encode_shared(
+                &event,
+                Caps::USERHOST_IN_NAMES.with(Caps::CAP_NOTIFY),
+                &config,
+            );
+            assert_eq!(plain, same);
+            let tagged = encode_shared(&event, Caps::SERVER_TIME.with(Caps::MESSAGE_TAGS), &config);
+            let prefix = format!("@time=2026-12-01T10:00:00.000Z;msgid={} ", event.id());
+            assert_eq!(*tagged, *format!("{prefix}{want}\r\n").as_bytes(), "{line}");
+        }
+        // Non-broadcasts have no shared encoding.
+        let effects = server.handle(t, Input::Line(bob, parse_line("/users").unwrap()));
+        let Some(Effect::Deliver { event, .. }) = effects.first() else {
+            panic!("{effects:?}")
+        };
+        assert!(encode_shared(event, Caps::NONE, &config).is_empty());
+    }
 
     #[test]
     fn rfc3339_on_known_dates() {

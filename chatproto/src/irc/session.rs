@@ -985,6 +985,56 @@ pub(super) fn echo_trailing(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Lines from one new session: its replies and the commands it issues,
+    /// as text.
+    fn run(lines: &[&str]) -> (String, Vec<String>) {
+        let mut session = IrcSession::new(Arc::new(IrcConfig::default()));
+        let mut reply = Vec::new();
+        let mut commands = Vec::new();
+        for line in lines {
+            let out = session.on_line(Ok(line));
+            reply.extend(out.reply);
+            commands.extend(out.commands.iter().map(ToString::to_string));
+        }
+        (String::from_utf8(reply).unwrap(), commands)
+    }
+
+    #[test]
+    fn registration_table() {
+        let cases: &[(&[&str], &str, &[&str])] = &[
+            (&["NICK ann"], "", &[]),
+            (&["NICK ann", "USER a 0 * :A"], "", &["/nick ann", "/users"]),
+            (&["USER a 0 * :A", "nick ann"], "", &["/nick ann", "/users"]),
+            (&["PASS x", "NICK ann", "USER a 0 * :A"], "", &["/nick ann", "/users"]),
+            (&["CAP LS 302", "NICK ann", "USER a 0 * :A"], "ls", &[]),
+            (&["CAP LS", "NICK ann", "USER a 0 * :A", "CAP END"], "ls", &["/nick ann", "/users"]),
+            (&["CAP REQ :server-time", "NICK a", "USER a 0 * :A"], ":chatd CAP * ACK server-time\r\n", &[]),
+            (&["NICK a", "USER a"], ":chatd 461 * USER :Not enough parameters\r\n", &[]),
+            (&["NICK b@d"], ":chatd 432 * b@d :Erroneous nickname: name has '@' at byte 1; allowed are A-Z a-z 0-9 _ -\r\n", &[]),
+            (&["JOIN :"], ":chatd 451 * :You have not registered\r\n", &[]),
+            (&["PRIVMSG x :y"], ":chatd 451 * :You have not registered\r\n", &[]),
+            (&["PING :a b"], ":chatd PONG chatd :a b\r\n", &[]),
+            (&["PONG 7"], "", &["/pong 7"]),
+            (&["QUIT"], "ERROR :Closing link: (quit)\r\n", &["/quit"]),
+            (&["QUIT :\u{2}bye\u{2}"], "ERROR :Closing link: (quit)\r\n", &["/quit bye"]),
+            (&["CAP FOO"], ":chatd 410 * FOO :Invalid CAP command\r\n", &[]),
+            (&[""], "", &[]),
+            (&["   "], "", &[]),
+        ];
+        let ls = ":chatd CAP * LS :cap-notify message-tags multi-prefix server-time userhost-in-names\r\n";
+        for (lines, reply, commands) in cases {
+            let want = if *reply == "ls" { ls } else { reply };
+            assert_eq!(
+                run(lines),
+                (
+                    want.to_owned(),
+                    commands.iter().map(|c| c.to_string()).collect()
+                ),
+                "{lines:?}"
+            );
+        }
+    }
+
     #[test]
     fn formatting_is_stripped() {
         let cases: &[(&str, &str)] = &[
