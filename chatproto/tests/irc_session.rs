@@ -266,6 +266,7 @@ fn registration_without_cap_sends_001_to_005_422_and_joins_global() {
         "NETWORK=chatd",
         "PREFIX= ",
         "TARGMAX=JOIN:1,PART:1,PRIVMSG:1,NOTICE:1",
+        "UTF8ONLY",
     ] {
         assert!(isupport.contains(token), "{token} missing: {isupport}");
     }
@@ -896,6 +897,7 @@ fn unknown_and_malformed_commands() {
     w.send("ann", "");
     w.send("ann", &format!("PRIVMSG &global :{}", "x".repeat(600)));
     w.send_frame("ann", Err(FrameError::LineTooLong { max: 8703 }));
+    w.send_frame("ann", Err(FrameError::BadEncoding { at: 3 }));
     w.send("ann", "USER a b c d");
     assert_eq!(
         w.take("ann"),
@@ -904,6 +906,8 @@ fn unknown_and_malformed_commands() {
             ":chatd 421 ann X1 :Unknown command",
             ":chatd 417 ann :Input line was too long",
             ":chatd 417 ann :Input line was too long",
+            ":chatd FAIL * INVALID_UTF8 :Message rejected, your IRC software MUST use UTF-8: \
+             line is not valid UTF-8 (byte 3), discarded",
             ":chatd 462 ann :You may not reregister",
         ])
     );

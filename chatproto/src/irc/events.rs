@@ -449,6 +449,7 @@ impl IrcSession {
                 "NICKLEN=32",
                 "PREFIX=",
                 "TARGMAX=JOIN:1,PART:1,PRIVMSG:1,NOTICE:1",
+                "UTF8ONLY",
                 ":are supported by this server",
             ],
         );

@@ -302,7 +302,9 @@ impl IrcSession {
                 return out;
             }
             Err(e) => {
-                r.server_notice(&me, &format!("{e}"));
+                // IRCv3 UTF8ONLY: the line is rejected, visibly (ergo does the same).
+                let text = format!("Message rejected, your IRC software MUST use UTF-8: {e}");
+                r.server_line("FAIL", &["*", "INVALID_UTF8", &text]);
                 out.reply = r.into_bytes();
                 return out;
             }
@@ -500,7 +502,8 @@ impl IrcSession {
         if self.nick.is_some() || self.user_given && self.registering {
             return r.numeric(&me, "462", &[":You may not reregister"]);
         }
-        if msg.params().len() < 4 || msg.param(0) == Some("") {
+        // An empty username or realname is refused, as irctest expects.
+        if msg.params().len() < 4 || msg.param(0) == Some("") || msg.param(3) == Some("") {
             return r.numeric(&me, "461", &["USER", ":Not enough parameters"]);
         }
         self.user_given = true;
@@ -1010,6 +1013,7 @@ mod tests {
             (&["CAP LS", "NICK ann", "USER a 0 * :A", "CAP END"], "ls", &["/nick ann", "/users"]),
             (&["CAP REQ :server-time", "NICK a", "USER a 0 * :A"], ":chatd CAP * ACK server-time\r\n", &[]),
             (&["NICK a", "USER a"], ":chatd 461 * USER :Not enough parameters\r\n", &[]),
+            (&["NICK a", "USER a 0 * :"], ":chatd 461 * USER :Not enough parameters\r\n", &[]),
             (&["NICK b@d"], ":chatd 432 * b@d :Erroneous nickname: name has '@' at byte 1; allowed are A-Z a-z 0-9 _ -\r\n", &[]),
             (&["JOIN :"], ":chatd 451 * :You have not registered\r\n", &[]),
             (&["PRIVMSG x :y"], ":chatd 451 * :You have not registered\r\n", &[]),
