@@ -53,6 +53,45 @@
 //! turns a connection's IRC lines into native [`crate::Command`]s and the
 //! native server's events into IRC lines, and [`encode_shared`] encodes a
 //! broadcast once per dialect.
+//!
+//! A driver runs one [`IrcSession`] per IRC connection next to the native
+//! [`Server`](crate::server::Server): client lines in, commands to the server
+//! and replies out; the server's events in, IRC lines out:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//! use chatproto::irc::{encode_shared, Delivery, IrcConfig, IrcSession};
+//! use chatproto::server::{ConnId, Effect, Input, Server, ServerConfig};
+//!
+//! let mut server = Server::new(ServerConfig::default());
+//! let mut session = IrcSession::new(Arc::new(IrcConfig::default()));
+//! let conn = ConnId::new(1);
+//! let mut to_client = Vec::new();
+//! let mut effects = server.handle(Instant::now(), Input::Connected(conn));
+//! for line in ["CAP LS 302", "NICK ann", "USER ann 0 * :Ann", "CAP END"] {
+//!     let from = session.on_line(Ok(line));
+//!     to_client.extend(from.reply);
+//!     for command in from.commands {
+//!         effects.extend(server.handle(Instant::now(), Input::Line(conn, command)));
+//!     }
+//! }
+//! for effect in effects {
+//!     let Effect::Deliver { event, .. } = effect else { continue };
+//!     match session.on_event(&event) {
+//!         Delivery::Nothing => {}
+//!         Delivery::Lines(lines) => to_client.extend(lines),
+//!         // A real driver encodes this once per (event, session.caps().dialect()).
+//!         Delivery::Shared => {
+//!             to_client.extend_from_slice(&encode_shared(&event, session.caps(), session.config()))
+//!         }
+//!     }
+//! }
+//! let text = String::from_utf8(to_client).unwrap();
+//! assert!(text.contains(":chatd 001 ann :Welcome to the chatd IRC network, ann\r\n"));
+//! assert!(text.ends_with(":ann!ann@hidden JOIN &global\r\n:chatd 353 ann = &global ann\r\n\
+//!                         :chatd 366 ann &global :End of /NAMES list\r\n"));
+//! ```
 
 mod events;
 mod message;

@@ -491,6 +491,10 @@ impl IrcSession {
         };
         if self.nick.is_some() {
             self.issue(out, Command::Nick(name.clone()), Pending::Nick(name));
+        } else if self.registering {
+            // A nick is on its way: this one follows it, and registers if
+            // that one is refused, or renames if not, as on IRC.
+            self.register(out, name);
         } else {
             self.wanted = Some(name);
             self.try_register(out);
@@ -516,13 +520,18 @@ impl IrcSession {
             return;
         }
         if let Some(name) = self.wanted.take() {
-            self.registering = true;
-            self.issue(out, Command::Nick(name.clone()), Pending::Nick(name));
-            if self.config.global_channel.is_some() {
-                // The names of `&global`, joined on `WELCOME`; refused as
-                // not-registered (and not shown) if the name is.
-                self.issue(out, Command::Users, Pending::Names);
-            }
+            self.register(out, name);
+        }
+    }
+
+    /// Asks for `name`, and for the names of `&global`, joined on `WELCOME`
+    /// (that `/users` is refused as not-registered, and not shown, if the
+    /// name is).
+    fn register(&mut self, out: &mut FromClient, name: Name) {
+        self.registering = true;
+        self.issue(out, Command::Nick(name.clone()), Pending::Nick(name));
+        if self.config.global_channel.is_some() {
+            self.issue(out, Command::Users, Pending::Names);
         }
     }
 
@@ -1014,6 +1023,7 @@ mod tests {
             (&["CAP REQ :server-time", "NICK a", "USER a 0 * :A"], ":chatd CAP * ACK server-time\r\n", &[]),
             (&["NICK a", "USER a"], ":chatd 461 * USER :Not enough parameters\r\n", &[]),
             (&["NICK a", "USER a 0 * :"], ":chatd 461 * USER :Not enough parameters\r\n", &[]),
+            (&["NICK a", "USER a 0 * :A", "NICK b"], "", &["/nick a", "/users", "/nick b", "/users"]),
             (&["NICK b@d"], ":chatd 432 * b@d :Erroneous nickname: name has '@' at byte 1; allowed are A-Z a-z 0-9 _ -\r\n", &[]),
             (&["JOIN :"], ":chatd 451 * :You have not registered\r\n", &[]),
             (&["PRIVMSG x :y"], ":chatd 451 * :You have not registered\r\n", &[]),
