@@ -153,6 +153,7 @@ pub struct FromClient {
 
 /// How an event reaches this client, as decided by [`IrcSession::on_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
 pub enum Delivery {
     /// Nothing is sent (a native `HELLO`, an echo IRC does not want, a global
     /// message after `PART &global`).
