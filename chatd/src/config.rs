@@ -1,10 +1,13 @@
 //! Command-line flags ([`Args`]) and the settings the server runs with ([`Config`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
+use chatproto::irc::IrcConfig;
 use chatproto::server::ServerConfig;
+use chatproto::{Name, Text, Token};
 
 /// chatd: a chat server for the line protocol in PROTOCOL.md (try `nc localhost 8080`).
 ///
@@ -21,6 +24,25 @@ pub(crate) struct Args {
                        where IPv6 is available); port 0 picks a free port"
     )]
     pub(crate) listen: Vec<SocketAddr>,
+
+    /// address to listen on for IRC clients (irssi, weechat, HexChat, bots),
+    /// repeatable; none unless given (6667 is IRC's port)
+    #[argh(option)]
+    pub(crate) irc_listen: Vec<SocketAddr>,
+
+    /// the server's name, in HELLO and as the IRC server name (default chatd)
+    #[argh(option, default = "String::from(\"chatd\")")]
+    pub(crate) server_name: String,
+
+    /// the IRC channel that stands for the global scope, starting with & (a
+    /// server-local channel), or none (default &global)
+    #[argh(option, default = "String::from(\"&global\")")]
+    pub(crate) irc_global_channel: String,
+
+    /// a file whose lines IRC clients get as the message of the day (default:
+    /// none, answered with 422)
+    #[argh(option)]
+    pub(crate) motd: Option<std::path::PathBuf>,
 
     /// longest accepted line in bytes, line ending excluded, at most 1MiB;
     /// longer lines get ERR line-too-long and are skipped without being
@@ -140,6 +162,10 @@ pub(crate) struct Config {
     pub(crate) flood_rate: u32,
     pub(crate) threads: usize,
     pub(crate) server: ServerConfig,
+    /// Where to listen for IRC, and how IRC connections are told about this
+    /// server.
+    pub(crate) irc_listen: Vec<SocketAddr>,
+    pub(crate) irc: Arc<IrcConfig>,
 }
 
 impl Config {
@@ -205,7 +231,46 @@ impl Config {
                 SocketAddr::from(([0u16; 8], 8080)),
             ]
         };
+        let server_name = Token::try_from(args.server_name.as_str())
+            .ok()
+            .filter(|_| Name::try_from(args.server_name.as_str()).is_ok())
+            .ok_or_else(|| {
+                format!(
+                    "--server-name {:?}: 1 to 32 of A-Z a-z 0-9 _ - (it is also the IRC server name)",
+                    args.server_name
+                )
+            })?;
+        let global_channel = match args.irc_global_channel.as_str() {
+            "none" => None,
+            c if c.len() >= 2
+                && c.starts_with('&')
+                && c.len() <= 50
+                && c[1..].chars().all(|ch| ch.is_ascii_graphic() && ch != ',') =>
+            {
+                Some(c.to_owned())
+            }
+            c => {
+                return Err(format!(
+                    "--irc-global-channel {c:?}: & and 1 to 49 visible characters without a comma, or none"
+                ))
+            }
+        };
+        let motd = match &args.motd {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--motd {}: {e}", path.display()))?;
+                // Control characters would end an IRC line early or smuggle one.
+                Some(text.lines().map(|l| Text::lossy(l).to_string()).collect())
+            }
+        };
+        let mut irc = IrcConfig::default();
+        irc.server_name = server_name.to_string();
+        irc.network = server_name.to_string();
+        irc.global_channel = global_channel;
+        irc.motd = motd;
         let mut server = ServerConfig::default();
+        server.server_name = server_name;
         server.register_timeout = args.register_timeout;
         server.ping_after = args.ping_after;
         server.idle_timeout = args.idle_timeout;
@@ -224,6 +289,8 @@ impl Config {
             flood_rate: args.flood_rate,
             threads,
             server,
+            irc_listen: args.irc_listen,
+            irc: Arc::new(irc),
         })
     }
 }
@@ -366,6 +433,28 @@ mod tests {
     /// The checked result of `flags`, or the message of the refusal.
     fn check(flags: &[&str]) -> Result<Config, String> {
         Config::from_args(Args::from_args(&["chatd"], flags).map_err(|e| e.output)?)
+    }
+
+    #[test]
+    fn irc_flags() {
+        let c = check(&["--irc-listen", "127.0.0.1:0", "--server-name", "hub"]).unwrap();
+        assert_eq!(c.irc_listen.len(), 1);
+        assert_eq!(c.server.server_name.as_str(), "hub");
+        assert_eq!(c.irc.server_name, "hub");
+        assert_eq!(c.irc.global_channel.as_deref(), Some("&global"));
+        assert!(check(&[]).unwrap().irc_listen.is_empty(), "no IRC unless asked");
+        let none = check(&["--irc-global-channel", "none"]).unwrap();
+        assert_eq!(none.irc.global_channel, None);
+        for bad in ["#global", "&", "&a,b", "& x"] {
+            let e = check(&["--irc-global-channel", bad]).unwrap_err();
+            assert!(e.contains("--irc-global-channel"), "{bad}: {e}");
+        }
+        for bad in ["a b", "x.y", ""] {
+            let e = check(&["--server-name", bad]).unwrap_err();
+            assert!(e.contains("--server-name"), "{bad}: {e}");
+        }
+        let e = check(&["--motd", "/nonexistent/motd"]).unwrap_err();
+        assert!(e.contains("--motd /nonexistent/motd"), "{e}");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatproto::server::{ConnId, Input};
-use chatproto::{CloseReason, LineFramer, ParseError, Refusal, TokenBucket};
+use chatproto::server::Input;
+use chatproto::{CloseReason, FrameError, LineFramer, ParseError, Refusal, TokenBucket};
 use futures_lite::future::{self, CatchUnwind, FutureExt};
 use smol::{Async, Timer};
 
@@ -50,20 +50,20 @@ fn cost(bytes: usize, per_token: u64) -> u64 {
 /// A plain function returning an `async move` block, not an `async fn`: an
 /// `async fn` moves its arguments into locals, so the task would store
 /// `shared`, `peer` and `permit` twice (72 bytes on every idle connection).
+/// The accept loop builds `io` (with its IRC adapter, for an IRC listener).
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would store its arguments twice"
 )]
 pub(crate) fn serve(
     shared: Arc<Shared>,
-    stream: Async<TcpStream>,
+    io: Arc<ConnIo>,
     peer: SocketAddr,
     permit: Permit,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let id = shared.next_id();
+        let id = io.id;
         log::info!("{id:?} connected from {peer}");
-        let io = Arc::new(ConnIo::new(id, stream, shared.budget().clone()));
         shared.connect(Outbox::new(io.clone())).await;
         // Built inside the call: a future bound to a local first would be stored
         // twice in this task (once moved-from), doubling an idle connection's cost.
@@ -113,7 +113,12 @@ pub(crate) fn guarded<F: Future>(fut: F) -> CatchUnwind<AssertUnwindSafe<F>> {
 /// pacing the client with its token bucket; then reports the disconnection.
 async fn read_loop(shared: &Shared, io: &ConnIo) {
     let cfg = &shared.config;
-    let mut framer = LineFramer::new(cfg.max_line);
+    // IRC lines are bounded by IRC's limits, which the adapter answers with 417.
+    let mut framer = if io.speaks_irc() {
+        chatproto::irc::line_framer()
+    } else {
+        LineFramer::new(cfg.max_line)
+    };
     let mut bucket = TokenBucket::new(cfg.flood_burst, cfg.flood_rate, Instant::now());
     let client_done = 'reading: loop {
         // What was read and replied so far must be paid for before reading on.
@@ -129,7 +134,15 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
             Ok(n) => bucket.charge(Instant::now(), cost(n, INPUT_BYTES_PER_TOKEN)),
         }
         while framer.has_line() {
-            let (inputs, wait) = take_lines(io.id, &mut framer, &mut bucket);
+            let (inputs, wait) = if io.speaks_irc() {
+                take_lines(&mut framer, &mut bucket, |line, inputs| {
+                    irc_inputs(io, line, inputs);
+                })
+            } else {
+                take_lines(&mut framer, &mut bucket, |line, inputs| {
+                    inputs.push(Input::from_frame(io.id, line));
+                })
+            };
             if !inputs.is_empty() {
                 let replies = shared.handle(io.id, inputs).await;
                 bucket.charge(Instant::now(), cost(replies, REPLY_BYTES_PER_TOKEN));
@@ -232,10 +245,11 @@ fn read_into(mut stream: &TcpStream, framer: &mut LineFramer) -> io::Result<usiz
 /// the inputs and, if the bucket ran dry, how long until the next token.
 /// Empty lines cost no token (their bytes were charged when read) and become
 /// at most one input per batch: the server counts them as activity only.
+/// `convert` turns one framed line into inputs.
 fn take_lines(
-    id: ConnId,
     framer: &mut LineFramer,
     bucket: &mut TokenBucket,
+    mut convert: impl FnMut(Result<&str, FrameError>, &mut Vec<Input>),
 ) -> (Vec<Input>, Option<Duration>) {
     let mut inputs = Vec::new();
     let mut empty_seen = false;
@@ -250,11 +264,12 @@ fn take_lines(
             Some(Ok("")) if empty_seen => {}
             Some(Ok("")) => {
                 empty_seen = true;
-                inputs.push(Input::Refused(id, Refusal::from(ParseError::Empty)));
+                // As an empty native line, which the server takes as activity.
+                convert(Ok(""), &mut inputs);
             }
             Some(line) => {
                 bucket.charge(now, 1000);
-                inputs.push(Input::from_frame(id, line));
+                convert(line, &mut inputs);
             }
             None => break,
         }
@@ -262,9 +277,36 @@ fn take_lines(
     (inputs, wait)
 }
 
+/// One IRC line through the connection's adapter: its replies are queued at
+/// once, its commands become inputs in order. A line that makes no command
+/// (CAP, MODE, a client's PING, an empty line) still counts as activity. The
+/// adapter's own `close` needs nothing here: it comes with a `/quit`, after
+/// which the server closes the connection.
+fn irc_inputs(io: &ConnIo, line: Result<&str, FrameError>, inputs: &mut Vec<Input>) {
+    let Some(mut session) = io.irc() else {
+        return;
+    };
+    let from = session.on_line(line);
+    drop(session);
+    if !from.reply.is_empty() && io.push(&Arc::from(from.reply)).is_err() {
+        inputs.push(Input::Kick(io.id, CloseReason::SendqExceeded));
+        return;
+    }
+    if from.commands.is_empty() {
+        inputs.push(Input::Refused(io.id, Refusal::from(ParseError::Empty)));
+    }
+    inputs.extend(from.commands.into_iter().map(|c| Input::Line(io.id, c)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatproto::server::ConnId;
+
+    /// The native conversion, as the reader does it.
+    fn native(id: ConnId) -> impl FnMut(Result<&str, FrameError>, &mut Vec<Input>) {
+        move |line, inputs| inputs.push(Input::from_frame(id, line))
+    }
 
     #[test]
     fn lines_cost_tokens_and_empty_lines_only_count_as_activity() {
@@ -273,7 +315,7 @@ mod tests {
         let start = Instant::now();
         let mut bucket = TokenBucket::new(3, 10, start);
         framer.push(b"a\n\nb\n\n/frob\nc\n");
-        let (inputs, wait) = take_lines(id, &mut framer, &mut bucket);
+        let (inputs, wait) = take_lines(&mut framer, &mut bucket, native(id));
         // "a", "b" and "/frob" take the three tokens; the two empty lines are
         // free and become one activity-only input; "c" waits.
         assert_eq!(inputs.len(), 4, "{inputs:?}");
@@ -284,7 +326,7 @@ mod tests {
         assert!(wait.is_some());
         assert!(framer.has_line(), "nothing dropped while paced");
         let mut bucket = TokenBucket::new(10, 0, start);
-        let (inputs, wait) = take_lines(id, &mut framer, &mut bucket);
+        let (inputs, wait) = take_lines(&mut framer, &mut bucket, native(id));
         assert_eq!(wait, None);
         assert!(matches!(&inputs[..], [Input::Line(_, _)]));
         assert!(!framer.has_line());
@@ -296,7 +338,7 @@ mod tests {
         framer.push(&[b'\n'; 8192]);
         let start = Instant::now();
         let mut bucket = TokenBucket::new(1, 10, start);
-        let (inputs, wait) = take_lines(ConnId::new(1), &mut framer, &mut bucket);
+        let (inputs, wait) = take_lines(&mut framer, &mut bucket, native(ConnId::new(1)));
         assert_eq!((inputs.len(), wait), (1, None));
         assert!(!framer.has_line());
         assert!(bucket.take(start).is_ok(), "the token is still there");
@@ -329,7 +371,7 @@ mod tests {
         let mut framer = LineFramer::new(16);
         framer.push("x\n".repeat(MAX_BATCH * 2).as_bytes());
         let mut bucket = TokenBucket::new(1, 0, Instant::now());
-        let (inputs, wait) = take_lines(ConnId::new(1), &mut framer, &mut bucket);
+        let (inputs, wait) = take_lines(&mut framer, &mut bucket, native(ConnId::new(1)));
         assert_eq!((inputs.len(), wait), (MAX_BATCH, None));
         assert!(framer.has_line());
     }

@@ -9,13 +9,15 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chatproto::{CloseReason, Event};
+use chatproto::CloseReason;
 use rustix::io::Errno;
 use smol::{Async, Executor, Timer};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::conn;
+use crate::dialect::Dialect;
 use crate::log_limit::LogLimit;
+use crate::outbox::ConnIo;
 use crate::shared::Shared;
 
 /// Pending connections the kernel queues for us; smol's own bind uses 128,
@@ -232,12 +234,13 @@ fn warn_accept_failed(e: &io::Error) {
 /// Accepts connections forever, spawning one task per admitted connection.
 pub(crate) async fn accept_loop(
     listener: Async<TcpListener>,
+    dialect: Dialect,
     shared: Arc<Shared>,
     limits: Arc<Limits>,
     reserve: Arc<Reserve>,
     ex: Arc<Executor<'static>>,
 ) {
-    let bye_full: Vec<u8> = Event::Bye(CloseReason::ServerFull).to_bytes();
+    let bye_full: Vec<u8> = dialect.goodbye(CloseReason::ServerFull);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -275,9 +278,12 @@ pub(crate) async fn accept_loop(
             log::debug!("SO_SNDBUF on {peer}: {e}");
         }
         match limits.admit(peer.ip()) {
-            Ok(permit) => ex
-                .spawn(conn::serve(shared.clone(), stream, peer, permit))
-                .detach(),
+            Ok(permit) => {
+                let io = ConnIo::new(shared.next_id(), stream, shared.budget().clone())
+                    .with_session(dialect.session());
+                ex.spawn(conn::serve(shared.clone(), Arc::new(io), peer, permit))
+                    .detach();
+            }
             Err(full) => {
                 log::info!("refused {peer}: {full:?} limit reached");
                 refuse(stream.get_ref(), &bye_full);

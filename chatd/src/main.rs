@@ -10,6 +10,7 @@
 
 mod config;
 mod conn;
+mod dialect;
 mod listener;
 mod log_limit;
 mod outbox;
@@ -26,6 +27,7 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use smol::{Executor, Timer};
 
 use crate::config::{Args, Config};
+use crate::dialect::Dialect;
 use crate::listener::{Limits, Reserve};
 use crate::outbox::CLOSE_GRACE;
 use crate::shared::Shared;
@@ -52,7 +54,7 @@ fn main() -> ExitCode {
     let mut listeners = Vec::new();
     for &addr in &config.listen {
         match listener::bind(addr) {
-            Ok(l) => listeners.push(l),
+            Ok(l) => listeners.push((l, Dialect::Native)),
             // The built-in [::] default may fail on hosts without IPv6.
             Err(e) if !config.listen_explicit && addr.is_ipv6() => {
                 log::warn!("not listening on {addr}: {e}");
@@ -63,14 +65,27 @@ fn main() -> ExitCode {
             }
         }
     }
+    for &addr in &config.irc_listen {
+        match listener::bind(addr) {
+            Ok(l) => listeners.push((l, Dialect::Irc(config.irc.clone()))),
+            Err(e) => {
+                log::error!("cannot listen for IRC on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     {
         // The bound addresses, first on stdout, so scripts and tests that
-        // asked for port 0 learn the port.
+        // asked for port 0 learn the port: native listeners first.
         let mut out = std::io::stdout().lock();
-        for l in &listeners {
+        for (l, dialect) in &listeners {
             if let Ok(addr) = l.get_ref().local_addr() {
-                let _ = writeln!(out, "listening on {addr}");
-                log::info!("listening on {addr}");
+                let what = match dialect {
+                    Dialect::Native => "listening on",
+                    Dialect::Irc(_) => "listening for IRC on",
+                };
+                let _ = writeln!(out, "{what} {addr}");
+                log::info!("{what} {addr}");
             }
         }
         let _ = out.flush();
@@ -123,9 +138,10 @@ fn main() -> ExitCode {
     let run = async {
         let acceptors: Vec<_> = listeners
             .into_iter()
-            .map(|l| {
+            .map(|(l, dialect)| {
                 ex.spawn(listener::accept_loop(
                     l,
+                    dialect,
                     shared.clone(),
                     limits.clone(),
                     reserve.clone(),

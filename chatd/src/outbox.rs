@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use chatproto::irc::IrcSession;
 use chatproto::server::ConnId;
 use chatproto::CloseReason;
 use futures_lite::AsyncWriteExt;
@@ -99,6 +100,10 @@ pub(crate) struct ConnIo {
     pub(crate) stream: Async<TcpStream>,
     budget: Arc<SendBudget>,
     queue: Mutex<Queue>,
+    /// The IRC adapter's state, for a connection that speaks IRC: the reader
+    /// hands it the client's lines, the fan-out the server's events. Boxed, so
+    /// a native connection pays one pointer.
+    irc: Option<Box<Mutex<IrcSession>>>,
     /// Why the server closed it, once it did (for the reader to stop, and for logs).
     closed: OnceLock<CloseReason>,
 }
@@ -195,8 +200,27 @@ impl ConnIo {
             stream,
             budget,
             queue: Mutex::default(),
+            irc: None,
             closed: OnceLock::new(),
         }
+    }
+
+    /// The same connection speaking IRC through `session`, if given.
+    pub(crate) fn with_session(mut self, session: Option<IrcSession>) -> Self {
+        self.irc = session.map(|s| Box::new(Mutex::new(s)));
+        self
+    }
+
+    /// True for a connection that speaks IRC.
+    pub(crate) fn speaks_irc(&self) -> bool {
+        self.irc.is_some()
+    }
+
+    /// The IRC adapter, locked, for a connection that speaks IRC.
+    pub(crate) fn irc(&self) -> Option<MutexGuard<'_, IrcSession>> {
+        // The adapter does not panic on any input; a poisoned one is still whole.
+        let irc = self.irc.as_ref()?;
+        Some(irc.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Why the server closed this connection, if it did.
@@ -275,44 +299,13 @@ impl ConnIo {
         .await
     }
 
-    /// Gives back the charge of chunks that were written.
-    fn release(&self, cost: usize) {
-        self.queue().queued -= cost;
-        self.budget.release(cost);
-    }
-}
-
-impl Drop for ConnIo {
-    fn drop(&mut self) {
-        // Whatever is still charged (a task that ended abnormally) goes back
-        // to the global budget.
-        let q = self.queue.get_mut().unwrap_or_else(PoisonError::into_inner);
-        self.budget.release(q.queued);
-    }
-}
-
-/// The queue was over budget; the connection must be kicked.
-#[derive(Debug)]
-pub(crate) struct Overflow;
-
-/// The fan-out's handle on one connection's queue.
-#[derive(Debug)]
-pub(crate) struct Outbox {
-    io: Arc<ConnIo>,
-}
-
-impl Outbox {
-    pub(crate) fn new(io: Arc<ConnIo>) -> Self {
-        Self { io }
-    }
-
     /// Queues `bytes` without waiting. A push that would take the queue past
     /// its budget, or all queues past theirs, is refused unless the queue is
     /// empty (so one big listing always fits, and a client that keeps up is
     /// never cut): the backlog is dropped at once and the caller must kick
     /// the connection.
     pub(crate) fn push(&self, bytes: &Arc<[u8]>) -> Result<(), Overflow> {
-        let io = &self.io;
+        let io = self;
         let budget = &io.budget;
         let waker = {
             let mut q = io.queue();
@@ -359,6 +352,42 @@ impl Outbox {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Gives back the charge of chunks that were written.
+    fn release(&self, cost: usize) {
+        self.queue().queued -= cost;
+        self.budget.release(cost);
+    }
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        // Whatever is still charged (a task that ended abnormally) goes back
+        // to the global budget.
+        let q = self.queue.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.budget.release(q.queued);
+    }
+}
+
+/// The queue was over budget; the connection must be kicked.
+#[derive(Debug)]
+pub(crate) struct Overflow;
+
+/// The fan-out's handle on one connection's queue.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    io: Arc<ConnIo>,
+}
+
+impl Outbox {
+    pub(crate) fn new(io: Arc<ConnIo>) -> Self {
+        Self { io }
+    }
+
+    /// Queues `bytes` without waiting: see [`ConnIo::push`].
+    pub(crate) fn push(&self, bytes: &Arc<[u8]>) -> Result<(), Overflow> {
+        self.io.push(bytes)
     }
 
     /// For a connection being kicked after an [`Overflow`]: the line to send

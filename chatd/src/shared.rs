@@ -20,11 +20,13 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_lock::Mutex;
-use chatproto::server::{ConnId, Effect, Input, Server, Time};
-use chatproto::{CloseReason, Event};
+use chatproto::irc::{encode_shared, Caps, Delivery, IrcSession};
+use chatproto::server::{ConnId, Effect, Input, Outgoing, Server, Time};
+use chatproto::CloseReason;
 use smol::Executor;
 
 use crate::config::Config;
+use crate::dialect::Dialect;
 use crate::outbox::{Outbox, SendBudget};
 
 /// Slow consumers kicked per hold of the lock, at most. A kick costs a `PART`
@@ -108,14 +110,19 @@ impl Shared {
         let mut hub = self.hub.lock().await;
         let id = outbox.io().id;
         if hub.shutting_down {
-            let bye = Event::Bye(CloseReason::ServerShutdown).to_bytes();
+            let bye = if outbox.io().speaks_irc() {
+                let irc = self.config.irc.clone();
+                Dialect::Irc(irc).goodbye(CloseReason::ServerShutdown)
+            } else {
+                Dialect::Native.goodbye(CloseReason::ServerShutdown)
+            };
             let _ = outbox.push(&bye.into());
             hub.spawn(outbox.close(CloseReason::ServerShutdown));
             return;
         }
         hub.outboxes.insert(id, outbox);
         let effects = hub.server.handle(now, Input::Connected(id));
-        let _ = hub.apply(now, effects);
+        let _ = hub.apply(now, effects, None);
     }
 
     /// Hands a batch of `conn`'s inputs to the state machine and queues the
@@ -176,7 +183,7 @@ impl Shared {
         let effects = hub
             .server
             .handle(now, Input::Disconnected(id, reason.clone()));
-        let _ = hub.apply(now, effects);
+        let _ = hub.apply(now, effects, None);
         if let Some(outbox) = hub.outboxes.remove(&id) {
             hub.spawn(outbox.close(reason));
         }
@@ -188,7 +195,7 @@ impl Shared {
         let mut hub = self.hub.lock().await;
         hub.shutting_down = true;
         let effects = hub.server.handle(now, Input::Shutdown);
-        let _ = hub.apply(now, effects);
+        let _ = hub.apply(now, effects, None);
         // Any outbox left was not known to the server (cannot happen, but they
         // must not outlive the shutdown either).
         let left: Vec<Outbox> = hub.outboxes.drain().map(|(_, o)| o).collect();
@@ -224,6 +231,12 @@ impl Hub {
             Input::Line(id, _) if self.server.name_of(*id).is_none() => Some(*id),
             _ => None,
         };
+        // A reader that overflowed its own queue with a reply asks for a kick:
+        // its BYE is then the last words, as for a kick from the fan-out.
+        let kicked = match &input {
+            Input::Kick(id, _) => Some(*id),
+            _ => None,
+        };
         let stalled = self.server.stalled();
         let effects = self.server.handle(now, input);
         let stall = self.server.stalled() - stalled;
@@ -245,15 +258,15 @@ impl Hub {
                 _ => 0,
             })
             .sum();
-        let work = self.apply(now, effects);
+        let work = self.apply(now, effects, kicked);
         (replies, work)
     }
 
     /// Carries out effects in order; returns the deliveries made. Queues over
     /// budget become pending kicks: some are kicked now, within what is left
     /// of [`WORK_PER_HOLD`], the kicker task takes care of the rest.
-    fn apply(&mut self, now: Time, effects: Vec<Effect>) -> usize {
-        let work = self.apply_batch(effects, None);
+    fn apply(&mut self, now: Time, effects: Vec<Effect>, kicked: Option<ConnId>) -> usize {
+        let work = self.apply_batch(effects, kicked);
         work + self.kick_some(now, WORK_PER_HOLD.saturating_sub(work))
     }
 
@@ -286,15 +299,30 @@ impl Hub {
     /// Carries out effects in order; returns how many were deliveries.
     fn apply_batch(&mut self, effects: Vec<Effect>, kicked: Option<ConnId>) -> usize {
         let mut work = 0;
+        let mut irc = IrcEncodings::default();
         for effect in effects {
             match effect {
                 Effect::Deliver { to, event } => {
                     let Some(outbox) = self.outboxes.get(&to) else {
                         continue; // Closed in this very batch; nothing to do.
                     };
-                    // Encoded on first use and shared by every recipient.
-                    let bytes = event.line();
                     work += 1;
+                    let owned;
+                    let bytes = match outbox.io().irc() {
+                        // Encoded on first use and shared by every recipient.
+                        None => event.line(),
+                        Some(mut session) => match session.on_event(&event) {
+                            Delivery::Nothing => continue,
+                            Delivery::Lines(lines) => {
+                                owned = Arc::from(lines);
+                                &owned
+                            }
+                            Delivery::Shared => {
+                                owned = irc.get(&event, &session);
+                                &owned
+                            }
+                        },
+                    };
                     if Some(to) == kicked {
                         outbox.set_last_words(bytes);
                     } else if outbox.push(bytes).is_err() {
@@ -311,6 +339,27 @@ impl Hub {
             }
         }
         work
+    }
+}
+
+/// The IRC encodings of one batch's broadcasts: one per event and dialect
+/// (capabilities that change the bytes), shared by every IRC recipient.
+#[derive(Default)]
+struct IrcEncodings(Vec<(Arc<Outgoing>, Caps, Arc<[u8]>)>);
+
+impl IrcEncodings {
+    fn get(&mut self, event: &Arc<Outgoing>, session: &IrcSession) -> Arc<[u8]> {
+        let dialect = session.caps().dialect();
+        let found = self
+            .0
+            .iter()
+            .find(|(e, caps, _)| Arc::ptr_eq(e, event) && *caps == dialect);
+        if let Some((_, _, bytes)) = found {
+            return bytes.clone();
+        }
+        let bytes = encode_shared(event, dialect, session.config());
+        self.0.push((event.clone(), dialect, bytes.clone()));
+        bytes
     }
 }
 

@@ -23,6 +23,8 @@ pub(crate) struct Chatd {
     pub(crate) addr: SocketAddr,
     /// Everything chatd wrote to stderr so far, with [`StderrTo::Capture`].
     stderr: Option<Arc<Mutex<Vec<u8>>>>,
+    /// The "listening ..." lines after the first one (IRC listeners).
+    listening: mpsc::Receiver<String>,
 }
 
 /// Where chatd's stderr goes.
@@ -110,11 +112,15 @@ impl Chatd {
         });
         let stdout = child.stdout.take().expect("stdout was piped");
         let (tx, rx) = mpsc::channel();
-        // Reads the first line, then keeps draining so chatd never blocks on stdout.
+        // Passes on the "listening ..." lines chatd starts with, then keeps
+        // draining so chatd never blocks on stdout.
         thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
+            for line in lines.by_ref().take(8).map_while(Result::ok) {
+                if !line.starts_with("listening") {
+                    break;
+                }
+                let _ = tx.send(line);
             }
             for _ in lines {}
         });
@@ -122,8 +128,10 @@ impl Chatd {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr: captured,
+            listening: rx,
         };
-        let first = rx
+        let first = guard
+            .listening
             .recv_timeout(Duration::from_secs(30))
             .expect("chatd printed its address");
         let addr = first
@@ -132,6 +140,19 @@ impl Chatd {
         guard.addr = addr.parse().expect("a socket address");
         assert!(guard.addr.ip().is_loopback());
         guard
+    }
+
+    /// The address of the IRC listener (start chatd with `--irc-listen
+    /// 127.0.0.1:0`).
+    pub(crate) fn irc_addr(&self) -> SocketAddr {
+        let line = self
+            .listening
+            .recv_timeout(Duration::from_secs(10))
+            .expect("chatd printed its IRC address");
+        let addr = line
+            .strip_prefix("listening for IRC on ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        addr.parse().expect("a socket address")
     }
 
     pub(crate) fn pid(&self) -> u32 {

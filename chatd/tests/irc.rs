@@ -1,0 +1,191 @@
+//! The IRC listener (`--irc-listen`): IRC clients and native clients in one
+//! chat, over TCP to the real binary. The adapter's finer points are tested in
+//! `chatproto/tests/irc_session.rs`; here, that chatd wires it with the same
+//! limits as native connections.
+
+mod support;
+
+use std::time::Duration;
+
+use chatproto::irc::parse_message;
+use support::{Chatd, Client};
+
+/// The source's nick, the command and the params of an IRC line.
+fn parts(line: &str) -> (String, String, Vec<String>) {
+    let msg = parse_message(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let nick = msg.source().unwrap_or("").split('!').next().unwrap_or("");
+    let params = msg.params().iter().map(|p| p.to_string()).collect();
+    (nick.to_owned(), msg.command().to_owned(), params)
+}
+
+fn start(extra: &[&str]) -> (Chatd, std::net::SocketAddr) {
+    let mut args = vec!["--irc-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let chatd = Chatd::start(&args);
+    let irc = chatd.irc_addr();
+    (chatd, irc)
+}
+
+/// Reads lines until one contains `needle`; returns it. Panics after 2000
+/// lines or a line timeout.
+fn until(c: &mut Client, needle: &str) -> String {
+    let (_, line) = c.read_until(2000, |l| l.contains(needle));
+    line
+}
+
+/// An IRC client registered as `nick` (with CAP negotiation), its burst read
+/// up to the end of the global channel's names.
+fn irc_user(addr: std::net::SocketAddr, nick: &str) -> Client {
+    let mut c = Client::connect(addr);
+    c.send("CAP LS 302");
+    c.send(&format!("NICK {nick}"));
+    c.send(&format!("USER {nick} 0 * :{nick} test"));
+    until(&mut c, "CAP * LS");
+    c.send("CAP END");
+    let welcome = until(&mut c, " 001 ");
+    assert!(welcome.contains(&format!(" 001 {nick} ")), "{welcome}");
+    until(&mut c, &format!(" 366 {nick} &global "));
+    c
+}
+
+#[test]
+fn irc_and_native_users_talk_in_global_groups_and_private() {
+    let (chatd, irc) = start(&[]);
+    let mut nat = chatd.user("nat");
+    let mut ircy = irc_user(irc, "ircy");
+    nat.expect("JOIN * ircy");
+
+    ircy.send("PRIVMSG &global :hello native");
+    nat.expect("MSG * ircy hello native");
+    nat.send("hi irc");
+    let got = until(&mut ircy, "PRIVMSG &global");
+    assert_eq!(
+        parts(&got),
+        (
+            "nat".into(),
+            "PRIVMSG".into(),
+            vec!["&global".into(), "hi irc".into()]
+        )
+    );
+
+    // Groups are channels; formatting codes are stripped on the way in.
+    ircy.send("JOIN #rust");
+    until(&mut ircy, " 366 ircy #rust ");
+    nat.send("/join rust");
+    nat.expect("JOIN rust nat");
+    let joined = until(&mut ircy, "JOIN #rust");
+    assert!(joined.starts_with(":nat!"), "{joined}");
+    ircy.send("PRIVMSG #rust :\u{2}bold\u{2} and \u{3}04red\u{3}");
+    nat.expect("MSG rust ircy bold and red");
+    nat.send("/me waves");
+    let action = until(&mut ircy, "PRIVMSG #rust");
+    assert_eq!(parts(&action).2, ["#rust", "\u{1}ACTION waves\u{1}"]);
+
+    // Private messages both ways.
+    nat.send("/msg ircy psst");
+    nat.expect("DM nat ircy psst");
+    let dm = until(&mut ircy, "PRIVMSG ircy");
+    assert_eq!(
+        parts(&dm),
+        (
+            "nat".into(),
+            "PRIVMSG".into(),
+            vec!["ircy".into(), "psst".into()]
+        )
+    );
+    ircy.send("PRIVMSG nat :back");
+    nat.expect("DM ircy nat back");
+
+    // A native line longer than an IRC line arrives in pieces, nothing lost.
+    let long: String = (0..800)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect::<String>()
+        + " end";
+    nat.send(&long);
+    let mut got = String::new();
+    while got.len() < long.len() {
+        let line = until(&mut ircy, "PRIVMSG #rust");
+        assert!(line.len() + 2 <= 512, "{} bytes", line.len());
+        got.push_str(&parts(&line).2[1]);
+    }
+    assert_eq!(got, long);
+
+    ircy.send("QUIT :see you");
+    until(&mut ircy, "ERROR");
+    nat.expect("PART * ircy see you");
+}
+
+#[test]
+fn irc_registration_errors_and_unknown_commands() {
+    let (chatd, irc) = start(&[]);
+    let _nat = chatd.user("taken");
+    let mut c = Client::connect(irc);
+    c.send("NICK taken");
+    c.send("USER x 0 * :x");
+    until(&mut c, " 433 ");
+    c.send("NICK free");
+    until(&mut c, " 001 free ");
+    c.send("FROBNICATE now");
+    until(&mut c, " 421 free FROBNICATE ");
+    // Still served.
+    c.send("PING :still");
+    until(&mut c, "PONG");
+
+    // A QUIT before registration gets ERROR and a close.
+    let mut early = Client::connect(irc);
+    early.send("QUIT");
+    until(&mut early, "ERROR");
+    assert!(early.is_closed());
+}
+
+#[test]
+fn a_full_server_says_so_in_irc() {
+    let (chatd, irc) = start(&["--max-clients", "1"]);
+    let _only = chatd.user("only");
+    let mut refused = Client::connect(irc);
+    let line = refused.line();
+    assert_eq!(line, "ERROR :Closing link: (server-full)");
+}
+
+#[test]
+fn a_slow_irc_reader_is_cut_and_the_others_see_it() {
+    let (chatd, irc) = start(&["--sendq", "32KiB", "--flood-rate", "0"]);
+    let mut slow = irc_user(irc, "slowirc");
+    let mut talker = chatd.user("talker");
+    let mut watcher = chatd.user("watcher");
+    talker.expect("JOIN * watcher");
+    slow.send("PING :synced");
+    until(&mut slow, "PONG");
+    // From here on `slow` reads nothing.
+    let text = "x".repeat(1000);
+    let mut cut = false;
+    // Batches of 8 KB, well under the watcher's 32 KiB queue.
+    for batch in 0..400 {
+        let lines: String = (0..8).map(|i| format!("{batch} {i} {text}\n")).collect();
+        talker.send_raw(lines.as_bytes());
+        let (_, last) = watcher.read_until(100, |l| {
+            l == "PART * slowirc sendq-exceeded" || l.contains(&format!("{batch} 7 "))
+        });
+        if last == "PART * slowirc sendq-exceeded" {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the slow IRC reader was never cut off");
+    talker.send("/users");
+    let (_, users) = talker.read_until(1000, |l| l.starts_with("USERS "));
+    assert_eq!(users, "USERS * talker watcher");
+}
+
+#[test]
+fn sigterm_tells_irc_clients_with_error() {
+    let (mut chatd, irc) = start(&[]);
+    let mut c = irc_user(irc, "bye");
+    chatd.signal("TERM");
+    let line = until(&mut c, "ERROR");
+    assert_eq!(line, "ERROR :Closing link: (server-shutdown)");
+    c.half_close();
+    assert!(chatd
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+}
