@@ -412,6 +412,19 @@ impl Outbox {
         &self.io
     }
 
+    /// The shared allocations waiting in the queue, for tests.
+    #[cfg(test)]
+    pub(crate) fn queued_shared(&self) -> Vec<Arc<[u8]>> {
+        let q = self.io.queue();
+        q.chunks
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::Shared(b) => Some(b.clone()),
+                Chunk::Owned(_) => None,
+            })
+            .collect()
+    }
+
     /// The lines waiting in the queue, for tests.
     #[cfg(test)]
     pub(crate) fn queued_lines(&self) -> Vec<String> {

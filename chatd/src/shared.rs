@@ -444,6 +444,72 @@ mod tests {
         assert!(dm_at < 16, "the DM waited for the whole batch: {order:?}");
     }
 
+    /// A connection speaking IRC, registered as `nick`, its queue emptied.
+    async fn irc_user(shared: &Shared, listener: &TcpListener, nick: &str) -> (ConnId, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let id = shared.next_id();
+        let session = IrcSession::new(Arc::new(chatproto::irc::IrcConfig::default()));
+        let io = ConnIo::new(id, Async::new(server).unwrap(), shared.budget().clone())
+            .with_session(Some(session));
+        let io = Arc::new(io);
+        shared.connect(Outbox::new(io.clone())).await;
+        for line in [format!("NICK {nick}"), format!("USER {nick} 0 * :{nick}")] {
+            let from = io.irc().unwrap().on_line(Ok(line.as_str()));
+            let inputs = from
+                .commands
+                .into_iter()
+                .map(|c| Input::Line(id, c))
+                .collect();
+            shared.handle(id, inputs).await;
+        }
+        (id, client)
+    }
+
+    async fn shared_queue(shared: &Shared, id: ConnId) -> Vec<Arc<[u8]>> {
+        shared.hub.lock().await.outboxes[&id].queued_shared()
+    }
+
+    /// A broadcast reaches IRC connections of one dialect as one allocation,
+    /// as it reaches native ones as another.
+    #[test]
+    fn a_broadcast_is_encoded_once_per_dialect() {
+        let (shared, _wake) = shared_with(&[]);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        smol::block_on(async {
+            let (sender, _s) = user(&shared, &listener, "sender").await;
+            let (n1, _a) = user(&shared, &listener, "n1").await;
+            let (n2, _b) = user(&shared, &listener, "n2").await;
+            let (i1, _c) = irc_user(&shared, &listener, "i1").await;
+            let (i2, _d) = irc_user(&shared, &listener, "i2").await;
+            // The registration lines went into queues nobody drains: skip them.
+            let mut before = Vec::new();
+            for id in [n1, n2, i1, i2] {
+                before.push(shared_queue(&shared, id).await.len());
+            }
+            // Long enough that queues holding lines keep it as it came (shorter
+            // lines behind others are copied into the queue's own chunks).
+            let text = "y".repeat(600);
+            let say = Input::Line(sender, Command::Say(Text::try_from(text.clone()).unwrap()));
+            shared.handle(sender, vec![say]).await;
+            let mut got = Vec::new();
+            for (id, skip) in [n1, n2, i1, i2].into_iter().zip(before) {
+                got.push(shared_queue(&shared, id).await.remove(skip));
+            }
+            let [n1, n2, i1, i2] = &got[..] else {
+                unreachable!()
+            };
+            assert!(Arc::ptr_eq(n1, n2), "one native encoding");
+            assert!(Arc::ptr_eq(i1, i2), "one IRC encoding");
+            assert_eq!(&n1[..], format!("MSG * sender {text}\n").as_bytes());
+            let irc = String::from_utf8_lossy(i1);
+            assert!(
+                irc.starts_with(":sender!") && irc.contains(" PRIVMSG &global "),
+                "{irc}"
+            );
+        });
+    }
+
     /// 41 users on queues nobody drains (no writer runs here), with a 16 KiB
     /// `--sendq`: a broadcast from the first overflows the other 40 at once.
     #[test]
