@@ -189,3 +189,59 @@ fn sigterm_tells_irc_clients_with_error() {
         .wait_exit(Duration::from_secs(10))
         .is_some_and(|s| s.success()));
 }
+
+#[test]
+fn irc_queries_and_group_switching_over_tcp() {
+    let (chatd, irc) = start(&["--server-name", "hub"]);
+    let mut nat = chatd.user("nat");
+    nat.send("/join go");
+    nat.expect("JOIN go nat");
+    // Without CAP: NICK and USER alone register.
+    let mut c = Client::connect(irc);
+    c.send("NICK ann");
+    c.send("USER ann 0 * :Ann");
+    let welcome = until(&mut c, " 001 ");
+    assert!(welcome.starts_with(":hub 001 ann "), "{welcome}");
+    until(&mut c, " 366 ann &global ");
+    nat.expect("JOIN * ann");
+    // Each query and the numeric that ends its answer.
+    for (query, done) in [
+        ("NAMES &global", " 366 ann &global "),
+        ("LIST", " 323 ann "),
+        ("WHO nat", " 315 ann nat "),
+        ("WHOIS nat", " 318 ann nat "),
+        ("WHOIS nobody", " 401 ann nobody "),
+        ("LUSERS", " 255 ann "),
+        ("MOTD", " 422 ann "),
+        ("TOPIC #go", " 442 ann #go "),
+        ("MODE ann", " 221 ann "),
+        ("AWAY :lunch", " 306 ann "),
+        ("AWAY", " 305 ann "),
+    ] {
+        c.send(query);
+        until(&mut c, done);
+    }
+    // WHOIS tells the group a user is in, never an address.
+    c.send("WHOIS nat");
+    let channels = until(&mut c, " 319 ann nat ");
+    assert!(channels.contains("#go"), "{channels}");
+    let user = {
+        c.send("WHOIS nat");
+        until(&mut c, " 311 ann nat ")
+    };
+    assert!(!user.contains("127.0.0.1"), "{user}");
+    // Switching groups parts the old channel first.
+    c.send("JOIN #go");
+    until(&mut c, " 366 ann #go ");
+    nat.expect("JOIN go ann");
+    c.send("JOIN #rust");
+    let part = until(&mut c, "PART #go");
+    assert!(part.starts_with(":ann!"), "{part}");
+    until(&mut c, " 366 ann #rust ");
+    nat.expect("PART go ann");
+    // JOIN of the channel one is in changes nothing.
+    c.send("JOIN #rust");
+    c.send("PING :after");
+    let (skipped, _) = c.read_until(50, |l| l.contains("PONG"));
+    assert!(!skipped.iter().any(|l| l.contains("JOIN")), "{skipped:?}");
+}
