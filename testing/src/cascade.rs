@@ -12,7 +12,7 @@ use chatproto::Event;
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Behavior, Flood, Incoming, Schedule};
+use crate::client::{Behavior, Dialect, Flood, Incoming, Schedule};
 use crate::report::{latency_cell, Report, Table};
 use crate::runtime::{self, settle, Ctx, Stage, Totals};
 use crate::stats::{Latency, Summary};
@@ -207,7 +207,7 @@ impl Behavior for Prober {
         if self.outstanding.len() >= MAX_OUTSTANDING {
             self.skipped += 1;
         } else {
-            out.extend_from_slice(format!("/ping {}\n", self.seq).as_bytes());
+            Dialect::Native.ping(&self.seq.to_string(), out);
             self.outstanding.push_back((self.seq, now));
             self.seq += 1;
         }

@@ -9,7 +9,10 @@ use std::net::{SocketAddr, TcpStream as StdStream};
 use std::pin::{pin, Pin};
 use std::time::{Duration, Instant};
 
-use chatproto::{parse_event, Command, Event, GroupName, LineFramer, Text};
+use chatproto::irc::{parse_message, IrcMessage};
+use chatproto::{
+    parse_event, CloseReason, Command, ErrorCode, Event, GroupName, LineFramer, Text, Token,
+};
 use futures_lite::{future, AsyncWriteExt};
 use smol::{Async, Timer};
 
@@ -33,6 +36,127 @@ const LOW_WATER: usize = 16 * 1024;
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
 
+/// The channel chatd's IRC listener puts every IRC user in: the global scope.
+pub(crate) const IRC_GLOBAL: &str = "&global";
+
+/// The host chatd shows for every IRC user (`nick!nick@hidden`).
+const IRC_HOST: &str = "hidden";
+
+/// The longest IRC line body, CRLF excluded.
+const IRC_MAX_BODY: usize = 510;
+
+/// Which protocol one connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// PROTOCOL.md, on `--addr`.
+    Native,
+    /// IRC (chatd's `--irc-listen`), on `--irc-addr`.
+    Irc,
+}
+
+/// `--dialect`: which clients speak IRC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DialectMode {
+    Native,
+    Irc,
+    /// Every other client (odd indexes) speaks IRC.
+    Mix,
+}
+
+impl DialectMode {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "native" => Ok(Self::Native),
+            "irc" => Ok(Self::Irc),
+            "mix" => Ok(Self::Mix),
+            _ => Err(format!("--dialect {s:?}: use native, irc or mix")),
+        }
+    }
+
+    /// The dialect of client `i` of a scenario.
+    pub(crate) fn for_client(self, i: usize) -> Dialect {
+        match self {
+            Self::Native => Dialect::Native,
+            Self::Irc => Dialect::Irc,
+            Self::Mix if i % 2 == 1 => Dialect::Irc,
+            Self::Mix => Dialect::Native,
+        }
+    }
+}
+
+impl Dialect {
+    /// The channel of `group`, or the global channel.
+    pub(crate) fn irc_channel(group: Option<&GroupName>) -> String {
+        group.map_or_else(|| IRC_GLOBAL.to_owned(), |g| format!("#{}", g.as_str()))
+    }
+
+    /// A chat line to the client's scope: `text` as is (native), or
+    /// `PRIVMSG <channel> :text` (IRC, `channel` from [`Dialect::irc_channel`]).
+    /// `text` must be one line of valid text.
+    pub(crate) fn say(self, channel: &str, text: &str, out: &mut Vec<u8>) {
+        match self {
+            Self::Native => Command::Say(Text::lossy(text)).encode(out),
+            Self::Irc => {
+                out.extend_from_slice(b"PRIVMSG ");
+                out.extend_from_slice(channel.as_bytes());
+                out.extend_from_slice(b" :");
+                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// `/users`, or `NAMES &global`.
+    pub(crate) fn users(self, out: &mut Vec<u8>) {
+        match self {
+            Self::Native => Command::Users.encode(out),
+            Self::Irc => {
+                out.extend_from_slice(b"NAMES ");
+                out.extend_from_slice(IRC_GLOBAL.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// `/ping token`, or `PING token` (`token` is one word).
+    pub(crate) fn ping(self, token: &str, out: &mut Vec<u8>) {
+        match self {
+            Self::Native => {
+                out.extend_from_slice(b"/ping ");
+                out.extend_from_slice(token.as_bytes());
+                out.push(b'\n');
+            }
+            Self::Irc => {
+                out.extend_from_slice(b"PING ");
+                out.extend_from_slice(token.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// The answer to the server's `PING token`.
+    fn pong(self, token: &Token, out: &mut Vec<u8>) {
+        match self {
+            Self::Native => Command::Pong(token.clone()).encode(out),
+            Self::Irc => {
+                out.extend_from_slice(b"PONG :");
+                out.extend_from_slice(token.as_str().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+}
+
+/// The most bytes of chat text an IRC client named `nick` may send to
+/// `channel` and have delivered in one line: chatd relays it as
+/// `:nick!nick@hidden PRIVMSG channel :text` within 512 bytes with CRLF, and
+/// splits longer text into several lines.
+pub(crate) fn irc_text_budget(nick: &str, channel: &str) -> usize {
+    // ":" source " PRIVMSG " channel " :" text
+    let source = 2 * nick.len() + 2 + IRC_HOST.len();
+    IRC_MAX_BODY.saturating_sub(1 + source + 9 + channel.len() + 2)
+}
+
 /// A server line, classified. The hot lines (`MSG`, `USERS`, `JOIN`, `PART`)
 /// are split by hand without allocating, because the tester must keep up with
 /// hundreds of thousands of them per second on one core; every other line goes
@@ -53,6 +177,8 @@ pub(crate) enum Incoming<'a> {
         reason: Option<&'a str>,
     },
     Event(Event),
+    /// A valid line this tester has no use for (IRC numerics, notices).
+    Other,
     /// Did not frame or parse.
     Malformed,
 }
@@ -82,6 +208,102 @@ pub(crate) fn classify(line: &str) -> Incoming<'_> {
         Ok(e) => Incoming::Event(e),
         Err(_) => Incoming::Malformed,
     }
+}
+
+/// The scope of an IRC channel as the native protocol names it: `*` for the
+/// global channel, `g` for `#g`; `None` for anything else (a nick).
+fn irc_scope(channel: &str) -> Option<&str> {
+    if channel == IRC_GLOBAL {
+        Some("*")
+    } else {
+        channel.strip_prefix('#')
+    }
+}
+
+/// An IRC line, classified as the native line it stands for, so the
+/// scenarios need not know the dialect: `PRIVMSG` to a channel is `MSG`,
+/// `JOIN`/`PART`/`QUIT` are `JOIN`/`PART`, the first `353` of a `NAMES`
+/// reply is `USERS` (the rest of it, up to its `366`, is [`Incoming::Other`];
+/// `names_open` tracks that), `PING`/`PONG` are themselves, `ERROR :Closing
+/// link: (reason)` is `BYE reason`, error numerics (400-599) and chatd's
+/// `NOTICE me :code: text` for a refused command are `ERR`.
+pub(crate) fn classify_irc<'a>(line: &'a str, names_open: &mut bool) -> Incoming<'a> {
+    let Ok(msg) = parse_message(line) else {
+        return Incoming::Malformed;
+    };
+    let nick = msg.source().and_then(|s| s.split_once('!')).map(|(n, _)| n);
+    if let Some(n) = msg.numeric() {
+        return match n {
+            353 if !*names_open => {
+                *names_open = true;
+                Incoming::Users
+            }
+            // A reply without names (`NAMES` of a channel one is not in).
+            366 if !std::mem::replace(names_open, false) => Incoming::Users,
+            n if is_error_numeric(n) => match Token::try_from(msg.command()) {
+                Ok(code) => Incoming::Event(Event::Err {
+                    code: ErrorCode::from_token(code),
+                    text: Text::lossy(msg.params().last().copied().unwrap_or("")),
+                }),
+                Err(_) => Incoming::Other,
+            },
+            _ => Incoming::Other,
+        };
+    }
+    let p = |i: usize| msg.param(i);
+    let cmd = msg.command();
+    if cmd.eq_ignore_ascii_case("PRIVMSG") {
+        if let (Some(_), Some(scope), Some(text)) = (nick, p(0).and_then(irc_scope), p(1)) {
+            return Incoming::Msg { scope, text };
+        }
+    } else if cmd.eq_ignore_ascii_case("JOIN") {
+        if let (Some(name), Some(scope)) = (nick, p(0).and_then(irc_scope)) {
+            return Incoming::Join { scope, name };
+        }
+    } else if cmd.eq_ignore_ascii_case("PART") {
+        if let Some(name) = nick {
+            return Incoming::Part { name, reason: p(1) };
+        }
+    } else if cmd.eq_ignore_ascii_case("QUIT") {
+        if let Some(name) = nick {
+            return Incoming::Part {
+                name,
+                reason: p(0).filter(|r| !r.is_empty()),
+            };
+        }
+    } else if cmd.eq_ignore_ascii_case("PING") {
+        if let Some(Ok(token)) = p(0).map(Token::try_from) {
+            return Incoming::Event(Event::Ping(token));
+        }
+    } else if cmd.eq_ignore_ascii_case("PONG") {
+        if let Some(Ok(token)) = msg.params().last().copied().map(Token::try_from) {
+            return Incoming::Event(Event::Pong(token));
+        }
+    } else if cmd.eq_ignore_ascii_case("ERROR") {
+        let text = p(0).unwrap_or("");
+        // chatd: `ERROR :Closing link: (sendq-exceeded)`.
+        let reason = text
+            .rsplit_once('(')
+            .and_then(|(_, r)| r.strip_suffix(')'))
+            .unwrap_or("closed");
+        if let Ok(token) = Token::try_from(reason) {
+            return Incoming::Event(Event::Bye(CloseReason::from_token(token)));
+        }
+    } else if cmd.eq_ignore_ascii_case("NOTICE") && nick.is_none() {
+        // chatd turns a refused command into `NOTICE me :code: text`.
+        if let Some((code, text)) = p(1).and_then(|t| t.split_once(": ")) {
+            if let Ok(token) = Token::try_from(code) {
+                let code = ErrorCode::from_token(token);
+                if !matches!(code, ErrorCode::Other(_)) {
+                    return Incoming::Event(Event::Err {
+                        code,
+                        text: Text::lossy(text),
+                    });
+                }
+            }
+        }
+    }
+    Incoming::Other
 }
 
 /// Why a connection could not be opened and registered.
@@ -326,6 +548,24 @@ impl FirstByte {
     }
 }
 
+/// `422 ERR_NOMOTD`: a numeric in the error range that refuses nothing.
+const ERR_NOMOTD: u16 = 422;
+
+/// True for an IRC numeric that refuses a command.
+fn is_error_numeric(n: u16) -> bool {
+    (400..600).contains(&n) && n != ERR_NOMOTD
+}
+
+/// An error if `m` is the server refusing: `ERROR`, or an error numeric.
+fn refusal(m: &IrcMessage<'_>) -> Result<(), String> {
+    if m.is_command("ERROR") || m.numeric().is_some_and(is_error_numeric) {
+        let mut line = Vec::new();
+        let _ = m.encode(&mut line);
+        return Err(String::from_utf8_lossy(&line).trim_end().to_owned());
+    }
+    Ok(())
+}
+
 /// A registered connection.
 pub(crate) struct Conn {
     stream: Async<StdStream>,
@@ -346,25 +586,37 @@ pub(crate) struct Conn {
     bytes_in: u64,
     lines_in: u64,
     malformed: u64,
+    dialect: Dialect,
+    /// IRC: a `NAMES` reply has begun (its first `353` came) and not ended.
+    names_open: bool,
 }
 
 impl Conn {
-    /// Connects, reads `HELLO`, sends `name`, waits for `WELCOME`, and joins
-    /// `group` if given. `rcvbuf` sets SO_RCVBUF before connecting.
+    /// Connects, registers as `name` and joins `group` if given. Native: reads
+    /// `HELLO`, sends `name`, waits for `WELCOME` (and its own `JOIN`). IRC
+    /// (on `--irc-addr`): `CAP LS 302`, `NICK`, `USER`, `CAP END` once the
+    /// capabilities are listed (none is asked for), then waits for `001` and
+    /// the end of `&global`'s names (and `JOIN #group`'s). `rcvbuf` sets
+    /// SO_RCVBUF before connecting.
     pub(crate) async fn open(
         ctx: &Ctx,
         counters: &Counters,
+        dialect: Dialect,
         name: String,
         group: Option<&GroupName>,
         rcvbuf: Option<usize>,
     ) -> Result<Self, OpenError> {
         let deadline = ctx.bound(Instant::now() + ctx.connect_timeout);
+        let addr = match dialect {
+            Dialect::Native => Some(ctx.addr),
+            Dialect::Irc => ctx.irc_addr,
+        };
         let result = {
             let _slot = ctx.connect_slots.acquire().await;
-            match crate::runtime::until(
-                deadline,
-                Self::connect_and_register(ctx.addr, name, rcvbuf),
-            )
+            match crate::runtime::until(deadline, async {
+                let addr = addr.ok_or(OpenError::Timeout("IRC without --irc-addr"))?;
+                Self::connect_and_register(addr, dialect, name, rcvbuf).await
+            })
             .await
             {
                 Some(r) => r,
@@ -428,6 +680,7 @@ impl Conn {
 
     async fn connect_and_register(
         addr: SocketAddr,
+        dialect: Dialect,
         name: String,
         rcvbuf: Option<usize>,
     ) -> Result<Self, OpenError> {
@@ -450,7 +703,12 @@ impl Conn {
             bytes_in: 0,
             lines_in: 0,
             malformed: 0,
+            dialect,
+            names_open: false,
         };
+        if dialect == Dialect::Irc {
+            return conn.register_irc().await;
+        }
         let mut conn = conn
             .expect(|e| matches!(e, Event::Hello { .. }), "hello")
             .await?;
@@ -465,7 +723,102 @@ impl Conn {
         .await
     }
 
+    /// The protocol this connection speaks.
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// IRC registration, with `CAP` as IRCv3 clients do it.
+    async fn register_irc(mut self) -> Result<Self, OpenError> {
+        let me = self.name.clone();
+        let hello = format!("CAP LS 302\r\nNICK {me}\r\nUSER {me} 0 * :{me}\r\n");
+        self.out.extend_from_slice(hello.as_bytes());
+        // 0: waiting for the capability list, 1: for 001, 2: for the names.
+        let mut step = 0;
+        self.irc_until("register", |m, out| {
+            match step {
+                0 if m.is_command("CAP") && m.param(1) == Some("LS") => {
+                    out.extend_from_slice(b"CAP END\r\n");
+                    step = 1;
+                }
+                1 if m.numeric() == Some(1) && m.param(0) == Some(&me) => step = 2,
+                2 if m.numeric() == Some(366)
+                    && m.param(0) == Some(&me)
+                    && m.param(1) == Some(IRC_GLOBAL) =>
+                {
+                    return Ok(true)
+                }
+                _ => refusal(m)?,
+            }
+            Ok(false)
+        })
+        .await?;
+        Ok(self)
+    }
+
+    /// Flushes queued output, then reads IRC lines and hands each to `step`
+    /// until it returns true (the rest of that read is dropped) or an error
+    /// (the server refused).
+    async fn irc_until(
+        &mut self,
+        stage: &'static str,
+        mut step: impl FnMut(&IrcMessage<'_>, &mut Vec<u8>) -> Result<bool, String>,
+    ) -> Result<(), OpenError> {
+        loop {
+            self.flush().await.map_err(|e| OpenError::Io(stage, e))?;
+            let Some(at) = self.read().await.map_err(|e| OpenError::Io(stage, e))? else {
+                return Err(OpenError::Closed(stage));
+            };
+            let mut outcome = None;
+            while let Some(line) = self.framer.next_line() {
+                self.lines_in += 1;
+                self.clock.line(at);
+                let (None, Ok(line)) = (&outcome, line) else {
+                    continue;
+                };
+                let Ok(msg) = parse_message(line) else {
+                    self.malformed += 1;
+                    continue;
+                };
+                if msg.is_command("PING") {
+                    if let Some(t) = msg.param(0) {
+                        self.out
+                            .extend_from_slice(format!("PONG :{t}\r\n").as_bytes());
+                    }
+                    continue;
+                }
+                match step(&msg, &mut self.out) {
+                    Ok(false) => {}
+                    Ok(true) => outcome = Some(Ok(())),
+                    Err(e) => outcome = Some(Err(OpenError::Refused(e))),
+                }
+            }
+            self.clock.drained();
+            if let Some(o) = outcome {
+                return o;
+            }
+        }
+    }
+
     async fn join(&mut self, group: &GroupName) -> Result<(), OpenError> {
+        if self.dialect == Dialect::Irc {
+            let channel = Dialect::irc_channel(Some(group));
+            self.out
+                .extend_from_slice(format!("JOIN {channel}\r\n").as_bytes());
+            let me = self.name.clone();
+            return self
+                .irc_until("join", |m, _| {
+                    if m.numeric() == Some(366)
+                        && m.param(0) == Some(&me)
+                        && m.param(1).is_some_and(|c| c.eq_ignore_ascii_case(&channel))
+                    {
+                        return Ok(true);
+                    }
+                    refusal(m)?;
+                    Ok(false)
+                })
+                .await;
+        }
         Command::Join(group.clone()).encode(&mut self.out);
         let (mut joined, mut refused) = (false, None);
         while !joined {
@@ -585,14 +938,15 @@ impl Conn {
                     if l.len() > BIG_LINE {
                         self.big_line = true;
                     }
-                    classify(l)
+                    match self.dialect {
+                        Dialect::Native => classify(l),
+                        Dialect::Irc => classify_irc(l, &mut self.names_open),
+                    }
                 }
                 Err(_) => Incoming::Malformed,
             };
             match &incoming {
-                Incoming::Event(Event::Ping(token)) => {
-                    Command::Pong(token.clone()).encode(&mut self.out);
-                }
+                Incoming::Event(Event::Ping(token)) => self.dialect.pong(token, &mut self.out),
                 Incoming::Event(Event::Bye(reason)) => self.bye = Some(reason.to_string()),
                 Incoming::Malformed => self.malformed += 1,
                 _ => {}
@@ -944,6 +1298,147 @@ mod tests {
     }
 
     #[test]
+    fn irc_lines_classify_as_the_native_lines_they_stand_for() {
+        let mut names = false;
+        let mut c = |l| classify_irc(l, &mut names);
+        assert!(matches!(
+            c(":ann!ann@hidden PRIVMSG &global :1 2 3 xx"),
+            Incoming::Msg {
+                scope: "*",
+                text: "1 2 3 xx"
+            }
+        ));
+        assert!(matches!(
+            c(":ann!ann@hidden PRIVMSG #rust :hi there"),
+            Incoming::Msg {
+                scope: "rust",
+                text: "hi there"
+            }
+        ));
+        // Private messages and server notices are not chat in a scope.
+        assert!(matches!(
+            c(":ann!ann@hidden PRIVMSG bob :psst"),
+            Incoming::Other
+        ));
+        assert!(matches!(
+            c(":bob!bob@hidden JOIN #rust"),
+            Incoming::Join {
+                scope: "rust",
+                name: "bob"
+            }
+        ));
+        assert!(matches!(
+            c(":bob!bob@hidden JOIN &global"),
+            Incoming::Join {
+                scope: "*",
+                name: "bob"
+            }
+        ));
+        assert!(matches!(
+            c(":bob!bob@hidden QUIT :sendq-exceeded"),
+            Incoming::Part {
+                name: "bob",
+                reason: Some("sendq-exceeded")
+            }
+        ));
+        assert!(matches!(
+            c(":bob!bob@hidden PART #rust"),
+            Incoming::Part {
+                name: "bob",
+                reason: None
+            }
+        ));
+        assert!(matches!(c("PING abc"), Incoming::Event(Event::Ping(t)) if t.as_str() == "abc"));
+        assert!(matches!(
+            c(":chatd PONG chatd :7"),
+            Incoming::Event(Event::Pong(t)) if t.as_str() == "7"
+        ));
+        assert!(matches!(
+            c("ERROR :Closing link: (sendq-exceeded)"),
+            Incoming::Event(Event::Bye(CloseReason::SendqExceeded))
+        ));
+        assert!(matches!(
+            c(":chatd NOTICE ann :rate-limited: slow down"),
+            Incoming::Event(Event::Err {
+                code: ErrorCode::RateLimited,
+                ..
+            })
+        ));
+        assert!(matches!(
+            c(":chatd NOTICE ann :a notice: not an error"),
+            Incoming::Other
+        ));
+        assert!(matches!(
+            c(":chatd 401 ann bob :No such nick/channel"),
+            Incoming::Event(Event::Err { .. })
+        ));
+        assert!(matches!(
+            c(":chatd 422 ann :MOTD File is missing"),
+            Incoming::Other
+        ));
+        assert!(matches!(c(":chatd 001 ann :Welcome"), Incoming::Other));
+        assert!(matches!(c(""), Incoming::Malformed));
+    }
+
+    #[test]
+    fn a_names_reply_is_one_users_line_at_its_first_byte() {
+        let mut names = false;
+        let mut users = 0;
+        for line in [
+            ":chatd 353 t = &global :a b c",
+            ":chatd 353 t = &global :d e",
+            ":chatd 366 t &global :End of /NAMES list",
+            ":chatd 353 t = &global :a",
+            ":chatd 366 t &global :End of /NAMES list",
+            // A reply without names.
+            ":chatd 366 t #nope :End of /NAMES list",
+        ] {
+            if matches!(classify_irc(line, &mut names), Incoming::Users) {
+                users += 1;
+            }
+        }
+        assert_eq!((users, names), (3, false));
+    }
+
+    #[test]
+    fn dialects_encode_what_the_scenarios_send() {
+        let mut out = Vec::new();
+        let global = Dialect::irc_channel(None);
+        let group = Dialect::irc_channel(Some(&GroupName::try_from("g").unwrap()));
+        Dialect::Native.say(&global, "0 1 2", &mut out);
+        Dialect::Irc.say(&global, "0 1 2", &mut out);
+        Dialect::Irc.say(&group, "hi", &mut out);
+        Dialect::Native.users(&mut out);
+        Dialect::Irc.users(&mut out);
+        Dialect::Native.ping("x", &mut out);
+        Dialect::Irc.ping("x", &mut out);
+        Dialect::Native.pong(&Token::try_from("y").unwrap(), &mut out);
+        Dialect::Irc.pong(&Token::try_from("y").unwrap(), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0 1 2\nPRIVMSG &global :0 1 2\r\nPRIVMSG #g :hi\r\n/users\nNAMES &global\r\n\
+             /ping x\nPING x\r\n/pong y\nPONG :y\r\n"
+        );
+        let modes: Vec<Dialect> = (0..4).map(|i| DialectMode::Mix.for_client(i)).collect();
+        let (n, i) = (Dialect::Native, Dialect::Irc);
+        assert_eq!(modes, [n, i, n, i]);
+        assert_eq!(DialectMode::Irc.for_client(0), i);
+        assert_eq!(DialectMode::parse("mix"), Ok(DialectMode::Mix));
+        assert!(DialectMode::parse("IRC").is_err());
+    }
+
+    #[test]
+    fn irc_text_budget_is_what_fits_one_relayed_line() {
+        let (nick, channel) = ("f1a2b-999", "&global");
+        let budget = irc_text_budget(nick, channel);
+        let line = format!(
+            ":{nick}!{nick}@hidden PRIVMSG {channel} :{}\r\n",
+            "x".repeat(budget)
+        );
+        assert_eq!(line.len(), 512);
+    }
+
+    #[test]
     fn other_lines_go_through_parse_event() {
         assert!(matches!(
             classify("WELCOME ann"),
@@ -951,7 +1446,7 @@ mod tests {
         ));
         assert!(matches!(
             classify("BYE sendq-exceeded"),
-            Incoming::Event(Event::Bye(chatproto::CloseReason::SendqExceeded))
+            Incoming::Event(Event::Bye(CloseReason::SendqExceeded))
         ));
         assert!(matches!(classify("MSG broken"), Incoming::Malformed));
         assert!(matches!(classify("NONSENSE"), Incoming::Malformed));

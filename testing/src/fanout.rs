@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use chatproto::{Command, Event, GroupName, Text};
+use chatproto::{Event, GroupName};
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Behavior, End, Incoming, Quiet};
+use crate::client::{irc_text_budget, Behavior, Dialect, DialectMode, End, Incoming, Quiet};
 use crate::report::{latency_cell, Report, Table};
 use crate::runtime::{self, settle, Counters, Ctx, Stage, Totals};
 use crate::stats::{Batch, SharedLatency, Summary};
@@ -111,6 +111,29 @@ pub(crate) fn plan_from(args: &FanoutArgs) -> Result<Plan, String> {
         slow_final_read: Duration::ZERO,
         probe_rate: None,
     })
+}
+
+/// Refuses a message size that an IRC client would not get in one line (chatd
+/// splits longer text, and the pieces would not parse as stamps): the text is
+/// `--size` bytes, or the stamp if that is longer, and the longest name is
+/// client `clients - 1`'s.
+fn check_irc_size(plan: &Plan, ctx: &Ctx) -> Result<(), String> {
+    if ctx.dialect == DialectMode::Native {
+        return Ok(());
+    }
+    let nick = ctx.name("f", plan.clients.saturating_sub(1));
+    let channel = Dialect::irc_channel(plan.group.as_ref());
+    let budget = irc_text_budget(&nick, &channel);
+    // "<sender> <seq> <stamp-ns>": at most 20 digits for each u64.
+    let stamp = plan.senders.to_string().len() + 1 + 20 + 1 + 20;
+    let text = plan.size.max(stamp);
+    if text > budget {
+        return Err(format!(
+            "--size {}: an IRC line (512 bytes) holds at most {budget} bytes of text from {nick} to {channel} (a stamp needs up to {stamp})",
+            plan.size
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_group(g: Option<&str>) -> Result<Option<GroupName>, String> {
@@ -237,6 +260,8 @@ struct Run {
     /// Messages sent so far, per sender.
     sent: Vec<AtomicU64>,
     max_lag_ns: AtomicU64,
+    /// The IRC channel of the scope.
+    channel: String,
     slow_prefix: String,
     parts_seen: Mutex<Vec<(String, f64)>>,
 }
@@ -254,6 +279,7 @@ struct Member {
     watcher: bool,
     batch: Batch,
     text: String,
+    dialect: Dialect,
 }
 
 struct Sending {
@@ -297,7 +323,7 @@ impl Behavior for Member {
             }
         }
         // Digits, spaces and x: always valid text.
-        Command::Say(Text::lossy(&self.text)).encode(out);
+        self.dialect.say(&self.run.channel, &self.text, out);
         s.seq += 1;
         self.run.sent[s.me].store(s.seq, Relaxed);
         Counters::add(&self.run.stage.counters.sent, 1);
@@ -417,9 +443,10 @@ struct MemberOutcome {
 
 async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
     let plan = &run.plan;
+    let dialect = ctx.dialect.for_client(i);
     let opened = run
         .stage
-        .open(&ctx, ctx.name("f", i), plan.group.as_ref(), None)
+        .open_as(&ctx, dialect, ctx.name("f", i), plan.group.as_ref(), None)
         .await;
     let Some(mut conn) = opened else {
         return MemberOutcome::default();
@@ -435,6 +462,7 @@ async fn member(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> MemberOutcome {
         watcher: i == plan.clients - 1,
         batch: Batch::default(),
         text: String::with_capacity(plan.size + 32),
+        dialect,
     };
     // Receives (and counts) while waiting for the start too: the senders that
     // start first may reach this member before it sees the signal.
@@ -516,6 +544,7 @@ pub(crate) async fn run_plan(
     label: &str,
 ) -> Result<FanoutReport, String> {
     plan.check()?;
+    check_irc_size(&plan, &ctx)?;
     let stage = Stage::new();
     let counters = stage.counters.clone();
     let (clients, senders, slow_n, probe_rate) =
@@ -526,6 +555,7 @@ pub(crate) async fn run_plan(
             .as_ref()
             .map_or("*".to_owned(), |g| g.as_str().to_owned()),
         sent: (0..senders).map(|_| AtomicU64::new(0)).collect(),
+        channel: Dialect::irc_channel(plan.group.as_ref()),
         plan,
         stage,
         hist: Arc::new(SharedLatency::new()),

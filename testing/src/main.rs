@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 use async_lock::Semaphore;
 
+use crate::client::DialectMode;
 use crate::report::{render, Report};
 use crate::runtime::Ctx;
 
@@ -35,6 +36,13 @@ struct Args {
     /// server address (default 127.0.0.1:8080)
     #[argh(option, default = "String::from(\"127.0.0.1:8080\")")]
     addr: String,
+    /// the protocol clients speak: native, irc, or mix (every other client
+    /// speaks IRC); ttfb, fanout and slowreader only (default native)
+    #[argh(option, default = "String::from(\"native\")")]
+    dialect: String,
+    /// chatd's IRC listener (`chatd --irc-listen`), for --dialect irc or mix
+    #[argh(option)]
+    irc_addr: Option<String>,
     /// allow a server address that is not loopback
     #[argh(switch)]
     allow_remote: bool,
@@ -74,21 +82,45 @@ enum Scenario {
     BigReply(bigreply::BigReplyArgs),
 }
 
-/// Resolves `addr`, refusing anything but loopback unless allowed.
-fn target(addr: &str, allow_remote: bool) -> Result<SocketAddr, String> {
+/// Resolves `addr` (given as `flag`), refusing anything but loopback unless
+/// allowed.
+fn target(flag: &str, addr: &str, allow_remote: bool) -> Result<SocketAddr, String> {
     let resolved: Vec<SocketAddr> = addr
         .to_socket_addrs()
-        .map_err(|e| format!("--addr {addr:?}: {e}"))?
+        .map_err(|e| format!("{flag} {addr:?}: {e}"))?
         .collect();
     let first = *resolved
         .first()
-        .ok_or_else(|| format!("--addr {addr:?}: no address"))?;
+        .ok_or_else(|| format!("{flag} {addr:?}: no address"))?;
     if !allow_remote && !resolved.iter().all(|a| a.ip().is_loopback()) {
         return Err(format!(
-            "--addr {addr:?} is not a loopback address; pass --allow-remote to load a remote server"
+            "{flag} {addr:?} is not a loopback address; pass --allow-remote to load a remote server"
         ));
     }
     Ok(first)
+}
+
+/// The dialect setting, checked against the scenario and `--irc-addr`.
+fn dialect_for(
+    dialect: &str,
+    irc_addr: Option<SocketAddr>,
+    scenario: &Scenario,
+) -> Result<DialectMode, String> {
+    let mode = DialectMode::parse(dialect)?;
+    if mode == DialectMode::Native {
+        return Ok(mode);
+    }
+    if irc_addr.is_none() {
+        return Err(format!(
+            "--dialect {dialect} needs --irc-addr (chatd's --irc-listen address)"
+        ));
+    }
+    match scenario {
+        Scenario::Ttfb(_) | Scenario::Fanout(_) | Scenario::SlowReader(_) => Ok(mode),
+        _ => Err(format!(
+            "--dialect {dialect} works with ttfb, fanout and slowreader only"
+        )),
+    }
 }
 
 fn emit<R: Report>(json: bool, result: Result<R, String>) -> Result<(), String> {
@@ -108,7 +140,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let addr = target(&args.addr, args.allow_remote)?;
+    let addr = target("--addr", &args.addr, args.allow_remote)?;
+    let irc_addr = args
+        .irc_addr
+        .as_deref()
+        .map(|a| target("--irc-addr", a, args.allow_remote))
+        .transpose()?;
+    let dialect = dialect_for(&args.dialect, irc_addr, &args.scenario)?;
     let timeout = runtime::secs("--timeout", args.timeout)?;
     let connect_timeout = runtime::secs("--connect-timeout", args.connect_timeout)?;
     let threads = args
@@ -123,6 +161,8 @@ fn run(args: Args) -> Result<(), String> {
         let ctx = Arc::new(Ctx {
             ex,
             addr,
+            irc_addr,
+            dialect,
             epoch: now,
             connect_slots: Semaphore::new(args.connect_concurrency.max(1)),
             connect_timeout: connect_timeout.max(Duration::from_millis(100)),
@@ -156,12 +196,36 @@ mod tests {
 
     #[test]
     fn only_loopback_unless_allowed() {
-        assert!(target("127.0.0.1:8080", false).is_ok());
-        assert!(target("[::1]:8080", false).is_ok());
-        assert!(target("10.1.2.3:8080", false)
+        let t = |a, remote| target("--addr", a, remote);
+        assert!(t("127.0.0.1:8080", false).is_ok());
+        assert!(t("[::1]:8080", false).is_ok());
+        assert!(t("10.1.2.3:8080", false)
             .unwrap_err()
             .contains("--allow-remote"));
-        assert_eq!(target("10.1.2.3:8080", true).unwrap().port(), 8080);
-        assert!(target("nonsense", false).is_err());
+        assert_eq!(t("10.1.2.3:8080", true).unwrap().port(), 8080);
+        assert!(t("nonsense", false).is_err());
+    }
+
+    #[test]
+    fn irc_dialects_need_an_irc_address_and_a_scenario_that_speaks_it() {
+        let args = |s: &[&str]| Args::from_args(&["chatload"], s).unwrap();
+        let irc: SocketAddr = "127.0.0.1:6667".parse().unwrap();
+        let fanout = args(&["fanout"]).scenario;
+        assert_eq!(
+            dialect_for("native", None, &fanout),
+            Ok(DialectMode::Native)
+        );
+        assert_eq!(dialect_for("mix", Some(irc), &fanout), Ok(DialectMode::Mix));
+        assert!(dialect_for("irc", None, &fanout)
+            .unwrap_err()
+            .contains("--irc-addr"));
+        assert!(dialect_for("klingon", Some(irc), &fanout).is_err());
+        let storm = args(&["storm"]).scenario;
+        assert!(dialect_for("irc", Some(irc), &storm)
+            .unwrap_err()
+            .contains("only"));
+        let parsed = args(&["--dialect", "mix", "--irc-addr", "127.0.0.1:1", "ttfb"]);
+        assert_eq!(parsed.dialect, "mix");
+        assert_eq!(parsed.irc_addr.as_deref(), Some("127.0.0.1:1"));
     }
 }

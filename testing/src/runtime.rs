@@ -15,7 +15,7 @@ use futures_lite::future;
 use serde::Serialize;
 use smol::{Executor, Timer};
 
-use crate::client::{Behavior, Conn, End, Quiet};
+use crate::client::{Behavior, Conn, Dialect, DialectMode, End, Quiet};
 use crate::report::Table;
 
 /// Process-wide settings and handles, shared by every client task.
@@ -23,6 +23,10 @@ use crate::report::Table;
 pub(crate) struct Ctx {
     pub(crate) ex: Arc<Executor<'static>>,
     pub(crate) addr: SocketAddr,
+    /// chatd's IRC listener (`--irc-addr`).
+    pub(crate) irc_addr: Option<SocketAddr>,
+    /// Which clients speak IRC (`--dialect`).
+    pub(crate) dialect: DialectMode,
     /// The clock every timestamp in a message is relative to.
     pub(crate) epoch: Instant,
     /// Bounds connects (and registrations) in flight, so that thousands of
@@ -54,6 +58,8 @@ impl Ctx {
         Self {
             ex: self.ex.clone(),
             addr: self.addr,
+            irc_addr: self.irc_addr,
+            dialect: self.dialect,
             epoch: self.epoch,
             connect_slots: Semaphore::new(n.max(1)),
             connect_timeout: self.connect_timeout,
@@ -258,7 +264,20 @@ impl Stage {
         group: Option<&GroupName>,
         rcvbuf: Option<usize>,
     ) -> Option<Conn> {
-        let opened = Conn::open(ctx, &self.counters, name, group, rcvbuf).await;
+        self.open_as(ctx, Dialect::Native, name, group, rcvbuf)
+            .await
+    }
+
+    /// [`Stage::open`] in `dialect`.
+    pub(crate) async fn open_as(
+        &self,
+        ctx: &Ctx,
+        dialect: Dialect,
+        name: String,
+        group: Option<&GroupName>,
+        rcvbuf: Option<usize>,
+    ) -> Option<Conn> {
+        let opened = Conn::open(ctx, &self.counters, dialect, name, group, rcvbuf).await;
         self.report_ready(opened.is_ok()).await;
         opened.ok()
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 use serde::Serialize;
 
-use crate::client::{Conn, End, Quiet};
+use crate::client::{Conn, Dialect, End, Quiet};
 use crate::report::{latency_cell, Report, Table};
 use crate::runtime::{self, Counters, Ctx, Stage, Totals};
 use crate::stats::{Batch, SharedLatency, Summary};
@@ -118,7 +118,15 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: StormArgs) -> Result<StormReport, S
                 (ctx.clone(), stage.clone(), hist.clone(), last_ns.clone());
             ctx.ex.clone().spawn(async move {
                 let counters = &stage.counters;
-                let opened = Conn::open(&ctx, counters, ctx.name("w", i), None, None).await;
+                let opened = Conn::open(
+                    &ctx,
+                    counters,
+                    Dialect::Native,
+                    ctx.name("w", i),
+                    None,
+                    None,
+                )
+                .await;
                 if let Ok(conn) = &opened {
                     let now = Instant::now();
                     let mut batch = Batch::default();

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use chatproto::{Command, Event};
+use chatproto::Event;
 use serde::Serialize;
 use smol::Timer;
 
-use crate::client::{Behavior, End, Incoming, Quiet, Schedule};
+use crate::client::{Behavior, Dialect, End, Incoming, Quiet, Schedule};
 use crate::report::{latency_cell, ms, percent, Report, Table};
 use crate::runtime::{self, settle, Counters, Ctx, Stage, Totals};
 use crate::stats::{Batch, SharedLatency, Summary};
@@ -214,6 +214,7 @@ pub(crate) struct Requester {
     answered_flushed: u64,
     hist: Arc<SharedLatency>,
     counters: Arc<Counters>,
+    dialect: Dialect,
 }
 
 impl Requester {
@@ -235,7 +236,13 @@ impl Requester {
             answered_flushed: 0,
             hist,
             counters,
+            dialect: Dialect::Native,
         }
+    }
+
+    /// The same requester speaking `dialect` (`NAMES &global` over IRC).
+    pub(crate) fn speaking(self, dialect: Dialect) -> Self {
+        Self { dialect, ..self }
     }
 
     pub(crate) fn unanswered(&self) -> u64 {
@@ -255,7 +262,7 @@ impl Behavior for Requester {
         if self.outstanding.len() >= MAX_OUTSTANDING {
             self.skipped += 1;
         } else {
-            Command::Users.encode(out);
+            self.dialect.users(out);
             self.outstanding.push_back(now);
             self.sent += 1;
             Counters::add(&self.counters.sent, 1);
@@ -308,7 +315,12 @@ struct Run {
 }
 
 async fn client(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Outcome {
-    let Some(mut conn) = run.stage.open(&ctx, ctx.name("t", i), None, None).await else {
+    let dialect = ctx.dialect.for_client(i);
+    let opened = run
+        .stage
+        .open_as(&ctx, dialect, ctx.name("t", i), None, None)
+        .await;
+    let Some(mut conn) = opened else {
         return Outcome::default();
     };
     let Some(start_at) = conn.await_start(&run.stage, &mut Quiet, ctx.deadline).await else {
@@ -323,7 +335,8 @@ async fn client(ctx: Arc<Ctx>, run: Arc<Run>, i: usize) -> Outcome {
         start_at + run.duration,
         run.hist.clone(),
         counters.clone(),
-    );
+    )
+    .speaking(conn.dialect());
     let end = run.stage.drive_until_stop(&ctx, &mut conn, &mut req).await;
     if !matches!(end, End::Signalled) {
         Counters::add(&counters.closed_early, 1);

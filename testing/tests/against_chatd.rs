@@ -73,6 +73,8 @@ fn chatd_binary() -> PathBuf {
 struct Chatd {
     child: Child,
     addr: String,
+    /// Its IRC listener, if started with `--irc-listen`.
+    irc_addr: Option<String>,
 }
 
 impl Chatd {
@@ -93,27 +95,50 @@ impl Chatd {
             .expect("spawn chatd");
         let stdout = child.stdout.take().expect("stdout was piped");
         let (tx, rx) = mpsc::channel();
-        // Reads the first line, then keeps draining so chatd never blocks.
+        // Hands on every line, and keeps draining so chatd never blocks.
         thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
             }
-            for _ in lines {}
         });
         let mut guard = Self {
             child,
             addr: String::new(),
+            irc_addr: None,
         };
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("chatd printed its address");
+        let next = || {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("chatd printed its addresses")
+        };
+        let first = next();
         guard.addr = first
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .to_owned();
         assert!(guard.addr.starts_with("127.0.0.1:"), "{}", guard.addr);
+        if flags.contains(&"--irc-listen") {
+            // After the native `listening on` line(s); a bounded wait.
+            for _ in 0..10 {
+                let line = next();
+                if let Some(irc) = line.strip_prefix("listening for IRC on ") {
+                    guard.irc_addr = Some(irc.to_owned());
+                    break;
+                }
+            }
+            let irc = guard
+                .irc_addr
+                .as_deref()
+                .expect("chatd printed its IRC address");
+            assert!(irc.starts_with("127.0.0.1:"), "{irc}");
+        }
         guard
+    }
+
+    /// The options that make chatload's clients speak `dialect` to this
+    /// chatd's IRC listener.
+    fn dialect(&self, dialect: &'static str) -> [String; 4] {
+        let irc = self.irc_addr.clone().expect("chatd has an IRC listener");
+        ["--dialect".into(), dialect.into(), "--irc-addr".into(), irc]
     }
 
     /// Runs chatload with `args` after the common options; returns its JSON.
@@ -350,4 +375,41 @@ fn attack_scenarios_report_what_they_observed() {
     assert_eq!(num(&big, "connections_ok"), 20, "{big:#}");
     assert!(num(&big, "replies") > 0, "{big:#}");
     assert!(float(&big, "bytes_per_s") > 0.0, "{big:#}");
+}
+
+/// `--dialect irc` and `mix` against chatd's IRC listener: IRC clients
+/// register (with CAP), receive the fanout as `PRIVMSG &global` (mix: half of
+/// them; the senders are half IRC too), and time `NAMES &global` replies.
+#[test]
+fn irc_and_mixed_clients_against_chatds_irc_listener() {
+    let chatd = Chatd::start_with(&["--irc-listen", "127.0.0.1:0"]);
+    for dialect in ["mix", "irc"] {
+        let mut args: Vec<String> = chatd.dialect(dialect).into();
+        args.extend(["fanout", "-n", "8", "-s", "3", "-m", "30", "-d", "2"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let fan = chatd.chatload(&args);
+        assert_eq!(num(&fan, "connections_ok"), 8, "{dialect}: {fan:#}");
+        assert_eq!(num(&fan, "connections_failed"), 0, "{dialect}: {fan:#}");
+        let msgs = num(&fan, "messages_sent");
+        assert!(msgs >= 30, "{dialect}: {fan:#}");
+        assert!(num(&fan, "deliveries") > 0, "{dialect}: {fan:#}");
+        // Every message reaches the 7 other members, once.
+        assert_eq!(num(&fan, "deliveries"), msgs * 7, "{dialect}: {fan:#}");
+        assert_eq!(num(&fan, "lost"), 0, "{dialect}: {fan:#}");
+        assert_eq!(num(&fan, "duplicated"), 0, "{dialect}: {fan:#}");
+        assert_eq!(num(&fan, "foreign"), 0, "{dialect}: {fan:#}");
+        assert_eq!(num(&fan, "malformed_lines"), 0, "{dialect}: {fan:#}");
+    }
+
+    let mut args: Vec<String> = chatd.dialect("irc").into();
+    args.extend(["ttfb", "-n", "5", "-r", "4", "-d", "2", "--drain", "5"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ttfb = chatd.chatload(&args);
+    assert_eq!(num(&ttfb, "connections_ok"), 5, "{ttfb:#}");
+    let sent = num(&ttfb, "requests_sent");
+    let answered = num(&ttfb, "responses");
+    assert!(answered > 0, "{ttfb:#}");
+    assert_eq!(answered, sent, "{ttfb:#}");
+    assert_eq!(num(&ttfb, "error_replies"), 0, "{ttfb:#}");
+    assert_eq!(ttfb["ttfb"]["count"].as_u64(), Some(answered), "{ttfb:#}");
 }
