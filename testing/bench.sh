@@ -11,11 +11,14 @@
 # Scenarios: ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader
 #   and (issue 8, chatd only; each starts chatd with the flags in chatd_flags_for):
 #   storm10000 sendqmem sendqmemping dmflood cascade cascadeloud bigreply
+#   and (issue 9, chatd only) fanout1000irc: fanout1000 with every other client
+#   speaking IRC to chatd's --irc-listen on $IRC_PORT
 # Environment:
 #   SERVERS="floor chatd chatd-mt"  which servers to run
 #   DURATION=20        seconds of load per run (slowreader: SLOW_DURATION=60)
 #   OUT=target/bench   where results go
 #   FLOORSRV=../shared/floorsrv   floorsrv's cargo project
+#   PORT=18090 IRC_PORT=$((PORT + 1))   the servers' ports (IRC: fanout1000irc)
 #   PERF=1             record a cpu-clock profile of each chatd run ($OUT/*.perf.data)
 # Every step is bounded: chatload has --timeout, floorsrv --max-runtime, and
 # each server is killed after its scenario.
@@ -28,8 +31,10 @@ SLOW_DURATION=${SLOW_DURATION:-60}
 OUT=${OUT:-target/bench}
 FLOORSRV=${FLOORSRV:-../shared/floorsrv}
 PORT=${PORT:-18090}
+IRC_PORT=${IRC_PORT:-$((PORT + 1))}
 ALL="ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader"
 ALL="$ALL storm10000 sendqmem sendqmemping dmflood cascade cascadeloud bigreply"
+ALL="$ALL fanout1000irc"
 SCENARIOS=${*:-$ALL}
 mkdir -p "$OUT"
 
@@ -70,10 +75,15 @@ chatd_flags_for() { # scenario
         # Every departure announced to everyone, as before the presence limit:
         # the quadratic cascade the kicker's rounds must keep short.
         cascadeloud) echo "--flood-rate 0 --sendq 64KiB --presence-limit 100000" ;;
+        fanout1000irc) echo "--irc-listen 127.0.0.1:$IRC_PORT" ;;
         *) echo "" ;;
     esac
 }
 SENDQ=${SENDQ:-1MiB}
+
+listening() { # port
+    ss -Hltn "sport = :$1" | grep -q .
+}
 
 start_server() { # name scenario
     local flags
@@ -91,7 +101,8 @@ start_server() { # name scenario
     esac
     SERVER_PID=$!
     for _ in $(seq 100); do
-        if ss -Hltn "sport = :$PORT" | grep -q .; then
+        # With --irc-listen, its port must be open too.
+        if listening "$PORT" && { [[ "$flags" != *--irc-listen* ]] || listening "$IRC_PORT"; }; then
             if [[ "${PERF:-0}" == 1 && "$1" == chatd* ]]; then
                 perf record -F 999 -e cpu-clock -g -p "$SERVER_PID" -o "$OUT/$1.$2.perf.data" \
                     >/dev/null 2>&1 &
@@ -101,7 +112,7 @@ start_server() { # name scenario
         fi
         sleep 0.1
     done
-    echo "$1 did not listen on $PORT" >&2
+    echo "$1 did not listen on $PORT (and $IRC_PORT for IRC)" >&2
     exit 1
 }
 
@@ -115,6 +126,7 @@ args_for() { # scenario
         fanout1000) echo "fanout -n 1000 -s 10 -m 20 -d $d" ;;
         # 50 senders at 10 msg/s each stay under chatd's default flood pacing (20/s).
         fanout1000x500) echo "fanout -n 1000 -s 50 -m 500 -d $d" ;;
+        fanout1000irc) echo "fanout -n 1000 -s 10 -m 20 -d $d" ;;
         idle10000) echo "idle -n 10000 --pid $SERVER_PID --hold 5" ;;
         # 40 senders at 5 msg/s of 400 B each: chatd's pacing also charges a token
         # per 250 bytes, so 10/s of 400 B (26 tokens/s) per sender would be paced.
@@ -130,13 +142,27 @@ args_for() { # scenario
     esac
 }
 
+# chatload's options before the subcommand a scenario needs.
+global_args_for() { # scenario
+    case "$1" in
+        # Every other client (odd indexes: half the senders and receivers) speaks IRC.
+        fanout1000irc) echo "--dialect mix --irc-addr 127.0.0.1:$IRC_PORT" ;;
+        *) echo "" ;;
+    esac
+}
+
 for scenario in $SCENARIOS; do
     for server in $SERVERS; do
+        if [[ "$scenario" == *irc && "$server" == floor ]]; then
+            echo "== $server $scenario: skipped (floorsrv speaks no IRC)" >&2
+            continue
+        fi
         start_server "$server" "$scenario"
-        echo "== $server $scenario: chatload $(args_for "$scenario")" >&2
+        echo "== $server $scenario: chatload $(global_args_for "$scenario") $(args_for "$scenario")" >&2
         # shellcheck disable=SC2046 # the arguments are meant to split
         taskset -c 0 "$OUT/bin/chatload" --addr "127.0.0.1:$PORT" --json --timeout 900 \
-            $(args_for "$scenario") >"$OUT/$server.$scenario.json" || echo "   (chatload failed)" >&2
+            $(global_args_for "$scenario") $(args_for "$scenario") \
+            >"$OUT/$server.$scenario.json" || echo "   (chatload failed)" >&2
         stop_server
         sleep 2 # let TIME_WAIT and the kernel settle between runs
     done
