@@ -73,6 +73,15 @@ impl DialectMode {
         }
     }
 
+    /// Its name, as `--dialect` takes it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Irc => "irc",
+            Self::Mix => "mix",
+        }
+    }
+
     /// The dialect of client `i` of a scenario.
     pub(crate) fn for_client(self, i: usize) -> Dialect {
         match self {
@@ -614,7 +623,7 @@ impl Conn {
         let result = {
             let _slot = ctx.connect_slots.acquire().await;
             match crate::runtime::until(deadline, async {
-                let addr = addr.ok_or(OpenError::Timeout("IRC without --irc-addr"))?;
+                let addr = addr.ok_or_else(|| OpenError::Refused("IRC needs --irc-addr".into()))?;
                 Self::connect_and_register(addr, dialect, name, rcvbuf).await
             })
             .await

@@ -168,6 +168,8 @@ pub(crate) struct SlowOutcome {
 #[derive(Debug, Serialize)]
 pub(crate) struct FanoutReport {
     pub(crate) clients: usize,
+    /// What the clients spoke (`--dialect`).
+    pub(crate) dialect: &'static str,
     pub(crate) senders: usize,
     pub(crate) scope: String,
     pub(crate) rate_target: f64,
@@ -244,8 +246,13 @@ impl FanoutReport {
 
 impl Report for FanoutReport {
     fn table(&self) -> Table {
+        let dialect = match self.dialect {
+            "native" => "",
+            "mix" => ", half of them IRC",
+            _ => ", all IRC",
+        };
         self.base_table(format!(
-            "fanout: {} clients in {}, {} senders, {} msg/s of {} B",
+            "fanout: {} clients in {}{dialect}, {} senders, {} msg/s of {} B",
             self.clients, self.scope, self.senders, self.rate_target, self.message_bytes
         ))
     }
@@ -679,6 +686,7 @@ pub(crate) async fn run_plan(
     let plan = &run.plan;
     Ok(FanoutReport {
         clients: plan.clients,
+        dialect: ctx.dialect.name(),
         senders: plan.senders,
         scope: run.scope.clone(),
         rate_target: plan.rate,

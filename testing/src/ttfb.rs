@@ -62,6 +62,8 @@ pub(crate) struct TtfbArgs {
 #[derive(Debug, Serialize)]
 pub(crate) struct TtfbRun {
     clients: usize,
+    /// What the clients spoke (`--dialect`).
+    dialect: &'static str,
     rate_per_client: f64,
     requests_sent: u64,
     responses: u64,
@@ -169,8 +171,13 @@ impl Report for TtfbReport {
 
 fn run_table(r: &TtfbRun) -> Table {
     let t = &r.totals;
+    let dialect = match r.dialect {
+        "native" => "",
+        "mix" => " (half of them IRC)",
+        _ => " (IRC)",
+    };
     let table = Table::new(format!(
-        "ttfb: {} clients, {} req/s each",
+        "ttfb: {} clients{dialect}, {} req/s each",
         r.clients, r.rate_per_client
     ))
     .row(
@@ -416,6 +423,7 @@ async fn run_once(ctx: &Arc<Ctx>, plan: &StepPlan, clients: usize) -> Result<Ttf
     progress.finish().await;
     Ok(TtfbRun {
         clients,
+        dialect: ctx.dialect.name(),
         rate_per_client: plan.rate,
         requests_sent: total.sent,
         responses: total.answered - total.errors,

@@ -192,6 +192,7 @@ fn scenarios_report_clean_runs_against_chatd() {
         "fanout", "-n", "6", "-s", "2", "-m", "20", "-d", "2", "--group", "load",
     ]);
     assert_eq!(fan["scope"], "load", "{fan:#}");
+    assert_eq!(fan["dialect"], "native", "{fan:#}");
     assert_eq!(num(&fan, "connections_ok"), 6, "{fan:#}");
     let msgs = num(&fan, "messages_sent");
     assert!(msgs >= 20, "{fan:#}");
@@ -388,6 +389,7 @@ fn irc_and_mixed_clients_against_chatds_irc_listener() {
         args.extend(["fanout", "-n", "8", "-s", "3", "-m", "30", "-d", "2"].map(String::from));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let fan = chatd.chatload(&args);
+        assert_eq!(fan["dialect"], dialect, "{fan:#}");
         assert_eq!(num(&fan, "connections_ok"), 8, "{dialect}: {fan:#}");
         assert_eq!(num(&fan, "connections_failed"), 0, "{dialect}: {fan:#}");
         let msgs = num(&fan, "messages_sent");
@@ -405,6 +407,7 @@ fn irc_and_mixed_clients_against_chatds_irc_listener() {
     args.extend(["ttfb", "-n", "5", "-r", "4", "-d", "2", "--drain", "5"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ttfb = chatd.chatload(&args);
+    assert_eq!(ttfb["dialect"], "irc", "{ttfb:#}");
     assert_eq!(num(&ttfb, "connections_ok"), 5, "{ttfb:#}");
     let sent = num(&ttfb, "requests_sent");
     let answered = num(&ttfb, "responses");
