@@ -245,3 +245,48 @@ fn irc_queries_and_group_switching_over_tcp() {
     let (skipped, _) = c.read_until(50, |l| l.contains("PONG"));
     assert!(!skipped.iter().any(|l| l.contains("JOIN")), "{skipped:?}");
 }
+
+#[test]
+fn one_order_per_scope_across_dialects() {
+    let (chatd, irc) = start(&["--flood-rate", "0"]);
+    let mut nat_sender = chatd.user("ns");
+    let mut nat_reader = chatd.user("nr");
+    let mut irc_sender = irc_user(irc, "is");
+    let mut irc_reader = irc_user(irc, "ir");
+    nat_sender.sync();
+    nat_reader.sync();
+    // Both senders talk in the global scope at once, 100 lines each.
+    let burst = |who: &str, irc: bool| -> String {
+        (0..100)
+            .map(|i| {
+                if irc {
+                    format!("PRIVMSG &global :{who}-{i}\n")
+                } else {
+                    format!("{who}-{i}\n")
+                }
+            })
+            .collect()
+    };
+    nat_sender.send_raw(burst("n", false).as_bytes());
+    irc_sender.send_raw(burst("i", true).as_bytes());
+    // Each reader records the order of all 200; they must agree.
+    let mut native_order = Vec::new();
+    while native_order.len() < 200 {
+        let line = nat_reader.line();
+        if let Some(text) = line.strip_prefix("MSG * ") {
+            native_order.push(text.split_once(' ').unwrap().1.to_owned());
+        }
+    }
+    let mut irc_order = Vec::new();
+    while irc_order.len() < 200 {
+        let line = until(&mut irc_reader, "PRIVMSG &global");
+        irc_order.push(parts(&line).2[1].clone());
+    }
+    assert_eq!(native_order, irc_order, "both readers see one order");
+    // Each sender's own lines are in the order sent.
+    for who in ["n", "i"] {
+        let mine: Vec<&String> = native_order.iter().filter(|t| t.starts_with(who)).collect();
+        let want: Vec<String> = (0..100).map(|i| format!("{who}-{i}")).collect();
+        assert_eq!(mine, want.iter().collect::<Vec<_>>());
+    }
+}
