@@ -442,7 +442,10 @@ mod tests {
         assert_eq!(c.server.server_name.as_str(), "hub");
         assert_eq!(c.irc.server_name, "hub");
         assert_eq!(c.irc.global_channel.as_deref(), Some("&global"));
-        assert!(check(&[]).unwrap().irc_listen.is_empty(), "no IRC unless asked");
+        assert!(
+            check(&[]).unwrap().irc_listen.is_empty(),
+            "no IRC unless asked"
+        );
         let none = check(&["--irc-global-channel", "none"]).unwrap();
         assert_eq!(none.irc.global_channel, None);
         for bad in ["#global", "&", "&a,b", "& x"] {
