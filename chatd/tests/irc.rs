@@ -290,3 +290,24 @@ fn one_order_per_scope_across_dialects() {
         assert_eq!(mine, want.iter().collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn echo_message_over_tcp() {
+    let (chatd, irc) = start(&[]);
+    let mut nat = chatd.user("nat");
+    let mut c = Client::connect(irc);
+    c.send("CAP LS 302");
+    c.send("CAP REQ :echo-message server-time");
+    c.send("NICK echo");
+    c.send("USER echo 0 * :e");
+    until(&mut c, "ACK");
+    c.send("CAP END");
+    until(&mut c, " 366 echo &global ");
+    nat.expect("JOIN * echo");
+    c.send("PRIVMSG &global :hi there");
+    nat.expect("MSG * echo hi there");
+    let own = until(&mut c, "PRIVMSG &global");
+    // The server's copy: with its time, as everyone else got it.
+    assert!(own.starts_with("@time="), "{own}");
+    assert_eq!(parts(&own).2, ["&global", "hi there"]);
+}

@@ -64,6 +64,11 @@ pub enum Command {
     /// `/count`: ask how many users, groups and connections there are
     /// (answered by `COUNT`).
     Count,
+    /// `/echo on` or `/echo off`: have the connection's own `MSG` and `ME`
+    /// sent back to it too, or not (off at first). For clients that show what
+    /// the server accepted rather than what they sent, such as IRC's
+    /// `echo-message`.
+    Echo(bool),
 }
 
 /// Each command's usage and what it does, for help texts (server and client).
@@ -97,6 +102,10 @@ pub const COMMAND_HELP: &[(&str, &str)] = &[
         "show a user's scope, idle time and sign-on time",
     ),
     ("/count", "count the users, groups and connections"),
+    (
+        "/echo on|off",
+        "get your own messages back as others see them (off at first)",
+    ),
 ];
 
 const USAGE_NICK: &str = "/nick <name>";
@@ -105,6 +114,7 @@ const USAGE_MSG: &str = "/msg <name> <text>";
 const USAGE_ME: &str = "/me <text>";
 const USAGE_PING: &str = "/ping [token]";
 const USAGE_PONG: &str = "/pong <token>";
+const USAGE_ECHO: &str = "/echo on|off";
 const USAGE_QUIT: &str = "/quit [reason]";
 const USAGE_SAY: &str = "/say <scope> <text>";
 const USAGE_ACT: &str = "/act <scope> <text>";
@@ -158,6 +168,12 @@ pub fn parse_line(line: &str) -> Result<Command, ParseError> {
         no_args(Command::Help, "/help")
     } else if is("count") {
         no_args(Command::Count, "/count")
+    } else if is("echo") {
+        match args {
+            "on" => Ok(Command::Echo(true)),
+            "off" => Ok(Command::Echo(false)),
+            _ => Err(bad(USAGE_ECHO)),
+        }
     } else if is("nick") {
         run(lex::name, args, bad(USAGE_NICK)).map(Command::Nick)
     } else if is("join") {
@@ -337,6 +353,8 @@ impl Command {
             Self::MeIn { scope, text } => put(&["/act ", scope.as_str(), " ", text.as_str()]),
             Self::Whois(n) => put(&["/whois ", n.as_str()]),
             Self::Count => put(&["/count"]),
+            Self::Echo(true) => put(&["/echo on"]),
+            Self::Echo(false) => put(&["/echo off"]),
         }
         out.push(b'\n');
     }
@@ -436,6 +454,8 @@ mod tests {
             ("/whois Bob", Command::Whois(name("Bob"))),
             ("/count", Command::Count),
             ("/COUNT", Command::Count),
+            ("/echo on", Command::Echo(true)),
+            ("/ECHO off", Command::Echo(false)),
         ];
         for (line, want) in cases {
             assert_eq!(parse_line(line), Ok(want), "{line:?}");
@@ -482,6 +502,9 @@ mod tests {
             ("/act go ", ErrorCode::BadArgs),
             ("/act b@d hi", ErrorCode::NameInvalid),
             ("/whois", ErrorCode::BadArgs),
+            ("/echo", ErrorCode::BadArgs),
+            ("/echo maybe", ErrorCode::BadArgs),
+            ("/echo on ", ErrorCode::BadArgs),
             ("/whois ", ErrorCode::BadArgs),
             ("/whois bob ", ErrorCode::BadArgs),
             ("/whois bob carol", ErrorCode::BadArgs),
@@ -625,6 +648,8 @@ mod tests {
             "/pong 7",
             "/quit",
             "/quit bye all",
+            "/echo on",
+            "/echo off",
             "/say * hi",
             "/say rust hi  there",
             "/act * waves",

@@ -297,7 +297,7 @@ fn registration_with_cap_waits_for_cap_end() {
     assert_eq!(
         got,
         lines(&[
-            ":chatd CAP * LS :cap-notify message-tags multi-prefix server-time userhost-in-names"
+            ":chatd CAP * LS :cap-notify echo-message message-tags multi-prefix server-time userhost-in-names"
         ])
     );
     w.send("ann", "CAP REQ :multi-prefix userhost-in-names server-time");
@@ -336,7 +336,7 @@ fn before_registration_other_commands_get_451_and_quit_gets_error() {
     assert_eq!(
         w.take("x"),
         lines(&[
-            ":chatd CAP * LS :cap-notify message-tags multi-prefix server-time userhost-in-names",
+            ":chatd CAP * LS :cap-notify echo-message message-tags multi-prefix server-time userhost-in-names",
             ":chatd 451 * :You have not registered",
             ":chatd 451 * :You have not registered",
             ":chatd PONG chatd tok",
@@ -947,4 +947,31 @@ fn no_global_channel() {
     assert_eq!(w.take("ann"), Vec::<String>::new());
     w.send("ann", "JOIN &global");
     assert_eq!(numerics(&w.take("ann")), ["403"]);
+}
+
+#[test]
+fn echo_message_returns_ones_own_messages_as_the_server_sent_them() {
+    let mut w = World::new();
+    w.native("nat");
+    w.irc_conn("ann");
+    w.send("ann", "CAP REQ :echo-message");
+    w.send("ann", "NICK ann");
+    w.send("ann", "USER ann 0 * :Ann");
+    w.send("ann", "CAP END");
+    w.take_all();
+    w.send("ann", "PRIVMSG &global :hello");
+    assert_eq!(w.take("nat"), lines(&["MSG * ann hello"]));
+    assert_eq!(
+        w.take("ann"),
+        lines(&[":ann!ann@hidden PRIVMSG &global hello"])
+    );
+    // A private message comes back too, as sent.
+    w.send("ann", "PRIVMSG nat :psst");
+    assert_eq!(w.take("nat"), lines(&["DM ann nat psst"]));
+    assert_eq!(w.take("ann"), lines(&[":ann!ann@hidden PRIVMSG nat psst"]));
+    // Dropping the capability stops it.
+    w.send("ann", "CAP REQ :-echo-message");
+    w.take_all();
+    w.send("ann", "PRIVMSG &global :quiet");
+    assert_eq!(w.take("ann"), Vec::<String>::new());
 }

@@ -744,3 +744,38 @@ fn the_new_commands_need_registration() {
     }
     assert_eq!(w.take("a"), Vec::<String>::new());
 }
+
+#[test]
+fn echo_on_sends_ones_own_lines_back_as_the_others_get_them() {
+    let mut w = World::new();
+    let a = w.user("a");
+    w.user("b");
+    w.send("a", "/echo on");
+    assert_eq!(w.take("a"), Vec::<String>::new(), "no answer to /echo");
+    let effects = w.input(Input::Line(a, chatproto::parse_line("hi").unwrap()));
+    let events: Vec<&Arc<Outgoing>> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Deliver { event, .. } => Some(event),
+            Effect::Close { .. } => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert!(Arc::ptr_eq(events[0], events[1]), "the same event for both");
+    assert_eq!(w.take("a"), lines(&["MSG * a hi"]));
+    assert_eq!(w.take("b"), lines(&["MSG * a hi"]));
+    w.send("a", "/join g");
+    w.take_all();
+    w.send("a", "/me waves");
+    assert_eq!(w.take("a"), lines(&["ME g a waves"]));
+    w.send("a", "/say * all");
+    assert_eq!(w.take("a"), lines(&["MSG * a all"]));
+    w.send("a", "/echo off");
+    w.send("a", "quiet");
+    assert_eq!(w.take("a"), Vec::<String>::new());
+    // Allowed before registration too (an IRC client asks during CAP).
+    w.conn("early");
+    w.take_all();
+    w.send("early", "/echo on");
+    assert_eq!(w.take("early"), Vec::<String>::new());
+}

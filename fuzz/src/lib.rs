@@ -360,6 +360,8 @@ const DICTIONARY: &[&str] = &[
     "/whois BOB",
     "/whois nobody",
     "/count",
+    "/echo on",
+    "/echo off",
 ];
 
 /// Target `server`: the bytes are a program of inputs for one [`Server`]: byte
@@ -556,6 +558,8 @@ struct ModelConn {
     connected_at: Instant,
     last_heard: Instant,
     pinged: bool,
+    /// `/echo on`: its own MSG and ME come back to it.
+    echo: bool,
 }
 
 /// The server's documented behaviour, written plainly: a map of connections,
@@ -678,6 +682,7 @@ impl Model {
                         connected_at: now,
                         last_heard: now,
                         pinged: false,
+                        echo: false,
                     };
                     self.conns.insert(*c, conn);
                     self.out.entry(*c).or_default().push("HELLO".to_owned());
@@ -729,7 +734,11 @@ impl Model {
                 Err(_) => self.error(c, ErrorCode::NameInvalid),
             },
             Command::Nick(name) => self.register(c, name.clone()),
-            Command::Help | Command::Ping(_) | Command::Pong(_) | Command::Quit(_) => {
+            Command::Help
+            | Command::Ping(_)
+            | Command::Pong(_)
+            | Command::Quit(_)
+            | Command::Echo(_) => {
                 self.any_time_line(c, cmd);
             }
             _ => self.error(c, ErrorCode::NotRegistered),
@@ -750,6 +759,7 @@ impl Model {
                 self.send(c, &Event::Pong(token));
             }
             Command::Pong(_) => {}
+            Command::Echo(on) => self.conns.get_mut(&c).expect("live").echo = *on,
             Command::Quit(said) => self.close(c, &CloseReason::Quit, said.clone(), true),
             other => panic!("the model does not know command {other:?}"),
         }
@@ -874,7 +884,7 @@ impl Model {
     fn say_in(&mut self, c: ConnId, scope: &Scope, event: impl FnOnce(Scope, Name) -> Event) {
         let me = self.name_of(c).expect("registered");
         let (to, scope) = match scope {
-            Scope::Global => (self.users_except(Some(c)), Scope::Global),
+            Scope::Global => (self.users_except(self.not_echoed(c)), Scope::Global),
             Scope::Group(g) if self.group_of(c) == Some(g.key()) => self.scope_of(c),
             Scope::Group(_) => return self.error(c, ErrorCode::NotInGroup),
         };
@@ -883,13 +893,23 @@ impl Model {
 
     /// Who gets plain text from `c`, and the scope it is said in.
     fn scope_of(&self, c: ConnId) -> (Vec<ConnId>, Scope) {
+        let but = self.not_echoed(c);
         match self.group_of(c) {
             Some(key) => {
-                let to = self.members(&key).into_iter().filter(|&m| m != c).collect();
+                let to = self
+                    .members(&key)
+                    .into_iter()
+                    .filter(|&m| Some(m) != but)
+                    .collect();
                 (to, Scope::Group(self.groups[&key].clone()))
             }
-            None => (self.users_except(Some(c)), Scope::Global),
+            None => (self.users_except(but), Scope::Global),
         }
+    }
+
+    /// Who does not get what `c` says: `c`, unless it asked with `/echo on`.
+    fn not_echoed(&self, c: ConnId) -> Option<ConnId> {
+        (!self.conns[&c].echo).then_some(c)
     }
 
     fn register(&mut self, c: ConnId, name: Name) {

@@ -236,9 +236,12 @@ impl IrcSession {
         let me = numeric_target(self.nick.as_ref());
         let nick = self.nick.clone();
         let is_me = |n: &Name| nick.as_ref().is_some_and(|m| m.same_as(n));
+        let echo = self.caps.contains(Caps::ECHO_MESSAGE);
         let shared = match event.event() {
+            // One's own line comes only with echo-message (the server sends
+            // it only after `/echo on`).
             Event::Msg { scope, from, .. } | Event::Me { scope, from, .. } => {
-                !is_me(from) && self.wants(scope)
+                (!is_me(from) || echo) && self.wants(scope)
             }
             Event::Join { scope, name } => !is_me(name) && self.wants(scope),
             // A departure (`PART *`, as `QUIT`) is shown even after `PART
@@ -272,9 +275,9 @@ impl IrcSession {
                 if is_me(from) {
                     self.take(|p| matches!(p, Pending::Msg { .. }));
                 }
-                // The sender's copy is a confirmation IRC does not show, unless
-                // it was sent to oneself.
-                if !is_me(from) || is_me(to) {
+                // The sender's copy is a confirmation IRC shows only with
+                // echo-message, or when it was sent to oneself.
+                if !is_me(from) || is_me(to) || echo {
                     let (action, text) = match text.as_str().strip_prefix("/me ") {
                         Some(action) => (true, action),
                         None => (false, text.as_str()),

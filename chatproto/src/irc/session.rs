@@ -78,10 +78,15 @@ impl Caps {
     /// `cap-notify`: accepted; chatd's capabilities never change while a
     /// client is connected, so there is nothing to notify.
     pub const CAP_NOTIFY: Self = Self(16);
+    /// `echo-message`: the client's own `PRIVMSG`s and `NOTICE`s come back as
+    /// the others get them (the session asks the native server for `/echo
+    /// on`, so an echo means the server accepted the message).
+    pub const ECHO_MESSAGE: Self = Self(32);
 
     /// Every capability chatd offers, with its `CAP LS` name.
     pub const OFFERED: &'static [(&'static str, Self)] = &[
         ("cap-notify", Self::CAP_NOTIFY),
+        ("echo-message", Self::ECHO_MESSAGE),
         ("message-tags", Self::MESSAGE_TAGS),
         ("multi-prefix", Self::MULTI_PREFIX),
         ("server-time", Self::SERVER_TIME),
@@ -461,6 +466,12 @@ impl IrcSession {
                 // All or nothing, as the spec says.
                 let asked = echo_trailing(asked);
                 if ok {
+                    let echo = caps.contains(Caps::ECHO_MESSAGE);
+                    if echo != self.caps.contains(Caps::ECHO_MESSAGE) {
+                        // The native server sends the echo, so it is the
+                        // message as accepted, with its id and time.
+                        out.commands.push(Command::Echo(echo));
+                    }
                     self.caps = caps;
                     r.server_line("CAP", &[&me, "ACK", &asked]);
                 } else {
@@ -1036,7 +1047,7 @@ mod tests {
             (&[""], "", &[]),
             (&["   "], "", &[]),
         ];
-        let ls = ":chatd CAP * LS :cap-notify message-tags multi-prefix server-time userhost-in-names\r\n";
+        let ls = ":chatd CAP * LS :cap-notify echo-message message-tags multi-prefix server-time userhost-in-names\r\n";
         for (lines, reply, commands) in cases {
             let want = if *reply == "ls" { ls } else { reply };
             assert_eq!(
@@ -1113,7 +1124,7 @@ mod tests {
             .fold(Caps::NONE, |a, &(_, c)| a.with(c));
         assert_eq!(
             all.names(),
-            "cap-notify message-tags multi-prefix server-time userhost-in-names"
+            "cap-notify echo-message message-tags multi-prefix server-time userhost-in-names"
         );
         assert_eq!(all.dialect(), Caps::SERVER_TIME.with(Caps::MESSAGE_TAGS));
         assert_eq!(Caps::MULTI_PREFIX.dialect(), Caps::NONE);

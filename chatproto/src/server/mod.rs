@@ -194,6 +194,8 @@ struct Conn {
     /// The wall time of the registering input, in ms since the Unix epoch
     /// (0 if the driver gave none), for `WHOIS`.
     registered_unix_ms: u64,
+    /// `/echo on`: its own `MSG` and `ME` come back to it too.
+    echo: bool,
 }
 
 /// The chat server's state machine: no sockets, clocks, locks or tasks.
@@ -498,6 +500,7 @@ impl Server {
                 last_heard: now,
                 pinged: false,
                 registered_unix_ms: 0,
+                echo: false,
             },
         );
         out.deliver(conn, &self.hello);
@@ -517,6 +520,7 @@ impl Server {
             }
             Command::Ping(t) => self.pong(conn, t, out),
             Command::Pong(_) => {}
+            Command::Echo(on) => self.set_echo(conn, on),
             Command::Quit(reason) => self.close(conn, CloseReason::Quit, reason, true, out),
             _ => out.error(
                 conn,
@@ -577,6 +581,7 @@ impl Server {
             }
             Command::Ping(t) => self.pong(conn, t, out),
             Command::Pong(_) => {}
+            Command::Echo(on) => self.set_echo(conn, on),
             Command::Quit(reason) => self.close(conn, CloseReason::Quit, reason, true, out),
             Command::SayIn { scope, text } => self.say_in(
                 conn,
@@ -670,8 +675,24 @@ impl Server {
         out.deliver_all(self.users.conns(), Some(conn), &nick);
     }
 
-    /// `MSG`/`ME` to the sender's scope, not echoed.
+    fn set_echo(&mut self, conn: ConnId, on: bool) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.echo = on;
+        }
+    }
+
+    /// Who of a scope does not get a line `conn` says there: `conn` itself,
+    /// unless it asked for its own lines with `/echo on`.
+    fn not_echoed(&self, conn: ConnId) -> Option<ConnId> {
+        match self.conns.get(&conn) {
+            Some(c) if c.echo => None,
+            _ => Some(conn),
+        }
+    }
+
+    /// `MSG`/`ME` to the sender's scope, not echoed (unless asked).
     fn say(&mut self, conn: ConnId, event: impl FnOnce(Scope, Name) -> Event, out: &mut Out) {
+        let except = self.not_echoed(conn);
         let Some(Conn {
             name: Some(from),
             group,
@@ -683,11 +704,11 @@ impl Server {
         match group.as_ref().and_then(|key| self.groups.get(key)) {
             Some(g) => {
                 let bytes = out.stamp(event(Scope::Group(g.name.clone()), from.clone()));
-                out.deliver_all(g.conns(), Some(conn), &bytes);
+                out.deliver_all(g.conns(), except, &bytes);
             }
             None => {
                 let bytes = out.stamp(event(Scope::Global, from.clone()));
-                out.deliver_all(self.users.conns(), Some(conn), &bytes);
+                out.deliver_all(self.users.conns(), except, &bytes);
             }
         }
     }
@@ -706,7 +727,7 @@ impl Server {
                 return;
             };
             let bytes = out.stamp(event(Scope::Global, from));
-            return out.deliver_all(self.users.conns(), Some(conn), &bytes);
+            return out.deliver_all(self.users.conns(), self.not_echoed(conn), &bytes);
         };
         if self.group_of(conn) != Some(wanted.key()) {
             let msg = format!("you are not in {wanted}");
