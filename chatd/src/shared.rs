@@ -122,7 +122,7 @@ impl Shared {
         }
         hub.outboxes.insert(id, outbox);
         let effects = hub.server.handle(now, Input::Connected(id));
-        let _ = hub.apply(now, effects, None);
+        let _ = hub.apply(now, effects, None, None);
     }
 
     /// Hands a batch of `conn`'s inputs to the state machine and queues the
@@ -183,7 +183,7 @@ impl Shared {
         let effects = hub
             .server
             .handle(now, Input::Disconnected(id, reason.clone()));
-        let _ = hub.apply(now, effects, None);
+        let _ = hub.apply(now, effects, None, None);
         if let Some(outbox) = hub.outboxes.remove(&id) {
             hub.spawn(outbox.close(reason));
         }
@@ -195,7 +195,7 @@ impl Shared {
         let mut hub = self.hub.lock().await;
         hub.shutting_down = true;
         let effects = hub.server.handle(now, Input::Shutdown);
-        let _ = hub.apply(now, effects, None);
+        let _ = hub.apply(now, effects, None, None);
         // Any outbox left was not known to the server (cannot happen, but they
         // must not outlive the shutdown either).
         let left: Vec<Outbox> = hub.outboxes.drain().map(|(_, o)| o).collect();
@@ -251,23 +251,24 @@ impl Hub {
                 log::info!("{id:?} registered as {name}");
             }
         }
-        let replies = effects
-            .iter()
-            .map(|e| match e {
-                Effect::Deliver { to, event } if Some(*to) == asker => event.line().len(),
-                _ => 0,
-            })
-            .sum();
-        let work = self.apply(now, effects, kicked);
-        (replies, work)
+        let fanout = self.apply(now, effects, kicked, asker);
+        (fanout.to_asker, fanout.deliveries)
     }
 
-    /// Carries out effects in order; returns the deliveries made. Queues over
-    /// budget become pending kicks: some are kicked now, within what is left
-    /// of [`WORK_PER_HOLD`], the kicker task takes care of the rest.
-    fn apply(&mut self, now: Time, effects: Vec<Effect>, kicked: Option<ConnId>) -> usize {
-        let work = self.apply_batch(effects, kicked);
-        work + self.kick_some(now, WORK_PER_HOLD.saturating_sub(work))
+    /// Carries out effects in order. Queues over budget become pending kicks:
+    /// some are kicked now, within what is left of [`WORK_PER_HOLD`], the
+    /// kicker task takes care of the rest.
+    fn apply(
+        &mut self,
+        now: Time,
+        effects: Vec<Effect>,
+        kicked: Option<ConnId>,
+        asker: Option<ConnId>,
+    ) -> Fanout {
+        let mut fanout = self.apply_batch(effects, kicked, asker);
+        let budget = WORK_PER_HOLD.saturating_sub(fanout.deliveries);
+        fanout.deliveries += self.kick_some(now, budget);
+        fanout
     }
 
     /// Kicks pending slow consumers, up to [`KICKS_PER_HOLD`] of them and
@@ -287,7 +288,7 @@ impl Hub {
             let effects = self
                 .server
                 .handle(now, Input::Kick(id, CloseReason::SendqExceeded));
-            work += self.apply_batch(effects, Some(id));
+            work += self.apply_batch(effects, Some(id), None).deliveries;
         }
         if !self.pending_kicks.is_empty() {
             // Full means a wake-up is already pending.
@@ -296,9 +297,15 @@ impl Hub {
         work
     }
 
-    /// Carries out effects in order; returns how many were deliveries.
-    fn apply_batch(&mut self, effects: Vec<Effect>, kicked: Option<ConnId>) -> usize {
-        let mut work = 0;
+    /// Carries out effects in order; counts the deliveries, and the bytes
+    /// queued for `asker` in its own dialect.
+    fn apply_batch(
+        &mut self,
+        effects: Vec<Effect>,
+        kicked: Option<ConnId>,
+        asker: Option<ConnId>,
+    ) -> Fanout {
+        let mut fanout = Fanout::default();
         let mut irc = IrcEncodings::default();
         for effect in effects {
             match effect {
@@ -306,7 +313,7 @@ impl Hub {
                     let Some(outbox) = self.outboxes.get(&to) else {
                         continue; // Closed in this very batch; nothing to do.
                     };
-                    work += 1;
+                    fanout.deliveries += 1;
                     let owned;
                     let bytes = match outbox.io().irc() {
                         // Encoded on first use and shared by every recipient.
@@ -323,6 +330,9 @@ impl Hub {
                             }
                         },
                     };
+                    if Some(to) == asker {
+                        fanout.to_asker += bytes.len();
+                    }
                     if Some(to) == kicked {
                         outbox.set_last_words(bytes);
                     } else if outbox.push(bytes).is_err() {
@@ -338,8 +348,18 @@ impl Hub {
                 }
             }
         }
-        work
+        fanout
     }
+}
+
+/// What carrying out one input's effects did.
+#[derive(Debug, Default)]
+struct Fanout {
+    /// Deliveries made: the work of this hold of the lock.
+    deliveries: usize,
+    /// Bytes queued for the connection whose input it was (its replies, which
+    /// its pacing charges).
+    to_asker: usize,
 }
 
 /// The IRC encodings of one batch's broadcasts: one per event and dialect

@@ -130,29 +130,28 @@ impl Chatd {
             stderr: captured,
             listening: rx,
         };
-        let first = guard
-            .listening
-            .recv_timeout(Duration::from_secs(30))
-            .expect("chatd printed its address");
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-        guard.addr = addr.parse().expect("a socket address");
+        guard.addr = guard.next_listening("listening on ", Duration::from_secs(30));
         assert!(guard.addr.ip().is_loopback());
         guard
+    }
+
+    /// The address on chatd's next "listening ..." stdout line, which must
+    /// start with `prefix`.
+    fn next_listening(&self, prefix: &str, timeout: Duration) -> SocketAddr {
+        let line = self
+            .listening
+            .recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("chatd printed no {prefix:?} line"));
+        let addr = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        addr.parse().expect("a socket address")
     }
 
     /// The address of the IRC listener (start chatd with `--irc-listen
     /// 127.0.0.1:0`).
     pub(crate) fn irc_addr(&self) -> SocketAddr {
-        let line = self
-            .listening
-            .recv_timeout(Duration::from_secs(10))
-            .expect("chatd printed its IRC address");
-        let addr = line
-            .strip_prefix("listening for IRC on ")
-            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
-        addr.parse().expect("a socket address")
+        self.next_listening("listening for IRC on ", Duration::from_secs(10))
     }
 
     pub(crate) fn pid(&self) -> u32 {
