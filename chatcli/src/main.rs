@@ -15,6 +15,7 @@ mod input;
 mod net;
 mod render;
 mod sanitize;
+mod tls;
 
 use std::process::ExitCode;
 
