@@ -346,6 +346,9 @@ impl Hub {
                         self.spawn(reap);
                     }
                 }
+                // Accounts and history are off in chatd's ServerConfig until
+                // a store is wired, so the state machine returns neither.
+                Effect::Store(_) | Effect::Request { .. } => {}
             }
         }
         fanout

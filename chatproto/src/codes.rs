@@ -1,4 +1,5 @@
-//! Stable wire tokens: error codes ([`ErrorCode`]) and close reasons ([`CloseReason`]).
+//! Stable wire tokens: error codes ([`ErrorCode`]), close reasons
+//! ([`CloseReason`]) and account states ([`AccountState`]).
 
 use std::fmt;
 
@@ -77,6 +78,24 @@ token_enum! {
         BadText => "bad-text",
         /// The client sends faster than the server accepts.
         RateLimited => "rate-limited",
+        /// The server has no accounts or no history (or its store failed):
+        /// the command cannot work here, or not now.
+        Unavailable => "unavailable",
+        /// A password breaks the password rules (8 to 256 bytes, no space).
+        BadPassword => "bad-password",
+        /// The password given is not the account's.
+        WrongPassword => "wrong-password",
+        /// `/login` to a name that is no account.
+        NoSuchAccount => "no-such-account",
+        /// `/passwd` or `/unregister` without being logged in.
+        NotLoggedIn => "not-logged-in",
+        /// `/register`, `/login` or `/nick` while logged in to an account.
+        LoggedIn => "logged-in",
+        /// Too many lines sent while an account command was being answered;
+        /// this one was discarded.
+        Busy => "busy",
+        /// `/msg` to an offline account whose stored messages are at the limit.
+        MailboxFull => "mailbox-full",
     }
 }
 
@@ -100,6 +119,24 @@ token_enum! {
         Flood => "flood",
         /// The connection closed or failed without a `/quit` (no `BYE` is sent).
         ConnectionLost => "connection-lost",
+        /// The account this connection was logged in to logged in from
+        /// another connection.
+        SessionReplaced => "session-replaced",
+    }
+}
+
+token_enum! {
+    /// What happened to the account named in `ACCOUNT <name> <state>`.
+    AccountState {
+        /// `/register` succeeded: the account exists and you are logged in.
+        Registered => "registered",
+        /// `/login` succeeded: you are logged in (and have the account's name).
+        LoggedIn => "logged-in",
+        /// `/passwd` succeeded.
+        PasswordChanged => "password-changed",
+        /// `/unregister` succeeded: the account is gone; you keep the name
+        /// until you leave.
+        Unregistered => "unregistered",
     }
 }
 
@@ -116,6 +153,10 @@ mod tests {
         for reason in CloseReason::KNOWN {
             let t = Token::try_from(reason.as_str()).unwrap();
             assert_eq!(CloseReason::from_token(t), *reason);
+        }
+        for state in AccountState::KNOWN {
+            let t = Token::try_from(state.as_str()).unwrap();
+            assert_eq!(AccountState::from_token(t), *state);
         }
     }
 

@@ -3,8 +3,11 @@
 use std::fmt;
 
 use crate::error::clip;
+use nom::combinator::opt;
+use nom::sequence::preceded;
+
 use crate::lex::{self, check_line, run, sp};
-use crate::{GroupName, Name, ParseError, Scope, Text, Token};
+use crate::{GroupName, Name, ParseError, Password, Scope, Text, Token};
 
 /// A line a client sends, parsed.
 ///
@@ -69,6 +72,38 @@ pub enum Command {
     /// the server accepted rather than what they sent, such as IRC's
     /// `echo-message`.
     Echo(bool),
+    /// `/register <password>`: make the name you have an account with this
+    /// password; you are logged in to it (answered by `ACCOUNT <name>
+    /// registered`).
+    Register(Password),
+    /// `/login <name> <password>`: log in to the account `name` and take its
+    /// name; works as the first line too (answered by `WELCOME` if the name
+    /// is new to the connection, then `ACCOUNT <name> logged-in`).
+    Login {
+        /// The account.
+        name: Name,
+        /// Its password.
+        password: Password,
+    },
+    /// `/passwd <old> <new>`: change the password of the account you are
+    /// logged in to.
+    Passwd {
+        /// The current password.
+        old: Password,
+        /// The new one.
+        new: Password,
+    },
+    /// `/unregister <password>`: delete the account you are logged in to.
+    Unregister(Password),
+    /// `/history [count] [before-id]`: the current scope's lines before
+    /// message `before` (else the latest), at most `count` (else the
+    /// server's default).
+    History {
+        /// How many lines, at most.
+        count: Option<u32>,
+        /// Only lines with an id below this one.
+        before: Option<u64>,
+    },
 }
 
 /// Each command's usage and what it does, for help texts (server and client).
@@ -106,6 +141,20 @@ pub const COMMAND_HELP: &[(&str, &str)] = &[
         "/echo on|off",
         "get your own messages back as others see them (off at first)",
     ),
+    (
+        "/register <password>",
+        "make your name an account (8-256 bytes, no space)",
+    ),
+    (
+        "/login <name> <pw>",
+        "log in to an account and take its name",
+    ),
+    ("/passwd <old> <new>", "change your account's password"),
+    ("/unregister <pw>", "delete your account"),
+    (
+        "/history [n] [before]",
+        "show earlier lines of your current scope",
+    ),
 ];
 
 const USAGE_NICK: &str = "/nick <name>";
@@ -119,6 +168,11 @@ const USAGE_QUIT: &str = "/quit [reason]";
 const USAGE_SAY: &str = "/say <scope> <text>";
 const USAGE_ACT: &str = "/act <scope> <text>";
 const USAGE_WHOIS: &str = "/whois <name>";
+const USAGE_REGISTER: &str = "/register <password>";
+const USAGE_LOGIN: &str = "/login <name> <password>";
+const USAGE_PASSWD: &str = "/passwd <old> <new>";
+const USAGE_UNREGISTER: &str = "/unregister <password>";
+const USAGE_HISTORY: &str = "/history [count] [before-id]";
 
 /// Parses one client line, line ending already removed.
 ///
@@ -129,7 +183,10 @@ const USAGE_WHOIS: &str = "/whois <name>";
 ///         / "msg" SP name SP text / "me" SP text / "help"
 ///         / "ping" [SP token] / "pong" SP token / "quit" [SP text]
 ///         / "say" SP scope SP text / "act" SP scope SP text
-///         / "whois" SP name / "count"
+///         / "whois" SP name / "count" / "echo" SP ("on" / "off")
+///         / "register" SP password / "login" SP name SP password
+///         / "passwd" SP password SP password / "unregister" SP password
+///         / "history" [SP count [SP number]]
 /// ```
 /// Command words match ignoring ASCII case. Never panics, whatever the input.
 ///
@@ -198,6 +255,30 @@ pub fn parse_line(line: &str) -> Result<Command, ParseError> {
             .map(|(scope, _, text)| Command::MeIn { scope, text })
     } else if is("whois") {
         run(lex::name, args, bad(USAGE_WHOIS)).map(Command::Whois)
+    } else if is("register") {
+        run(lex::password, args, bad(USAGE_REGISTER)).map(Command::Register)
+    } else if is("login") {
+        run((lex::name, sp, lex::password), args, bad(USAGE_LOGIN))
+            .map(|(name, _, password)| Command::Login { name, password })
+    } else if is("passwd") {
+        run((lex::password, sp, lex::password), args, bad(USAGE_PASSWD))
+            .map(|(old, _, new)| Command::Passwd { old, new })
+    } else if is("unregister") {
+        run(lex::password, args, bad(USAGE_UNREGISTER)).map(Command::Unregister)
+    } else if is("history") {
+        optional(USAGE_HISTORY)
+            .map(|(a, e)| run((lex::count, opt(preceded(sp, lex::number))), a, e))
+            .transpose()
+            .map(|counted| match counted {
+                Some((count, before)) => Command::History {
+                    count: Some(count),
+                    before,
+                },
+                None => Command::History {
+                    count: None,
+                    before: None,
+                },
+            })
     } else if is("quit") {
         optional(USAGE_QUIT)
             .map(|(a, e)| run(lex::text, a, e))
@@ -312,6 +393,32 @@ impl Command {
     pub fn whois(name: &str) -> Result<Self, ParseError> {
         Ok(Self::Whois(Name::try_from(name)?))
     }
+
+    /// `/register <password>`: make the current name an account.
+    pub fn register(password: &str) -> Result<Self, ParseError> {
+        Ok(Self::Register(Password::try_from(password)?))
+    }
+
+    /// `/login <name> <password>`: log in to the account `name`.
+    pub fn login(name: &str, password: &str) -> Result<Self, ParseError> {
+        Ok(Self::Login {
+            name: Name::try_from(name)?,
+            password: Password::try_from(password)?,
+        })
+    }
+
+    /// `/passwd <old> <new>`: change the account's password.
+    pub fn passwd(old: &str, new: &str) -> Result<Self, ParseError> {
+        Ok(Self::Passwd {
+            old: Password::try_from(old)?,
+            new: Password::try_from(new)?,
+        })
+    }
+
+    /// `/unregister <password>`: delete the account.
+    pub fn unregister(password: &str) -> Result<Self, ParseError> {
+        Ok(Self::Unregister(Password::try_from(password)?))
+    }
 }
 
 /// `*` is global; anything else must be a group name.
@@ -355,6 +462,21 @@ impl Command {
             Self::Count => put(&["/count"]),
             Self::Echo(true) => put(&["/echo on"]),
             Self::Echo(false) => put(&["/echo off"]),
+            Self::Register(p) => put(&["/register ", p.expose()]),
+            Self::Login { name, password } => {
+                put(&["/login ", name.as_str(), " ", password.expose()]);
+            }
+            Self::Passwd { old, new } => put(&["/passwd ", old.expose(), " ", new.expose()]),
+            Self::Unregister(p) => put(&["/unregister ", p.expose()]),
+            Self::History { count, before } => {
+                put(&["/history"]);
+                if let Some(n) = count {
+                    put(&[" ", &n.to_string()]);
+                    if let Some(b) = before {
+                        put(&[" ", &b.to_string()]);
+                    }
+                }
+            }
         }
         out.push(b'\n');
     }
@@ -367,9 +489,18 @@ impl Command {
     }
 }
 
-/// The wire line without its LF, for logs.
+/// The wire line without its LF, for logs; passwords show as `<password>`
+/// (only [`Command::encode`] writes them).
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HIDDEN: &str = "<password>";
+        match self {
+            Self::Register(_) => return write!(f, "/register {HIDDEN}"),
+            Self::Login { name, .. } => return write!(f, "/login {name} {HIDDEN}"),
+            Self::Passwd { .. } => return write!(f, "/passwd {HIDDEN} {HIDDEN}"),
+            Self::Unregister(_) => return write!(f, "/unregister {HIDDEN}"),
+            _ => {}
+        }
         let bytes = self.to_bytes();
         f.write_str(String::from_utf8_lossy(&bytes[..bytes.len() - 1]).as_ref())
     }
@@ -385,6 +516,9 @@ mod tests {
     }
     fn text(s: &str) -> Text {
         Text::try_from(s).unwrap()
+    }
+    fn pw(s: &str) -> Password {
+        Password::try_from(s).unwrap()
     }
 
     #[test]
@@ -456,6 +590,43 @@ mod tests {
             ("/COUNT", Command::Count),
             ("/echo on", Command::Echo(true)),
             ("/ECHO off", Command::Echo(false)),
+            ("/register hunter22", Command::Register(pw("hunter22"))),
+            (
+                "/LOGIN Ann pässwörd!",
+                Command::Login {
+                    name: name("Ann"),
+                    password: pw("pässwörd!"),
+                },
+            ),
+            (
+                "/passwd hunter22 hunter23",
+                Command::Passwd {
+                    old: pw("hunter22"),
+                    new: pw("hunter23"),
+                },
+            ),
+            ("/unregister hunter22", Command::Unregister(pw("hunter22"))),
+            (
+                "/history",
+                Command::History {
+                    count: None,
+                    before: None,
+                },
+            ),
+            (
+                "/history 50",
+                Command::History {
+                    count: Some(50),
+                    before: None,
+                },
+            ),
+            (
+                "/history 0 18446744073709551615",
+                Command::History {
+                    count: Some(0),
+                    before: Some(u64::MAX),
+                },
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(parse_line(line), Ok(want), "{line:?}");
@@ -511,6 +682,27 @@ mod tests {
             ("/whois b@b", ErrorCode::NameInvalid),
             ("/count ", ErrorCode::BadArgs),
             ("/count all", ErrorCode::BadArgs),
+            ("/register", ErrorCode::BadArgs),
+            ("/register ", ErrorCode::BadArgs),
+            ("/register short", ErrorCode::BadPassword),
+            ("/register two words", ErrorCode::BadPassword),
+            ("/register longenough words", ErrorCode::BadArgs),
+            ("/register hunter22 ", ErrorCode::BadArgs),
+            ("/login", ErrorCode::BadArgs),
+            ("/login ann", ErrorCode::BadArgs),
+            ("/login ann ", ErrorCode::BadArgs),
+            ("/login a@n hunter22", ErrorCode::NameInvalid),
+            ("/login ann hunter", ErrorCode::BadPassword),
+            ("/passwd hunter22", ErrorCode::BadArgs),
+            ("/passwd hunter22 short", ErrorCode::BadPassword),
+            ("/passwd hunter22 hunter23 x", ErrorCode::BadArgs),
+            ("/unregister", ErrorCode::BadArgs),
+            ("/history ", ErrorCode::BadArgs),
+            ("/history x", ErrorCode::BadArgs),
+            ("/history -1", ErrorCode::BadArgs),
+            ("/history 1 2 3", ErrorCode::BadArgs),
+            ("/history 4294967296", ErrorCode::BadArgs),
+            ("/history 1 18446744073709551616", ErrorCode::BadArgs),
         ];
         for (line, code) in cases {
             assert_eq!(parse_line(line).unwrap_err().code(), *code, "{line:?}");
@@ -631,6 +823,26 @@ mod tests {
     }
 
     #[test]
+    fn passwords_are_encoded_but_never_displayed_or_debugged() {
+        for (line, shown) in [
+            ("/register hunter22", "/register <password>"),
+            ("/login ann hunter22", "/login ann <password>"),
+            ("/passwd hunter22 hunter23", "/passwd <password> <password>"),
+            ("/unregister hunter22", "/unregister <password>"),
+        ] {
+            let cmd = parse_line(line).unwrap();
+            assert_eq!(cmd.to_bytes(), format!("{line}\n").into_bytes());
+            assert_eq!(cmd.to_string(), shown);
+            assert!(!format!("{cmd:?}").contains("hunter"), "{cmd:?}");
+        }
+        let built = Command::login("ann", "hunter22").unwrap();
+        assert_eq!(parse_line("/login ann hunter22"), Ok(built));
+        assert!(Command::register("short").is_err());
+        assert!(Command::passwd("hunter22", "a b c d e").is_err());
+        assert!(Command::unregister("hunter22").is_ok());
+    }
+
+    #[test]
     fn encodes_canonically() {
         for line in [
             "hello",
@@ -656,6 +868,9 @@ mod tests {
             "/act rust waves",
             "/whois bob",
             "/count",
+            "/history",
+            "/history 5",
+            "/history 5 1234",
         ] {
             let cmd = parse_line(line).unwrap();
             assert_eq!(cmd.to_bytes(), format!("{line}\n").into_bytes(), "{line:?}");

@@ -64,6 +64,12 @@ pub enum ParseError {
     BadName(NameError),
     /// A token argument breaks the token rules.
     BadToken(TokenError),
+    /// A password is shorter than 8 or longer than 256 bytes. Holds its
+    /// length, never the password.
+    BadPassword {
+        /// The length in bytes.
+        len: usize,
+    },
     /// A server line with an unknown tag. Holds the tag, cut to 32 bytes.
     UnknownEvent(String),
     /// A server line with a known tag whose fields do not match its grammar.
@@ -81,6 +87,7 @@ impl ParseError {
             Self::UnknownCommand(_) => ErrorCode::UnknownCommand,
             Self::BadArgs { .. } | Self::BadToken(_) => ErrorCode::BadArgs,
             Self::BadName(_) => ErrorCode::NameInvalid,
+            Self::BadPassword { .. } => ErrorCode::BadPassword,
             // A client never sends these; the code is for completeness.
             Self::UnknownEvent(_) | Self::MalformedEvent { .. } => ErrorCode::UnknownCommand,
         }
@@ -96,6 +103,10 @@ impl fmt::Display for ParseError {
             Self::BadArgs { usage } => write!(f, "usage: {usage}"),
             Self::BadName(e) => e.fmt(f),
             Self::BadToken(e) => e.fmt(f),
+            Self::BadPassword { len } => write!(
+                f,
+                "a password is 8 to 256 bytes with no space (this one is {len} bytes)"
+            ),
             Self::UnknownEvent(t) => write!(f, "unknown event {t}"),
             Self::MalformedEvent { tag } => write!(f, "malformed {tag} event"),
         }

@@ -10,7 +10,9 @@ use nom::Parser;
 
 use crate::error::clip;
 use crate::lex::{self, check_line, run, sp, LexResult};
-use crate::{CloseReason, ErrorCode, GroupName, Name, ParseError, Scope, Text, Token};
+use crate::{
+    AccountState, CloseReason, ErrorCode, GroupName, Name, ParseError, Past, Scope, Text, Token,
+};
 
 /// A line a server sends, parsed. The first field is always the tag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +125,27 @@ pub enum Event {
         /// Live connections, unregistered ones included.
         connections: u32,
     },
+    /// `ACCOUNT <name> <state>`: what an account command did to the account
+    /// `name` (yours).
+    Account {
+        /// The account, as registered.
+        name: Name,
+        /// What happened.
+        state: AccountState,
+    },
+    /// `HISTORY <id> <time> <line>`: a `MSG`, `ME` or `DM` said earlier,
+    /// with its id and time (ms since the Unix epoch): replayed on `/join`,
+    /// on registration, for `/history`, and for messages stored while you
+    /// were offline. Never a live line.
+    History(Past),
+    /// `REPLAYED <scope> <count>`: the end of a replay of `scope`'s history
+    /// (`count` `HISTORY` lines before it); what follows in `scope` is live.
+    Replayed {
+        /// The scope replayed.
+        scope: Scope,
+        /// How many lines were replayed.
+        count: u32,
+    },
 }
 
 /// Parses one server line, line ending already removed.
@@ -138,6 +161,9 @@ pub enum Event {
 ///       / "PING" SP token / "PONG" SP token / "BYE" SP token
 ///       / "WHOIS" SP name SP scope SP count SP number
 ///       / "COUNT" SP count SP count SP count
+///       / "ACCOUNT" SP name SP token
+///       / "HISTORY" SP number SP number SP ( msg / me / dm )
+///       / "REPLAYED" SP scope SP count
 /// ```
 /// Never panics, whatever the input.
 ///
@@ -246,6 +272,32 @@ pub fn parse_event(line: &str) -> Result<Event, ParseError> {
             groups,
             connections,
         }),
+        "ACCOUNT" => run(
+            (sp, lex::name, sp, lex::token),
+            fields,
+            malformed("ACCOUNT"),
+        )
+        .map(|(_, name, _, state)| Event::Account {
+            name,
+            state: AccountState::from_token(state),
+        }),
+        "HISTORY" => {
+            let (_, id, _, unix_ms, _, rest) = run(
+                (sp, lex::number, sp, lex::number, sp, nom::combinator::rest),
+                fields,
+                malformed("HISTORY"),
+            )?;
+            let past = parse_event(rest)
+                .ok()
+                .and_then(|e| Past::new(id, unix_ms, e).ok());
+            past.map(Event::History).ok_or(malformed("HISTORY"))
+        }
+        "REPLAYED" => run(
+            (sp, lex::scope, sp, lex::count),
+            fields,
+            malformed("REPLAYED"),
+        )
+        .map(|(_, scope, _, count)| Event::Replayed { scope, count }),
         _ => Err(ParseError::UnknownEvent(clip(tag, 32))),
     }
 }
@@ -374,6 +426,21 @@ impl Event {
                 " ",
                 &connections.to_string(),
             ]),
+            Self::Account { name, state } => put(&["ACCOUNT ", name.as_str(), " ", state.as_str()]),
+            Self::History(past) => {
+                put(&[
+                    "HISTORY ",
+                    &past.id().to_string(),
+                    " ",
+                    &past.unix_ms().to_string(),
+                    " ",
+                ]);
+                // The inner event brings its own LF.
+                return past.event().encode(out);
+            }
+            Self::Replayed { scope, count } => {
+                put(&["REPLAYED ", scope.as_str(), " ", &count.to_string()]);
+            }
         }
         out.push(b'\n');
     }
@@ -429,6 +496,14 @@ mod tests {
             "WHOIS bob * 4294967295 18446744073709551615",
             "COUNT 0 0 0",
             "COUNT 3 1 4",
+            "ACCOUNT alice registered",
+            "ACCOUNT Bob logged-in",
+            "ACCOUNT bob some-future-state",
+            "HISTORY 1 0 MSG * bob hi  there ",
+            "HISTORY 18446744073709551615 1764600000000 ME rust bob waves",
+            "HISTORY 7 8 DM bob alice psst",
+            "REPLAYED * 0",
+            "REPLAYED Rust 20",
         ] {
             let event = parse_event(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
             assert_eq!(event.to_string(), line);
@@ -482,6 +557,20 @@ mod tests {
             "COUNT 1 2 x",
             "COUNT 1 2 4294967296",
             "count 1 2 3",
+            "ACCOUNT alice",
+            "ACCOUNT alice logged-in x",
+            "ACCOUNT a@b logged-in",
+            "HISTORY 1 2",
+            "HISTORY 1 2 ",
+            "HISTORY 1 MSG * bob hi",
+            "HISTORY x 2 MSG * bob hi",
+            "HISTORY 1 2 JOIN * bob",
+            "HISTORY 1 2 HISTORY 1 2 MSG * bob hi",
+            "HISTORY 1 2 MSG * bob",
+            "HISTORY 1 2 NOPE x",
+            "REPLAYED *",
+            "REPLAYED * x",
+            "REPLAYED * 1 ",
         ] {
             assert!(parse_event(line).is_err(), "{line:?} parsed");
         }

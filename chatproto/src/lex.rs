@@ -11,7 +11,7 @@ use nom::combinator::{all_consuming, map_opt, map_res, rest, verify};
 use nom::error::{ErrorKind, FromExternalError};
 use nom::{IResult, Parser};
 
-use crate::{GroupName, Name, ParseError, Scope, Text, Token};
+use crate::{GroupName, Name, ParseError, Password, Scope, Text, Token};
 
 /// nom's error for our parsers: where it failed and, if a validating step said
 /// why, that reason.
@@ -97,6 +97,11 @@ pub(crate) fn text(input: &str) -> LexResult<'_, Text> {
         Text::try_from(s).map_err(ParseError::BadText)
     })
     .parse(input)
+}
+
+/// `password = 8*256(any character but SP and controls)`, counted in bytes.
+pub(crate) fn password(input: &str) -> LexResult<'_, Password> {
+    map_res(word, Password::try_from).parse(input)
 }
 
 /// `count = 1*10DIGIT` (a `u32`)

@@ -125,6 +125,7 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+mod account;
 mod client;
 mod codes;
 mod command;
@@ -134,6 +135,7 @@ mod framer;
 pub mod irc;
 mod lex;
 mod name;
+mod past;
 mod rate;
 mod scope;
 pub mod server;
@@ -143,13 +145,15 @@ pub mod guide {
     #![doc = include_str!("guide_server.md")]
 }
 
+pub use account::{Password, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 pub use client::{NameRefusal, Session};
-pub use codes::{CloseReason, ErrorCode};
+pub use codes::{AccountState, CloseReason, ErrorCode};
 pub use command::{parse_line, Command, COMMAND_HELP};
 pub use error::{FrameError, ParseError, Refusal};
 pub use event::{parse_event, Event};
 pub use framer::{LineFramer, DEFAULT_MAX_LINE, EVENT_LINE_LIMIT};
 pub use name::{GroupName, Name, NameError, NameKey, MAX_NAME_LEN};
+pub use past::Past;
 pub use rate::TokenBucket;
 pub use scope::Scope;
 pub use text::{is_forbidden_char, Text, TextError, Token, TokenError, MAX_TOKEN_LEN};

@@ -181,6 +181,7 @@ impl World {
                         c.closed = true;
                     }
                 }
+                Effect::Store(_) | Effect::Request { .. } => {}
             }
         }
         self.server.check_invariants().unwrap();

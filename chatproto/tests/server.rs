@@ -86,7 +86,7 @@ fn global_broadcast_reaches_everyone_but_the_sender_and_shares_one_buffer() {
                 assert_ne!(*to, a, "echoed to the sender");
                 event
             }
-            Effect::Close { .. } => panic!("unexpected close"),
+            other => panic!("unexpected {other:?}"),
         })
         .collect();
     assert_eq!(events.len(), 2);
@@ -757,7 +757,7 @@ fn echo_on_sends_ones_own_lines_back_as_the_others_get_them() {
         .iter()
         .filter_map(|e| match e {
             Effect::Deliver { event, .. } => Some(event),
-            Effect::Close { .. } => None,
+            _ => None,
         })
         .collect();
     assert_eq!(events.len(), 2);

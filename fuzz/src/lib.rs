@@ -531,6 +531,9 @@ fn observe(effects: &[Effect]) -> Result<Observed, String> {
             Effect::Close { conn, reason } => {
                 seen.entry(*conn).or_default().push(close_mark(reason));
             }
+            Effect::Store(_) | Effect::Request { .. } => {
+                return Err(format!("{effect:?} with accounts and history off"));
+            }
         }
     }
     Ok(seen)

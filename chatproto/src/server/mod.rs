@@ -1,22 +1,30 @@
 //! The server's state machine: users, groups and scopes, as pure functions of
 //! inputs, with effects returned as data.
 
+mod accounts;
 mod groups;
+mod history;
 mod outgoing;
+mod requests;
 mod users;
 
+pub use accounts::AccountsConfig;
+pub use history::HistoryConfig;
 pub use outgoing::{Outgoing, Time};
+pub use requests::{Answer, PeerKey, Request, RequestId, StoreOp};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{
-    parse_line, CloseReason, Command, ErrorCode, Event, FrameError, GroupName, Name, NameKey,
-    Refusal, Scope, Text, Token, COMMAND_HELP,
+    parse_line, AccountState, CloseReason, Command, ErrorCode, Event, FrameError, GroupName, Name,
+    NameKey, Password, Past, Refusal, Scope, Text, Token, COMMAND_HELP,
 };
+use accounts::{Accounts, FailKey, Failures};
 use groups::Groups;
+use history::{scope_key, Rings, ScopeKey};
 use users::Users;
 
 /// An opaque handle for one connection, chosen by the driver. Each connection
@@ -80,6 +88,25 @@ pub struct ServerConfig {
     /// are still waiting to be read. Default 3 s, for a driver that ticks
     /// once a second; a driver must tick more often than this.
     pub max_tick_gap: Duration,
+    /// Accounts (`/register`, `/login`, `/passwd`, `/unregister`), protected
+    /// names and offline messages. `None` (the default): those commands are
+    /// answered `ERR unavailable` and no [`Request`] or [`StoreOp`] about
+    /// accounts is returned, so a driver without a store works unchanged.
+    pub accounts: Option<AccountsConfig>,
+    /// History: every `MSG` and `ME` of a scope is a [`StoreOp::Line`], the
+    /// latest are replayed on `/join` and on registration, and `/history`
+    /// pages back. `None` (the default): `/history` is answered `ERR
+    /// unavailable` and nothing is replayed or stored. Off by default, like
+    /// accounts, because replay changes what a `/join` sends: a driver turns
+    /// it on when it has the store that makes it useful across restarts.
+    pub history: Option<HistoryConfig>,
+    /// Lines a connection may send while one of its account or history
+    /// commands waits for the driver's answer (or for a failed login's
+    /// delay): they are handled in order afterwards. A line beyond this is
+    /// refused with `ERR busy`. Default 32: a client that logs in and
+    /// pipelines its first commands fits; a driver that stops reading a
+    /// connection while [`Server::is_waiting`] never gets there.
+    pub max_queued_lines: usize,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +133,9 @@ impl Default for ServerConfig {
             ping_after: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
             max_tick_gap: Duration::from_secs(3),
+            accounts: None,
+            history: None,
+            max_queued_lines: 32,
         }
     }
 }
@@ -116,6 +146,14 @@ impl Default for ServerConfig {
 pub enum Input {
     /// A connection was accepted. The server greets it with `HELLO`.
     Connected(ConnId),
+    /// A connection was accepted from `peer`: as [`Input::Connected`], and
+    /// failed logins from the same peer slow each other down.
+    ConnectedFrom(ConnId, PeerKey),
+    /// The driver's answer to the [`Effect::Request`] with this id. Answers
+    /// that come late (the connection gone, or its id reused), twice, or
+    /// with an unknown id are harmless: what they mean for the account is
+    /// kept (an account registered stays registered), the rest ignored.
+    Answer(RequestId, Answer),
     /// The connection sent a line that parsed.
     Line(ConnId, Command),
     /// The connection sent a line that did not frame or parse; the server
@@ -163,6 +201,9 @@ impl Input {
 }
 
 /// What the driver must do, in order, as returned by [`Server::handle`].
+///
+/// Not `non_exhaustive` on purpose: a driver must carry out every effect, so
+/// a new kind should fail its build rather than be ignored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Effect {
@@ -182,6 +223,63 @@ pub enum Effect {
         /// Why, for logs.
         reason: CloseReason,
     },
+    /// Write this to the store, after every earlier [`Effect::Store`] (only
+    /// with [`ServerConfig::history`] or [`ServerConfig::accounts`]).
+    Store(StoreOp),
+    /// Find out or do `request` off the lock (hashing, store reads), then
+    /// pass [`Input::Answer`] with `id` (only with
+    /// [`ServerConfig::accounts`] or [`ServerConfig::history`]).
+    Request {
+        /// The id to answer with.
+        id: RequestId,
+        /// What to do.
+        request: Request,
+    },
+}
+
+/// Why a connection's lines wait.
+#[derive(Debug)]
+enum Busy {
+    /// For the answer to this request.
+    Asked(RequestId),
+    /// Until this time (on the stall-free clock), then this.
+    Until(Instant, Later),
+}
+
+#[derive(Debug)]
+enum Later {
+    /// Send a request (a login held back by its peer's failures).
+    Ask(Asked, Request),
+    /// Refuse (a failure answer held back to slow guessing down).
+    Refuse(ErrorCode, String),
+}
+
+/// A line that waits while its connection is busy.
+#[derive(Debug)]
+enum Queued {
+    Line(Command),
+    Refused(Refusal),
+}
+
+/// What a request was for, kept until its answer.
+#[derive(Debug)]
+enum Asked {
+    Register(Name),
+    Login(Name),
+    Passwd(Name),
+    Unregister(Name),
+    History {
+        scope: Scope,
+        before: Option<u64>,
+        limit: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    conn: ConnId,
+    peer: Option<PeerKey>,
+    asked: Asked,
 }
 
 #[derive(Debug)]
@@ -196,6 +294,14 @@ struct Conn {
     registered_unix_ms: u64,
     /// `/echo on`: its own `MSG` and `ME` come back to it too.
     echo: bool,
+    /// Where it comes from, if the driver said.
+    peer: Option<PeerKey>,
+    /// The account it is logged in to (its name is the account's).
+    account: Option<Name>,
+    /// Set while its lines wait.
+    busy: Option<Busy>,
+    /// Lines that came while busy, oldest first.
+    queue: VecDeque<Queued>,
 }
 
 /// The chat server's state machine: no sockets, clocks, locks or tasks.
@@ -277,6 +383,11 @@ pub struct Server {
     /// kept per connection are on the clock [`Self::clock`] returns.
     stalled: Duration,
     shut_down: bool,
+    accounts: Accounts,
+    failures: Failures,
+    rings: Rings,
+    requests: HashMap<RequestId, Outstanding>,
+    next_request: u64,
 }
 
 /// A constant reply: id 0, time 0.
@@ -341,6 +452,10 @@ impl Out {
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
         self.effects.push(Effect::Close { conn, reason });
     }
+
+    fn store(&mut self, op: StoreOp) {
+        self.effects.push(Effect::Store(op));
+    }
 }
 
 impl Server {
@@ -378,7 +493,70 @@ impl Server {
             last_input: None,
             stalled: Duration::ZERO,
             shut_down: false,
+            accounts: Accounts::default(),
+            failures: Failures::default(),
+            rings: Rings::default(),
+            requests: HashMap::new(),
+            next_request: 1,
         }
+    }
+
+    /// Start-up: `name` is an account (the store has it), with `stored_dms`
+    /// offline messages waiting. Its name is protected from then on. Call
+    /// once per account before the first input.
+    pub fn add_account(&mut self, name: Name, stored_dms: usize) {
+        self.accounts.insert(name, stored_dms);
+    }
+
+    /// Start-up: the latest stored lines of a scope (`MSG` and `ME`; others
+    /// are skipped), oldest first, so a `/join` replays them. Of each scope
+    /// only the last [`HistoryConfig::replay`] are kept; seed the scopes
+    /// spoken in most recently last, since the least recent are the first
+    /// forgotten past [`HistoryConfig::max_scopes`]. Ignored without
+    /// [`ServerConfig::history`].
+    pub fn seed_history(&mut self, lines: impl IntoIterator<Item = Past>) {
+        let Some(cfg) = &self.config.history else {
+            return;
+        };
+        for past in lines {
+            self.rings.push(past, cfg);
+        }
+    }
+
+    /// Start-up: message ids continue from `next` (one more than the highest
+    /// id the store has), so ids keep increasing across restarts. Never
+    /// lowers the next id.
+    pub fn set_next_id(&mut self, next: u64) {
+        self.next_id = self.next_id.max(next);
+    }
+
+    /// The id the next event will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// True while `conn`'s lines wait for an answer to one of its requests
+    /// (or for a failed login's delay): a driver may stop reading it
+    /// meanwhile, as it does for pacing, so its lines never overflow
+    /// [`ServerConfig::max_queued_lines`].
+    pub fn is_waiting(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.busy.is_some())
+    }
+
+    /// The account `conn` is logged in to, if any.
+    pub fn account_of(&self, conn: ConnId) -> Option<&Name> {
+        self.conns.get(&conn)?.account.as_ref()
+    }
+
+    /// Accounts known (those added at start-up, registered since, and being
+    /// registered), less those unregistered.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Requests returned and not answered yet.
+    pub fn outstanding_requests(&self) -> usize {
+        self.requests.len()
     }
 
     /// The settings.
@@ -436,21 +614,17 @@ impl Server {
             unix_ms: time.unix_ms,
         };
         match input {
-            Input::Connected(conn) => self.connected(now, conn, &mut out),
-            Input::Line(conn, cmd) => {
-                if let Some(c) = self.heard(now, conn) {
-                    if c.name.is_some() {
-                        self.registered_line(now, conn, cmd, &mut out);
-                    } else {
-                        self.unregistered_line(conn, cmd, &mut out);
-                    }
-                }
-            }
+            Input::Connected(conn) => self.connected(now, conn, None, &mut out),
+            Input::ConnectedFrom(conn, peer) => self.connected(now, conn, Some(peer), &mut out),
+            Input::Line(conn, cmd) => self.line(now, conn, Queued::Line(cmd), &mut out),
             Input::Refused(conn, refusal) => {
-                if self.heard(now, conn).is_some() && !refusal.is_empty_line() {
-                    out.error(conn, refusal.code().clone(), refusal.message().as_str());
+                if refusal.is_empty_line() {
+                    let _ = self.heard(now, conn);
+                } else {
+                    self.line(now, conn, Queued::Refused(refusal), &mut out);
                 }
             }
+            Input::Answer(id, answer) => self.answer(now, id, answer, &mut out),
             Input::Kick(conn, reason) => self.close(conn, reason, None, true, &mut out),
             Input::Disconnected(conn, reason) => self.close(conn, reason, None, false, &mut out),
             Input::Tick => self.tick(now, &mut out),
@@ -481,7 +655,7 @@ impl Server {
         Some(c)
     }
 
-    fn connected(&mut self, now: Instant, conn: ConnId, out: &mut Out) {
+    fn connected(&mut self, now: Instant, conn: ConnId, peer: Option<PeerKey>, out: &mut Out) {
         if self.conns.contains_key(&conn) {
             return; // A driver bug; keep the live connection's state.
         }
@@ -501,13 +675,67 @@ impl Server {
                 pinged: false,
                 registered_unix_ms: 0,
                 echo: false,
+                peer,
+                account: None,
+                busy: None,
+                queue: VecDeque::new(),
             },
         );
         out.deliver(conn, &self.hello);
     }
 
-    fn unregistered_line(&mut self, conn: ConnId, cmd: Command, out: &mut Out) {
+    /// A line (or refusal) from `conn`: handled now, or queued while the
+    /// connection waits for an answer.
+    fn line(&mut self, now: Instant, conn: ConnId, item: Queued, out: &mut Out) {
+        let max = self.config.max_queued_lines;
+        let Some(c) = self.heard(now, conn) else {
+            return;
+        };
+        if c.busy.is_none() {
+            return self.dispatch(now, conn, item, out);
+        }
+        let c = self.conns.get_mut(&conn).expect("heard returned it");
+        if c.queue.len() < max {
+            c.queue.push_back(item);
+        } else {
+            let msg = "too many lines while your last command is answered; this one was discarded";
+            out.error(conn, ErrorCode::Busy, msg);
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, conn: ConnId, item: Queued, out: &mut Out) {
+        match item {
+            Queued::Refused(r) => out.error(conn, r.code().clone(), r.message().as_str()),
+            Queued::Line(cmd) => {
+                if self.name_of(conn).is_some() {
+                    self.registered_line(now, conn, cmd, out);
+                } else {
+                    self.unregistered_line(now, conn, cmd, out);
+                }
+            }
+        }
+    }
+
+    /// Handles the lines that waited while `conn` was busy, until it is busy
+    /// again or none is left.
+    fn drain(&mut self, now: Instant, conn: ConnId, out: &mut Out) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.busy.is_some() {
+                return;
+            }
+            let Some(item) = c.queue.pop_front() else {
+                return;
+            };
+            self.dispatch(now, conn, item, out);
+        }
+    }
+
+    fn unregistered_line(&mut self, now: Instant, conn: ConnId, cmd: Command, out: &mut Out) {
         match cmd {
+            Command::Login { name, password } => self.login(now, conn, name, password, out),
             Command::Say(t) => match Name::try_from(t.as_str()) {
                 Ok(name) => self.register(conn, name, out),
                 Err(e) => out.error(conn, ErrorCode::NameInvalid, &e.to_string()),
@@ -596,6 +824,22 @@ impl Server {
                 out,
             ),
             Command::Whois(name) => self.whois(now, conn, name, out),
+            Command::Register(password) => self.register_account(conn, password, out),
+            Command::Login { name, password } => self.login(now, conn, name, password, out),
+            Command::Passwd { old, new } => {
+                self.with_account(conn, out, |account| Request::ChangePassword {
+                    account,
+                    old,
+                    new,
+                });
+            }
+            Command::Unregister(password) => {
+                self.with_account(conn, out, |account| Request::Unregister {
+                    account,
+                    password,
+                });
+            }
+            Command::History { count, before } => self.history(conn, count, before, out),
             Command::Count => {
                 let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
                 let event = Event::Count {
@@ -605,6 +849,432 @@ impl Server {
                 };
                 out.event(conn, event);
             }
+        }
+    }
+
+    /// The accounts settings, or `ERR unavailable` to `conn`.
+    fn accounts_on(&self, conn: ConnId, out: &mut Out) -> Option<&AccountsConfig> {
+        let cfg = self.config.accounts.as_ref();
+        if cfg.is_none() {
+            out.error(
+                conn,
+                ErrorCode::Unavailable,
+                "this server keeps no accounts",
+            );
+        }
+        cfg
+    }
+
+    /// Returns `request` to the driver; `conn` waits for its answer.
+    fn ask(&mut self, conn: ConnId, asked: Asked, request: Request, out: &mut Out) {
+        let id = RequestId::new(self.next_request);
+        self.next_request += 1;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.busy = Some(Busy::Asked(id));
+        let peer = c.peer;
+        self.requests.insert(id, Outstanding { conn, peer, asked });
+        out.effects.push(Effect::Request { id, request });
+    }
+
+    /// `/register <password>`: the connection's name becomes an account.
+    fn register_account(&mut self, conn: ConnId, password: Password, out: &mut Out) {
+        if self.accounts_on(conn, out).is_none() {
+            return;
+        }
+        if let Some(account) = self.account_of(conn) {
+            let msg = format!("you are logged in as {account} already");
+            return out.error(conn, ErrorCode::LoggedIn, &msg);
+        }
+        let Some(name) = self.name_of(conn).cloned() else {
+            return;
+        };
+        if self.refuse_account_name(conn, &name, out) {
+            return;
+        }
+        // Protected at once: were the connection to leave before the answer,
+        // nobody may take the name the store may be giving an account.
+        self.accounts.insert(name.clone(), 0);
+        let request = Request::Register {
+            account: name.clone(),
+            password,
+        };
+        self.ask(conn, Asked::Register(name), request, out);
+    }
+
+    /// `/login <name> <password>`, before or after registration.
+    fn login(&mut self, now: Instant, conn: ConnId, name: Name, password: Password, out: &mut Out) {
+        let Some(cfg) = self.accounts_on(conn, out) else {
+            return;
+        };
+        if let Some(account) = self.account_of(conn) {
+            let msg = format!("you are logged in as {account} already");
+            return out.error(conn, ErrorCode::LoggedIn, &msg);
+        }
+        let Some(account) = self.accounts.get(&name.key()).map(|a| a.name.clone()) else {
+            let msg = format!("no account is named {name}");
+            return out.error(conn, ErrorCode::NoSuchAccount, &msg);
+        };
+        let request = Request::Login {
+            account: account.clone(),
+            password,
+        };
+        let peer = self.conns.get(&conn).and_then(|c| c.peer);
+        if let Some(open) = peer.and_then(|p| self.failures.gate(p, now, cfg)) {
+            // This peer failed lately: its next try waits, so guesses from
+            // one address cannot go faster than the failures' delay by
+            // opening more connections.
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.busy = Some(Busy::Until(
+                    open,
+                    Later::Ask(Asked::Login(account), request),
+                ));
+            }
+            return;
+        }
+        self.ask(conn, Asked::Login(account), request, out);
+    }
+
+    /// `/passwd` and `/unregister`: a request about the account `conn` is
+    /// logged in to.
+    fn with_account(&mut self, conn: ConnId, out: &mut Out, request: impl FnOnce(Name) -> Request) {
+        if self.accounts_on(conn, out).is_none() {
+            return;
+        }
+        let Some(account) = self.account_of(conn).cloned() else {
+            return out.error(
+                conn,
+                ErrorCode::NotLoggedIn,
+                "log in first: /login <name> <password>",
+            );
+        };
+        let request = request(account.clone());
+        let asked = match request {
+            Request::Unregister { .. } => Asked::Unregister(account),
+            _ => Asked::Passwd(account),
+        };
+        self.ask(conn, asked, request, out);
+    }
+
+    /// `/history [count] [before-id]` in the current scope: from memory when
+    /// the ring holds the whole answer, else a [`Request::History`].
+    fn history(&mut self, conn: ConnId, count: Option<u32>, before: Option<u64>, out: &mut Out) {
+        let Some(cfg) = &self.config.history else {
+            return out.error(conn, ErrorCode::Unavailable, "this server keeps no history");
+        };
+        let limit = count.unwrap_or(cfg.page).min(cfg.max_page);
+        let scope = match self.group_of(conn).and_then(|key| self.groups.get(&key)) {
+            Some(g) => Scope::Group(g.name.clone()),
+            None => Scope::Global,
+        };
+        let key = scope_key(&scope);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        if let Some(lines) = self.rings.page(&key, before, limit) {
+            for line in &lines {
+                out.deliver(conn, line);
+            }
+            let count = u32::try_from(lines.len()).unwrap_or(u32::MAX);
+            return out.event(conn, Event::Replayed { scope, count });
+        }
+        let request = Request::History {
+            scope: scope.clone(),
+            before,
+            limit,
+        };
+        let asked = Asked::History {
+            scope,
+            before,
+            limit,
+        };
+        self.ask(conn, asked, request, out);
+    }
+
+    /// A `/msg` to a name nobody has: stored if it is an offline account's.
+    fn direct_offline(&mut self, conn: ConnId, from: Name, to: Name, text: Text, out: &mut Out) {
+        let limit = self.config.accounts.as_ref().map_or(0, |a| a.offline_dms);
+        let Some(account) = self.accounts.get_mut(&to.key()).filter(|_| limit > 0) else {
+            let msg = format!("no user is named {to}");
+            return out.error(conn, ErrorCode::NoSuchUser, &msg);
+        };
+        if account.stored_dms >= limit {
+            let msg = format!(
+                "{} is offline with {limit} messages waiting; yours was not stored",
+                account.name
+            );
+            return out.error(conn, ErrorCode::MailboxFull, &msg);
+        }
+        account.stored_dms += 1;
+        let to = account.name.clone();
+        let dm = out.stamp(Event::Dm {
+            from,
+            to: to.clone(),
+            text,
+        });
+        out.store(StoreOp::OfflineDm {
+            account: to.clone(),
+            event: dm.clone(),
+        });
+        out.deliver(conn, &dm);
+        let msg = format!("{to} is offline: your message is stored for their next login");
+        out.event(conn, Event::Info(Text::lossy(&msg)));
+    }
+
+    /// The driver answered request `id`.
+    fn answer(&mut self, now: Instant, id: RequestId, answer: Answer, out: &mut Out) {
+        let Some(Outstanding { conn, peer, asked }) = self.requests.remove(&id) else {
+            return; // Unknown, or answered already.
+        };
+        let waiting = match self.conns.get_mut(&conn) {
+            Some(c) if matches!(c.busy, Some(Busy::Asked(asked_id)) if asked_id == id) => {
+                c.busy = None;
+                true
+            }
+            _ => false,
+        };
+        match asked {
+            Asked::Register(name) => self.registered(waiting.then_some(conn), name, answer, out),
+            Asked::Login(account) => {
+                if let Answer::LoggedIn { offline } = answer {
+                    if let Some(p) = peer {
+                        self.failures.forget(&FailKey::Peer(p));
+                    }
+                    if waiting {
+                        self.logged_in(conn, account, offline, out);
+                    }
+                } else {
+                    self.failed(now, waiting.then_some(conn), peer, &account, &answer, out);
+                }
+            }
+            Asked::Passwd(account) | Asked::Unregister(account)
+                if !matches!(answer, Answer::Done) =>
+            {
+                self.failed(now, waiting.then_some(conn), peer, &account, &answer, out);
+            }
+            Asked::Passwd(account) => {
+                if waiting {
+                    let state = AccountState::PasswordChanged;
+                    out.event(
+                        conn,
+                        Event::Account {
+                            name: account,
+                            state,
+                        },
+                    );
+                }
+            }
+            Asked::Unregister(account) => {
+                self.accounts.remove(&account.key());
+                if waiting {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.account = None;
+                    }
+                    let state = AccountState::Unregistered;
+                    out.event(
+                        conn,
+                        Event::Account {
+                            name: account,
+                            state,
+                        },
+                    );
+                }
+            }
+            Asked::History {
+                scope,
+                before,
+                limit,
+            } => {
+                if waiting {
+                    self.history_answer(conn, scope, before, limit, answer, out);
+                }
+            }
+        }
+        if waiting {
+            self.drain(now, conn, out);
+        }
+    }
+
+    /// The answer to `/register`; `conn` if it still waits for it.
+    fn registered(&mut self, conn: Option<ConnId>, name: Name, answer: Answer, out: &mut Out) {
+        if answer == Answer::Done {
+            if let Some(c) = conn.and_then(|c| self.conns.get_mut(&c)) {
+                c.account = Some(name.clone());
+            }
+            if let Some(conn) = conn {
+                let state = AccountState::Registered;
+                out.event(conn, Event::Account { name, state });
+            }
+            return;
+        }
+        self.accounts.remove(&name.key());
+        let Some(conn) = conn else { return };
+        match answer {
+            Answer::NameTaken => {
+                let msg =
+                    format!("the name {name} belongs to an account: /login {name} <password>");
+                out.error(conn, ErrorCode::NameReserved, &msg);
+            }
+            _ => out.error(
+                conn,
+                ErrorCode::Unavailable,
+                "could not register now; try again later",
+            ),
+        }
+    }
+
+    /// A login, `/passwd` or `/unregister` that did not succeed: a wrong
+    /// password is counted against the account and the peer, and its answer
+    /// is held back by the delay they earned (a success never is, so an
+    /// attacker cannot lock the owner out).
+    fn failed(
+        &mut self,
+        now: Instant,
+        conn: Option<ConnId>,
+        peer: Option<PeerKey>,
+        account: &Name,
+        answer: &Answer,
+        out: &mut Out,
+    ) {
+        let (code, msg) = match answer {
+            Answer::WrongPassword => (
+                ErrorCode::WrongPassword,
+                format!("wrong password for {account}"),
+            ),
+            Answer::NoSuchAccount => (
+                ErrorCode::NoSuchAccount,
+                format!("no account is named {account}"),
+            ),
+            _ => (
+                ErrorCode::Unavailable,
+                "accounts are unavailable now; try again later".to_owned(),
+            ),
+        };
+        let mut delay = Duration::ZERO;
+        if let (ErrorCode::WrongPassword | ErrorCode::NoSuchAccount, Some(cfg)) =
+            (&code, &self.config.accounts)
+        {
+            let mut keys = vec![FailKey::Account(account.key())];
+            keys.extend(peer.map(FailKey::Peer));
+            delay = self.failures.fail(&keys, now, cfg);
+        }
+        let Some(conn) = conn else { return };
+        if delay.is_zero() {
+            return out.error(conn, code, &msg);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.busy = Some(Busy::Until(now + delay, Later::Refuse(code, msg)));
+        }
+    }
+
+    /// A successful login: whoever has the account's name is replaced, the
+    /// connection takes the name, then `ACCOUNT`, then the messages stored
+    /// while it was offline.
+    fn logged_in(&mut self, conn: ConnId, account: Name, offline: Vec<Past>, out: &mut Out) {
+        let key = account.key();
+        // The account's spelling now (the store's answer may race an
+        // unregistration; then the name as asked).
+        let account = self.accounts.get(&key).map_or(account, |a| a.name.clone());
+        let holder = self.users.get(&key).map(|(_, c)| *c).filter(|c| *c != conn);
+        if let Some(old) = holder {
+            self.close(old, CloseReason::SessionReplaced, None, true, out);
+        }
+        match self.name_of(conn).cloned() {
+            None => self.take_name(conn, account.clone(), out),
+            Some(old) if old != account => self.change_name(conn, old, account.clone(), out),
+            Some(_) => {}
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.account = Some(account.clone());
+        }
+        let state = AccountState::LoggedIn;
+        out.event(
+            conn,
+            Event::Account {
+                name: account.clone(),
+                state,
+            },
+        );
+        let mut offline: Vec<Past> = offline
+            .into_iter()
+            .filter(|p| matches!(p.event(), Event::Dm { .. }))
+            .collect();
+        offline.sort_by_key(Past::id);
+        offline.dedup_by_key(|p| p.id());
+        let Some(through) = offline.last().map(Past::id) else {
+            return;
+        };
+        let delivered = offline.len();
+        for past in offline {
+            let (id, unix_ms) = (past.id(), past.unix_ms());
+            out.deliver(
+                conn,
+                &Arc::new(Outgoing::new(Event::History(past), id, unix_ms)),
+            );
+        }
+        if let Some(a) = self.accounts.get_mut(&key) {
+            a.stored_dms = a.stored_dms.saturating_sub(delivered);
+        }
+        out.store(StoreOp::DeleteOfflineDms { account, through });
+    }
+
+    /// The store's answer to `/history`: its lines of `scope` below
+    /// `before`, the latest `limit`, oldest first, then `REPLAYED`.
+    fn history_answer(
+        &mut self,
+        conn: ConnId,
+        scope: Scope,
+        before: Option<u64>,
+        limit: usize,
+        answer: Answer,
+        out: &mut Out,
+    ) {
+        let Answer::History(lines) = answer else {
+            return out.error(
+                conn,
+                ErrorCode::Unavailable,
+                "history is unavailable now; try again later",
+            );
+        };
+        let key = scope_key(&scope);
+        let mut lines: Vec<Past> = lines
+            .into_iter()
+            .filter(|p| p.scope().map(scope_key) == Some(key.clone()))
+            .filter(|p| before.is_none_or(|b| p.id() < b))
+            .collect();
+        lines.sort_by_key(Past::id);
+        lines.dedup_by_key(|p| p.id());
+        let skip = lines.len().saturating_sub(limit);
+        let count = u32::try_from(lines.len() - skip).unwrap_or(u32::MAX);
+        for past in lines.into_iter().skip(skip) {
+            let (id, unix_ms) = (past.id(), past.unix_ms());
+            out.deliver(
+                conn,
+                &Arc::new(Outgoing::new(Event::History(past), id, unix_ms)),
+            );
+        }
+        out.event(conn, Event::Replayed { scope, count });
+    }
+
+    /// Connections whose wait ends by `now`: a held-back login goes to the
+    /// driver, a held-back failure is answered, then their queued lines run.
+    fn timers(&mut self, now: Instant, out: &mut Out) {
+        let mut due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.busy, Some(Busy::Until(at, _)) if at <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        due.sort_unstable();
+        for conn in due {
+            let Some(Busy::Until(_, later)) = self.conns.get_mut(&conn).and_then(|c| c.busy.take())
+            else {
+                continue;
+            };
+            match later {
+                Later::Ask(asked, request) => self.ask(conn, asked, request, out),
+                Later::Refuse(code, msg) => out.error(conn, code, &msg),
+            }
+            self.drain(now, conn, out);
         }
     }
 
@@ -627,9 +1297,29 @@ impl Server {
             let msg = format!("the name {name} is taken");
             return out.error(conn, ErrorCode::NameTaken, &msg);
         }
-        if self.refuse_reserved(conn, &name, out) {
+        if self.refuse_reserved(conn, &name, out) || self.refuse_account_name(conn, &name, out) {
             return;
         }
+        self.take_name(conn, name, out);
+    }
+
+    /// Refuses a name that is an account's (the caller is not logged in to
+    /// it); true if it was.
+    fn refuse_account_name(&self, conn: ConnId, name: &Name, out: &mut Out) -> bool {
+        let Some(account) = self.accounts.get(&name.key()) else {
+            return false;
+        };
+        let msg = format!(
+            "the name {} belongs to an account: /login {} <password>",
+            account.name, account.name
+        );
+        out.error(conn, ErrorCode::NameReserved, &msg);
+        true
+    }
+
+    /// Registers `conn` as `name`, which is free: `WELCOME`, the arrival
+    /// told to the others, then the global scope's history.
+    fn take_name(&mut self, conn: ConnId, name: Name, out: &mut Out) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -637,14 +1327,42 @@ impl Server {
         c.registered_unix_ms = out.unix_ms;
         self.users.insert(name.clone(), conn);
         out.event(conn, Event::Welcome(name.clone()));
-        if !self.announces_presence() {
-            return out.deliver(conn, &self.quiet_presence);
+        if self.announces_presence() {
+            let joined = out.stamp(Event::Join {
+                scope: Scope::Global,
+                name,
+            });
+            out.deliver_all(self.users.conns(), Some(conn), &joined);
+        } else {
+            out.deliver(conn, &self.quiet_presence);
         }
-        let joined = out.stamp(Event::Join {
-            scope: Scope::Global,
-            name,
-        });
-        out.deliver_all(self.users.conns(), Some(conn), &joined);
+        self.replay(conn, &None, Scope::Global, out);
+    }
+
+    /// The latest lines of a scope kept in memory, as `HISTORY`, then
+    /// `REPLAYED` (only with history on).
+    fn replay(&self, conn: ConnId, key: &ScopeKey, scope: Scope, out: &mut Out) {
+        if self.config.history.is_none() {
+            return;
+        }
+        let mut count = 0u32;
+        for line in self.rings.lines(key) {
+            out.deliver(conn, line);
+            count += 1;
+        }
+        out.event(conn, Event::Replayed { scope, count });
+    }
+
+    /// Keeps a `MSG` or `ME` just said: in its scope's ring, and as a
+    /// [`StoreOp::Line`] (only with history on).
+    fn record(&mut self, said: &Arc<Outgoing>, out: &mut Out) {
+        let Some(cfg) = &self.config.history else {
+            return;
+        };
+        if let Ok(past) = Past::new(said.id(), said.unix_ms(), said.event().clone()) {
+            self.rings.push(past, cfg);
+            out.store(StoreOp::Line(said.clone()));
+        }
     }
 
     fn rename(&mut self, conn: ConnId, new: Name, out: &mut Out) {
@@ -654,13 +1372,22 @@ impl Server {
         if new == old {
             return out.event(conn, Event::Welcome(new));
         }
+        if let Some(account) = self.account_of(conn) {
+            let msg = format!("you are logged in as {account}: your name is your account's");
+            return out.error(conn, ErrorCode::LoggedIn, &msg);
+        }
         if matches!(self.users.get(&new.key()), Some((_, owner)) if *owner != conn) {
             let msg = format!("the name {new} is taken");
             return out.error(conn, ErrorCode::NameTaken, &msg);
         }
-        if self.refuse_reserved(conn, &new, out) {
+        if self.refuse_reserved(conn, &new, out) || self.refuse_account_name(conn, &new, out) {
             return;
         }
+        self.change_name(conn, old, new, out);
+    }
+
+    /// Renames `conn` from `old` to `new`, which is free.
+    fn change_name(&mut self, conn: ConnId, old: Name, new: Name, out: &mut Out) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -701,16 +1428,19 @@ impl Server {
         else {
             return;
         };
-        match group.as_ref().and_then(|key| self.groups.get(key)) {
+        let said = match group.as_ref().and_then(|key| self.groups.get(key)) {
             Some(g) => {
                 let bytes = out.stamp(event(Scope::Group(g.name.clone()), from.clone()));
                 out.deliver_all(g.conns(), except, &bytes);
+                bytes
             }
             None => {
                 let bytes = out.stamp(event(Scope::Global, from.clone()));
                 out.deliver_all(self.users.conns(), except, &bytes);
+                bytes
             }
-        }
+        };
+        self.record(&said, out);
     }
 
     /// `MSG`/`ME` to a named scope: global, or the sender's own group
@@ -727,7 +1457,8 @@ impl Server {
                 return;
             };
             let bytes = out.stamp(event(Scope::Global, from));
-            return out.deliver_all(self.users.conns(), self.not_echoed(conn), &bytes);
+            out.deliver_all(self.users.conns(), self.not_echoed(conn), &bytes);
+            return self.record(&bytes, out);
         };
         if self.group_of(conn) != Some(wanted.key()) {
             let msg = format!("you are not in {wanted}");
@@ -764,8 +1495,7 @@ impl Server {
             return;
         };
         let Some((to, to_conn)) = self.users.get(&to.key()).cloned() else {
-            let msg = format!("no user is named {to}");
-            return out.error(conn, ErrorCode::NoSuchUser, &msg);
+            return self.direct_offline(conn, from, to, text, out);
         };
         let bytes = out.stamp(Event::Dm { from, to, text });
         out.deliver(to_conn, &bytes);
@@ -791,11 +1521,13 @@ impl Server {
         let Some(name) = c.name.clone() else { return };
         c.group = Some(key);
         let g = self.groups.join(&group, &name, conn);
+        let scope = Scope::Group(g.name.clone());
         let bytes = out.stamp(Event::Join {
-            scope: Scope::Group(g.name.clone()),
+            scope: scope.clone(),
             name,
         });
         out.deliver_all(g.conns(), None, &bytes);
+        self.replay(conn, &Some(group.key()), scope, out);
     }
 
     /// `PART <group> <name>` to the group, the leaver included; the last one out
@@ -864,11 +1596,15 @@ impl Server {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Out) {
+        self.timers(now, out);
         let cfg = &self.config;
         let mut expired = Vec::new();
         let mut to_ping = Vec::new();
         for (&id, c) in &self.conns {
             if c.name.is_none() {
+                if c.busy.is_some() {
+                    continue; // It waits for the server, not the other way round.
+                }
                 if now.saturating_duration_since(c.connected_at) >= cfg.register_timeout {
                     expired.push((id, CloseReason::RegisterTimeout));
                 }
@@ -918,6 +1654,33 @@ impl Server {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut registered = 0;
         for (&id, c) in &self.conns {
+            match &c.busy {
+                None if !c.queue.is_empty() => {
+                    return Err(format!("{id:?} has lines queued but waits for nothing"));
+                }
+                Some(Busy::Asked(r)) if self.requests.get(r).is_none_or(|o| o.conn != id) => {
+                    return Err(format!(
+                        "{id:?} waits for {r:?}, which is not outstanding for it"
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(account) = &c.account {
+                if c.name.as_ref() != Some(account) || !self.accounts.contains(&account.key()) {
+                    return Err(format!("{id:?} is logged in to {account} without its name"));
+                }
+            }
+            if let Some(name) = &c.name {
+                let registering = self
+                    .requests
+                    .values()
+                    .any(|o| matches!(&o.asked, Asked::Register(n) if o.conn == id && n == name));
+                if self.accounts.contains(&name.key()) && c.account.is_none() && !registering {
+                    return Err(format!(
+                        "{id:?} has the account name {name} without logging in"
+                    ));
+                }
+            }
             let Some(name) = &c.name else {
                 if c.group.is_some() {
                     return Err(format!("{id:?} is in a group without a name"));
@@ -960,6 +1723,11 @@ impl Server {
                 }
             }
             members += g.len();
+        }
+        if let Some(cfg) = &self.config.history {
+            if self.rings.scopes() > cfg.max_scopes.max(2) {
+                return Err(format!("{} scopes kept in memory", self.rings.scopes()));
+            }
         }
         let grouped = self.conns.values().filter(|c| c.group.is_some()).count();
         if members != grouped {

@@ -6,7 +6,9 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use chatproto::server::{ConnId, Effect, Input, Server, ServerConfig};
+use chatproto::server::{
+    Answer, ConnId, Effect, Input, PeerKey, Request, RequestId, Server, ServerConfig, StoreOp,
+};
 use chatproto::{parse_line, CloseReason, Refusal};
 
 pub struct World {
@@ -16,6 +18,10 @@ pub struct World {
     ids: HashMap<String, ConnId>,
     inbox: HashMap<ConnId, VecDeque<String>>,
     pub closed: BTreeSet<ConnId>,
+    /// Requests returned and not answered yet, oldest first.
+    pub requests: VecDeque<(RequestId, Request)>,
+    /// Store writes returned, in order.
+    pub stored: Vec<StoreOp>,
 }
 
 impl World {
@@ -31,6 +37,8 @@ impl World {
             ids: HashMap::new(),
             inbox: HashMap::new(),
             closed: BTreeSet::new(),
+            requests: VecDeque::new(),
+            stored: Vec::new(),
         }
     }
 
@@ -44,6 +52,31 @@ impl World {
         self.ids.insert(label.to_owned(), id);
         self.input(Input::Connected(id));
         id
+    }
+
+    /// Connects `label` from `peer` (it must not be connected yet).
+    pub fn conn_from(&mut self, label: &str, peer: u64) -> ConnId {
+        assert!(
+            !self.ids.contains_key(label),
+            "{label} is connected already"
+        );
+        let id = ConnId::new(self.next_id);
+        self.next_id += 1;
+        self.ids.insert(label.to_owned(), id);
+        self.input(Input::ConnectedFrom(id, PeerKey::new(peer)));
+        id
+    }
+
+    /// The oldest unanswered request.
+    pub fn request(&mut self) -> (RequestId, Request) {
+        self.requests.pop_front().expect("a request was returned")
+    }
+
+    /// Answers the oldest unanswered request.
+    pub fn answer(&mut self, answer: Answer) -> Request {
+        let (id, request) = self.request();
+        self.input(Input::Answer(id, answer));
+        request
     }
 
     /// Connects `label` and registers it as `label`, discarding the greeting
@@ -101,6 +134,10 @@ impl World {
                 }
                 Effect::Close { conn, .. } => {
                     self.closed.insert(*conn);
+                }
+                Effect::Store(op) => self.stored.push(op.clone()),
+                Effect::Request { id, request } => {
+                    self.requests.push_back((*id, request.clone()));
                 }
             }
         }
