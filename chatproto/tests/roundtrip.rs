@@ -2,8 +2,8 @@
 //! `parse(encode(x)) == x` for every command and event.
 
 use chatproto::{
-    is_forbidden_char, parse_event, parse_line, CloseReason, Command, ErrorCode, Event, GroupName,
-    Name, Scope, Text, Token,
+    is_forbidden_char, parse_event, parse_line, AccountState, CloseReason, Command, ErrorCode,
+    Event, GroupName, Name, Password, Past, Scope, Text, Token,
 };
 use proptest::prelude::*;
 
@@ -59,6 +59,30 @@ fn close_reason() -> impl Strategy<Value = CloseReason> {
     ]
 }
 
+/// 8 to 256 bytes: visible ASCII and some non-ASCII letters, no space.
+fn password() -> impl Strategy<Value = Password> {
+    "[!-~éß€]{8,64}"
+        .prop_map(|s| Password::try_from(s.as_str()).expect("matches the password rule"))
+}
+
+fn account_state() -> impl Strategy<Value = AccountState> {
+    prop_oneof![
+        proptest::sample::select(AccountState::KNOWN.to_vec()),
+        token().prop_map(AccountState::from_token),
+    ]
+}
+
+/// A MSG, ME or DM with an id and a time.
+fn past() -> impl Strategy<Value = Past> {
+    let said = prop_oneof![
+        (scope(), name(), text()).prop_map(|(scope, from, text)| Event::Msg { scope, from, text }),
+        (scope(), name(), text()).prop_map(|(scope, from, text)| Event::Me { scope, from, text }),
+        (name(), name(), text()).prop_map(|(from, to, text)| Event::Dm { from, to, text }),
+    ];
+    (any::<u64>(), any::<u64>(), said)
+        .prop_map(|(id, ms, e)| Past::new(id, ms, e).expect("MSG, ME and DM are past lines"))
+}
+
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
         text().prop_map(Command::Say),
@@ -77,6 +101,17 @@ fn command() -> impl Strategy<Value = Command> {
         (scope(), text()).prop_map(|(scope, text)| Command::MeIn { scope, text }),
         name().prop_map(Command::Whois),
         Just(Command::Count),
+        any::<bool>().prop_map(Command::Echo),
+        password().prop_map(Command::Register),
+        (name(), password()).prop_map(|(name, password)| Command::Login { name, password }),
+        (password(), password()).prop_map(|(old, new)| Command::Passwd { old, new }),
+        password().prop_map(Command::Unregister),
+        prop_oneof![
+            Just((None, None)),
+            any::<u32>().prop_map(|n| (Some(n), None)),
+            (any::<u32>(), any::<u64>()).prop_map(|(n, b)| (Some(n), Some(b))),
+        ]
+        .prop_map(|(count, before)| Command::History { count, before }),
     ]
 }
 
@@ -123,6 +158,9 @@ fn event() -> impl Strategy<Value = Event> {
                 connections,
             }
         }),
+        (name(), account_state()).prop_map(|(name, state)| Event::Account { name, state }),
+        past().prop_map(Event::History),
+        (scope(), any::<u32>()).prop_map(|(scope, count)| Event::Replayed { scope, count }),
     ]
 }
 

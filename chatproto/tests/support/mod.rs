@@ -7,13 +7,16 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use chatproto::server::{
-    Answer, ConnId, Effect, Input, PeerKey, Request, RequestId, Server, ServerConfig, StoreOp,
+    Answer, ConnId, Effect, Input, PeerKey, Request, RequestId, Server, ServerConfig, StoreOp, Time,
 };
 use chatproto::{parse_line, CloseReason, Refusal};
 
 pub struct World {
     pub server: Server,
     pub now: Instant,
+    /// The wall clock given with every input, in ms since the Unix epoch;
+    /// 0 (unknown) unless a test sets it. `advance` moves it too.
+    pub unix_ms: u64,
     next_id: u64,
     ids: HashMap<String, ConnId>,
     inbox: HashMap<ConnId, VecDeque<String>>,
@@ -33,6 +36,7 @@ impl World {
         Self {
             server: Server::new(config),
             now: Instant::now(),
+            unix_ms: 0,
             next_id: 1,
             ids: HashMap::new(),
             inbox: HashMap::new(),
@@ -110,6 +114,9 @@ impl World {
             let step = left.min(Duration::from_secs(1));
             left -= step;
             self.now += step;
+            if self.unix_ms != 0 {
+                self.unix_ms += u64::try_from(step.as_millis()).expect("a second fits");
+            }
             self.input(Input::Tick);
         }
     }
@@ -121,7 +128,11 @@ impl World {
     }
 
     pub fn input(&mut self, input: Input) -> Vec<Effect> {
-        let effects = self.server.handle(self.now, input);
+        let time = Time {
+            instant: self.now,
+            unix_ms: self.unix_ms,
+        };
+        let effects = self.server.handle(time, input);
         for e in &effects {
             match e {
                 Effect::Deliver { to, event } => {
