@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use crate::{Command, ErrorCode, Event, Name, Scope, Text};
+use crate::{AccountState, Command, ErrorCode, Event, Name, Scope, Text};
 
 /// What a client knows about itself: its name once registered, its current
 /// scope, the names it asked for and has no answer to yet, and whether the
@@ -51,6 +51,8 @@ use crate::{Command, ErrorCode, Event, Name, Scope, Text};
 #[derive(Clone, Debug, Default)]
 pub struct Session {
     name: Option<Name>,
+    /// The account logged in to, from `ACCOUNT`.
+    account: Option<Name>,
     scope: Option<Scope>,
     closed: bool,
     /// Lines sent that ask for a name, oldest first, not answered yet.
@@ -122,6 +124,22 @@ impl Session {
     /// The current scope: where plain text goes.
     pub fn scope(&self) -> &Scope {
         self.scope.as_ref().unwrap_or(&Scope::Global)
+    }
+
+    /// The account this connection is logged in to, once the server said
+    /// `ACCOUNT <name> registered` or `ACCOUNT <name> logged-in` (and until
+    /// `ACCOUNT <name> unregistered`).
+    ///
+    /// ```
+    /// use chatproto::{parse_event, Session};
+    /// let mut session = Session::new();
+    /// for line in ["WELCOME ann", "ACCOUNT ann logged-in", "HISTORY 3 0 DM bob ann hi"] {
+    ///     let _ = session.handle(&parse_event(line).unwrap());
+    /// }
+    /// assert_eq!(session.account().unwrap().as_str(), "ann");
+    /// ```
+    pub fn account(&self) -> Option<&Name> {
+        self.account.as_ref()
     }
 
     /// True after `BYE`.
@@ -215,6 +233,13 @@ impl Session {
                 self.scope = None;
             }
             Event::Nick { old, new } if self.is_me(old) => self.name = Some(new.clone()),
+            Event::Account { name, state } => match state {
+                AccountState::Registered | AccountState::LoggedIn => {
+                    self.account = Some(name.clone());
+                }
+                AccountState::Unregistered => self.account = None,
+                _ => {}
+            },
             Event::Ping(token) => return Some(Command::Pong(token.clone())),
             Event::Bye(_) => {
                 self.closed = true;
@@ -337,6 +362,24 @@ mod tests {
             assert_eq!(got.as_deref(), *refused, "{what}");
             assert_eq!(s.take_name_refusal(), None, "reported once: {what}");
         }
+    }
+
+    #[test]
+    fn tracks_the_account_and_ignores_history() {
+        let mut s = Session::new();
+        send(&mut s, &["/login ann hunter22"]);
+        assert_eq!(s.pending_name(), None, "a login asks for no name");
+        feed(&mut s, &["WELCOME ann", "ACCOUNT ann logged-in"]);
+        assert_eq!(s.account().unwrap().as_str(), "ann");
+        // A replayed JOIN-less history line changes nothing, even one of
+        // another scope or a DM.
+        feed(&mut s, &["HISTORY 1 0 MSG rust bob hi", "REPLAYED rust 1"]);
+        assert_eq!(*s.scope(), Scope::Global);
+        feed(&mut s, &["ACCOUNT ann password-changed"]);
+        assert_eq!(s.account().unwrap().as_str(), "ann");
+        feed(&mut s, &["ACCOUNT ann unregistered"]);
+        assert_eq!(s.account(), None);
+        assert_eq!(s.name().unwrap().as_str(), "ann");
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! The server's state machine: users, groups and scopes, as pure functions of
 //! inputs, with effects returned as data.
+//!
+//! Accounts, history and offline messages are data too: what must be stored
+//! is an [`Effect::Store`], what must be looked up or hashed an
+//! [`Effect::Request`] answered by an [`Input::Answer`]. [`Server`] lists the
+//! driver's duties; the [guide](crate::guide#accounts-and-history) spells out
+//! which effect to answer with which input, and in what order.
 
 mod accounts;
 mod groups;
@@ -319,6 +325,19 @@ struct Conn {
 /// on [`Effect::Close`]. If it calls `handle` for one input at a time and
 /// queues the effects before the next call, every member of a scope receives
 /// that scope's lines in one order.
+///
+/// With [`ServerConfig::accounts`] or [`ServerConfig::history`] on, two more
+/// effects appear, and the driver must carry them out too (the
+/// [guide](crate::guide#accounts-and-history) says how, step by step):
+/// - [`Effect::Store`]: hand the [`StoreOp`] to the store's writer, in order;
+///   no answer.
+/// - [`Effect::Request`]: do what the [`Request`] says off the lock (argon2,
+///   store reads), then pass [`Input::Answer`] with its id: exactly one
+///   answer per request, also when its connection is gone.
+///
+/// and at start-up it seeds the state from the store:
+/// [`add_account`](Self::add_account), [`seed_history`](Self::seed_history),
+/// [`set_next_id`](Self::set_next_id).
 ///
 /// What is left to the driver:
 /// - After [`Input::Disconnected`] no [`Effect::Close`] follows: the driver
