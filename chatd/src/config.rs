@@ -1,6 +1,7 @@
 //! Command-line flags ([`Args`]) and the settings the server runs with ([`Config`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,37 @@ pub(crate) struct Args {
     #[argh(option)]
     pub(crate) irc_listen: Vec<SocketAddr>,
 
+    /// address to listen on for this protocol over TLS, repeatable; needs
+    /// --tls-cert and --tls-key, or --tls-self-signed
+    #[argh(option)]
+    pub(crate) tls_listen: Vec<SocketAddr>,
+
+    /// address to listen on for IRC over TLS, repeatable (6697 is IRC's TLS
+    /// port); same certificate as --tls-listen
+    #[argh(option)]
+    pub(crate) irc_tls_listen: Vec<SocketAddr>,
+
+    /// PEM file with the server's certificate chain, leaf first (e.g.
+    /// certbot's fullchain.pem); re-read on SIGHUP
+    #[argh(option)]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1);
+    /// re-read on SIGHUP
+    #[argh(option)]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// without a certificate: make a self-signed one on first start, in
+    /// --data-dir (tls-self-signed.crt and .key), reuse it afterwards, and
+    /// log its SHA-256 fingerprint for clients to pin
+    #[argh(switch)]
+    pub(crate) tls_self_signed: bool,
+
+    /// directory for the server's files, created when first needed
+    /// (default chatd-data, in the working directory)
+    #[argh(option, default = "PathBuf::from(\"chatd-data\")")]
+    pub(crate) data_dir: PathBuf,
+
     /// the server's name, in HELLO and as the IRC server name (default chatd)
     #[argh(option, default = "String::from(\"chatd\")")]
     pub(crate) server_name: String,
@@ -42,7 +74,7 @@ pub(crate) struct Args {
     /// a file whose lines IRC clients get as the message of the day (default:
     /// none, answered with 422)
     #[argh(option)]
-    pub(crate) motd: Option<std::path::PathBuf>,
+    pub(crate) motd: Option<PathBuf>,
 
     /// longest accepted line in bytes, line ending excluded, at most 1MiB;
     /// longer lines get ERR line-too-long and are skipped without being
@@ -166,6 +198,21 @@ pub(crate) struct Config {
     /// server.
     pub(crate) irc_listen: Vec<SocketAddr>,
     pub(crate) irc: Arc<IrcConfig>,
+    /// Where to listen over TLS (this protocol, IRC), and the certificate:
+    /// checked and loaded by `tls::TlsSetup`.
+    pub(crate) tls_listen: Vec<SocketAddr>,
+    pub(crate) irc_tls_listen: Vec<SocketAddr>,
+    pub(crate) tls: TlsFlags,
+}
+
+/// The certificate flags as given; `tls::TlsSetup` checks their combination
+/// (its errors exit 2, as the file errors do).
+#[derive(Clone, Debug)]
+pub(crate) struct TlsFlags {
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+    pub(crate) self_signed: bool,
+    pub(crate) data_dir: PathBuf,
 }
 
 impl Config {
@@ -291,6 +338,14 @@ impl Config {
             server,
             irc_listen: args.irc_listen,
             irc: Arc::new(irc),
+            tls_listen: args.tls_listen,
+            irc_tls_listen: args.irc_tls_listen,
+            tls: TlsFlags {
+                cert: args.tls_cert,
+                key: args.tls_key,
+                self_signed: args.tls_self_signed,
+                data_dir: args.data_dir,
+            },
         })
     }
 }

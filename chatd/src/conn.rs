@@ -65,39 +65,84 @@ pub(crate) fn serve(
         let id = io.id;
         log::info!("{id:?} connected from {peer}");
         shared.connect(Outbox::new(io.clone())).await;
-        // Built inside the call: a future bound to a local first would be stored
-        // twice in this task (once moved-from), doubling an idle connection's cost.
-        let outcome = guarded(future::zip(read_loop(&shared, &io), async {
-            let result = write_loop(&io).await;
-            match result {
-                // Flushed: a FIN follows the last line. The socket stays open for
-                // reading until the client closes its end (see `discard_input`).
-                Ok(()) => io.end_writes(),
-                // The peer is gone: end both ways, which also wakes the reader.
-                Err(_) => io.shut_down(),
+        // Boxed: only TLS connections have this state, and only until the
+        // handshake is done; inline it would enlarge every idle connection.
+        let handshake = match io.tls() {
+            None => Ok(Ok(())),
+            Some(_) => guarded(Box::pin(tls_handshake(&io))).await,
+        };
+        let reason = match handshake {
+            Ok(Ok(())) => {
+                // Built inside the call: a future bound to a local first would be
+                // stored twice in this task (once moved-from), doubling an idle
+                // connection's cost.
+                let outcome = guarded(future::zip(read_loop(&shared, &io), async {
+                    let result = write_loop(&io).await;
+                    match result {
+                        // Flushed: a FIN follows the last line. The socket stays open for
+                        // reading until the client closes its end (see `discard_input`).
+                        Ok(()) => io.end_writes(),
+                        // The peer is gone: end both ways, which also wakes the reader.
+                        Err(_) => io.shut_down(),
+                    }
+                    result
+                }))
+                .await;
+                match outcome {
+                    Ok(((), Err(e))) => format!("write failed: {e}"),
+                    Ok(((), Ok(()))) => io
+                        .close_reason()
+                        .map_or_else(|| "connection-lost".to_owned(), ToString::to_string),
+                    Err(_) => panicked(&shared, &io).await,
+                }
             }
-            result
-        }))
-        .await;
-        let reason = match outcome {
-            Ok(((), Err(e))) => format!("write failed: {e}"),
-            Ok(((), Ok(()))) => io
-                .close_reason()
-                .map_or_else(|| "connection-lost".to_owned(), ToString::to_string),
-            Err(_) => {
-                // The panic hook already printed the message and location.
+            Ok(Err(e)) => {
+                // No TLS, no goodbye: the client sees the connection end.
                 shared.disconnect(id, CloseReason::ConnectionLost).await;
                 io.shut_down();
-                log::error!(
-                    "{id:?} task panicked; connection dropped; {}",
-                    shared.health().await
-                );
-                "panic".to_owned()
+                e.to_string()
             }
+            Err(_) => panicked(&shared, &io).await,
         };
         log::info!("{id:?} closed: {reason}");
         drop(permit);
     }
+}
+
+/// A connection's task panicked (the panic hook already printed the message
+/// and location): drop the connection, log the state machine's health.
+async fn panicked(shared: &Shared, io: &ConnIo) -> String {
+    shared.disconnect(io.id, CloseReason::ConnectionLost).await;
+    io.shut_down();
+    log::error!(
+        "{:?} task panicked; connection dropped; {}",
+        io.id,
+        shared.health().await
+    );
+    "panic".to_owned()
+}
+
+/// Runs a TLS connection's handshake, until it is done or the server closes
+/// the connection meanwhile: the state machine's register timeout runs from
+/// `connect`, so a client that never finishes the handshake is dropped then,
+/// and a shutdown does not wait for handshakes. The socket is only polled,
+/// so a stalled handshake holds no thread and no lock. The error says why
+/// it failed, for the log.
+async fn tls_handshake(io: &ConnIo) -> io::Result<()> {
+    let Some(tls) = io.tls() else { return Ok(()) };
+    let handshake = async {
+        tls.handshake(&io.stream)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake failed: {e}")))
+    };
+    let closed = async {
+        io.closed().await;
+        let why = io
+            .close_reason()
+            .map_or_else(|| "closed".to_owned(), ToString::to_string);
+        Err(io::Error::other(format!("{why} during the TLS handshake")))
+    };
+    future::or(handshake, closed).await
 }
 
 /// Runs `fut`, turning a panic inside it into `Err` (the panic hook has
@@ -129,7 +174,7 @@ async fn read_loop(shared: &Shared, io: &ConnIo) {
             }
             continue;
         }
-        match read_when_ready(&io.stream, |s| read_into(s, &mut framer)).await {
+        match read_when_ready(&io.stream, |s| read_into(io, s, &mut framer)).await {
             Ok(0) | Err(_) => break 'reading true,
             Ok(n) => bucket.charge(Instant::now(), cost(n, INPUT_BYTES_PER_TOKEN)),
         }
@@ -233,10 +278,14 @@ fn read_and_drop(mut stream: &TcpStream) -> io::Result<usize> {
     stream.read(&mut [0u8; READ_CHUNK])
 }
 
-/// One non-blocking read into `framer`. The buffer lives only in this call.
-fn read_into(mut stream: &TcpStream, framer: &mut LineFramer) -> io::Result<usize> {
+/// One non-blocking read into `framer`, decrypted for TLS. The buffer lives
+/// only in this call.
+fn read_into(io: &ConnIo, mut stream: &TcpStream, framer: &mut LineFramer) -> io::Result<usize> {
     let mut buf = [0u8; READ_CHUNK];
-    let n = stream.read(&mut buf)?;
+    let n = match io.tls() {
+        None => stream.read(&mut buf)?,
+        Some(tls) => tls.read(stream, &mut buf)?,
+    };
     framer.push(&buf[..n]);
     Ok(n)
 }

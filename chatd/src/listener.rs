@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chatproto::CloseReason;
+use futures_rustls::rustls::ServerConfig;
 use rustix::io::Errno;
 use smol::{Async, Executor, Timer};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -232,15 +233,23 @@ fn warn_accept_failed(e: &io::Error) {
 }
 
 /// Accepts connections forever, spawning one task per admitted connection.
+/// With `tls`, each connection's task starts with the handshake (see
+/// `conn::serve`): it is admitted and counted first, like any other.
 pub(crate) async fn accept_loop(
     listener: Async<TcpListener>,
     dialect: Dialect,
+    tls: Option<Arc<ServerConfig>>,
     shared: Arc<Shared>,
     limits: Arc<Limits>,
     reserve: Arc<Reserve>,
     ex: Arc<Executor<'static>>,
 ) {
-    let bye_full: Vec<u8> = dialect.goodbye(CloseReason::ServerFull);
+    // Over TLS a refusal would cost a handshake first: a refused TLS client
+    // sees the connection close without a word.
+    let bye_full: Vec<u8> = match tls {
+        None => dialect.goodbye(CloseReason::ServerFull),
+        Some(_) => Vec::new(),
+    };
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -280,7 +289,8 @@ pub(crate) async fn accept_loop(
         match limits.admit(peer.ip()) {
             Ok(permit) => {
                 let io = ConnIo::new(shared.next_id(), stream, shared.budget().clone())
-                    .with_session(dialect.session());
+                    .with_session(dialect.session())
+                    .with_tls(tls.clone());
                 ex.spawn(conn::serve(shared.clone(), Arc::new(io), peer, permit))
                     .detach();
             }
@@ -295,7 +305,9 @@ pub(crate) async fn accept_loop(
 /// Best effort `BYE server-full` to a fresh socket (its send buffer is empty,
 /// so the non-blocking write goes through), then closes it.
 fn refuse(mut stream: &TcpStream, bye: &[u8]) {
-    let _ = stream.write_all(bye);
+    if !bye.is_empty() {
+        let _ = stream.write_all(bye);
+    }
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Exit status: 0 after a clean shutdown (first SIGINT/SIGTERM), 130 when a
 //! second signal cuts the shutdown short, 1 for bad flags or an address that
-//! cannot be bound. SIGHUP is kept for reloading (of nothing yet) and does not
-//! stop the server.
+//! cannot be bound, 2 for a TLS certificate or key that cannot be used (or
+//! TLS flags that do not go together). SIGHUP re-reads the TLS certificate
+//! and key and does not stop the server.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ mod listener;
 mod log_limit;
 mod outbox;
 mod shared;
+mod tls;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,6 +33,10 @@ use crate::dialect::Dialect;
 use crate::listener::{Limits, Reserve};
 use crate::outbox::CLOSE_GRACE;
 use crate::shared::Shared;
+use crate::tls::TlsSetup;
+
+/// Exit status when the TLS certificate, key or flags cannot be used.
+const EXIT_TLS: u8 = 2;
 
 /// Exit status when a second signal interrupts the shutdown (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: i32 = 130;
@@ -45,6 +51,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match TlsSetup::from_config(&config) {
+        Ok(tls) => tls.map(Arc::new),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "chatd: {e}");
+            return ExitCode::from(EXIT_TLS);
+        }
+    };
     let fd_limit = raise_descriptor_limit();
 
     // Registered early, so a signal during start-up is queued rather than
@@ -54,7 +67,7 @@ fn main() -> ExitCode {
     let mut listeners = Vec::new();
     for &addr in &config.listen {
         match listener::bind(addr) {
-            Ok(l) => listeners.push((l, Dialect::Native)),
+            Ok(l) => listeners.push((l, Dialect::Native, None)),
             // The built-in [::] default may fail on hosts without IPv6.
             Err(e) if !config.listen_explicit && addr.is_ipv6() => {
                 log::warn!("not listening on {addr}: {e}");
@@ -67,22 +80,38 @@ fn main() -> ExitCode {
     }
     for &addr in &config.irc_listen {
         match listener::bind(addr) {
-            Ok(l) => listeners.push((l, Dialect::Irc(config.irc.clone()))),
+            Ok(l) => listeners.push((l, Dialect::Irc(config.irc.clone()), None)),
             Err(e) => {
                 log::error!("cannot listen for IRC on {addr}: {e}");
                 return ExitCode::FAILURE;
             }
         }
     }
+    // TlsSetup made sure there is a certificate when there are TLS listeners.
+    let tls_config = tls.as_ref().map(|t| t.config().clone());
+    let tls_listeners = (config.tls_listen.iter().map(|a| (a, Dialect::Native)))
+        .chain((config.irc_tls_listen.iter()).map(|a| (a, Dialect::Irc(config.irc.clone()))));
+    for (&addr, dialect) in tls_listeners {
+        match listener::bind(addr) {
+            Ok(l) => listeners.push((l, dialect, tls_config.clone())),
+            Err(e) => {
+                log::error!("cannot listen for TLS on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     {
         // The bound addresses, first on stdout, so scripts and tests that
-        // asked for port 0 learn the port: native listeners first.
+        // asked for port 0 learn the port: native listeners first, then IRC,
+        // TLS and IRC over TLS.
         let mut out = std::io::stdout().lock();
-        for (l, dialect) in &listeners {
+        for (l, dialect, tls) in &listeners {
             if let Ok(addr) = l.get_ref().local_addr() {
-                let what = match dialect {
-                    Dialect::Native => "listening on",
-                    Dialect::Irc(_) => "listening for IRC on",
+                let what = match (dialect, tls) {
+                    (Dialect::Native, None) => "listening on",
+                    (Dialect::Irc(_), None) => "listening for IRC on",
+                    (Dialect::Native, Some(_)) => "listening for TLS on",
+                    (Dialect::Irc(_), Some(_)) => "listening for IRC over TLS on",
                 };
                 let _ = writeln!(out, "{what} {addr}");
                 log::info!("{what} {addr}");
@@ -98,7 +127,7 @@ fn main() -> ExitCode {
             // even if every executor thread is busy.
             let spawned = std::thread::Builder::new()
                 .name("chatd-signals".into())
-                .spawn(move || smol::block_on(watch_signals(signals, signal_tx)));
+                .spawn(move || smol::block_on(watch_signals(signals, signal_tx, tls)));
             if let Err(e) = spawned {
                 // The handlers are installed: nothing would act on SIGTERM.
                 log::error!("cannot start the signal thread: {e}");
@@ -138,10 +167,11 @@ fn main() -> ExitCode {
     let run = async {
         let acceptors: Vec<_> = listeners
             .into_iter()
-            .map(|(l, dialect)| {
+            .map(|(l, dialect, tls)| {
                 ex.spawn(listener::accept_loop(
                     l,
                     dialect,
+                    tls,
                     shared.clone(),
                     limits.clone(),
                     reserve.clone(),
@@ -188,16 +218,23 @@ fn init_logging(level: Option<&str>) {
 }
 
 /// Acts on signals: the first SIGINT or SIGTERM asks `main` to shut down, a
-/// second one exits at once with 130. SIGHUP is reserved for reloading
-/// (certificates, later) and only logged. Nothing here may panic, even with
-/// stderr closed: the log drops write errors and the one direct write
-/// ignores its result.
-async fn watch_signals(mut signals: Signals, shutdown: async_channel::Sender<()>) {
+/// second one exits at once with 130. SIGHUP re-reads the TLS certificate
+/// and key, here on the signal thread (file reads, not on an executor
+/// thread). Nothing here may panic, even with stderr closed: the log drops
+/// write errors and the one direct write ignores its result.
+async fn watch_signals(
+    mut signals: Signals,
+    shutdown: async_channel::Sender<()>,
+    tls: Option<Arc<TlsSetup>>,
+) {
     let mut stops = 0u32;
     let mut errors = 0u32;
     while let Some(signal) = signals.next().await {
         match signal {
-            Ok(Signal::Hup) => log::info!("SIGHUP: nothing to reload; still running"),
+            Ok(Signal::Hup) => match &tls {
+                Some(tls) => tls.reload(),
+                None => log::info!("SIGHUP: nothing to reload (no TLS); still running"),
+            },
             Ok(signal) => {
                 stops += 1;
                 if stops > 1 {

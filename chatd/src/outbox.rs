@@ -40,7 +40,10 @@ use chatproto::irc::IrcSession;
 use chatproto::server::ConnId;
 use chatproto::CloseReason;
 use futures_lite::AsyncWriteExt;
+use futures_rustls::rustls::ServerConfig;
 use smol::{Async, Timer};
+
+use crate::tls::TlsSession;
 
 /// How long a closing connection may take to flush its queue before its socket
 /// is shut down regardless (a peer that stops reading must not pin it), and
@@ -104,6 +107,10 @@ pub(crate) struct ConnIo {
     /// hands it the client's lines, the fan-out the server's events. Boxed, so
     /// a native connection pays one pointer.
     irc: Option<Box<Mutex<IrcSession>>>,
+    /// The TLS session, for a connection accepted on a TLS listener. Boxed,
+    /// so a plaintext connection pays one pointer, and its reads and writes
+    /// one branch: no lock, no copy.
+    tls: Option<Box<TlsSession>>,
     /// Why the server closed it, once it did (for the reader to stop, and for logs).
     closed: OnceLock<CloseReason>,
 }
@@ -201,6 +208,7 @@ impl ConnIo {
             budget,
             queue: Mutex::default(),
             irc: None,
+            tls: None,
             closed: OnceLock::new(),
         }
     }
@@ -209,6 +217,43 @@ impl ConnIo {
     pub(crate) fn with_session(mut self, session: Option<IrcSession>) -> Self {
         self.irc = session.map(|s| Box::new(Mutex::new(s)));
         self
+    }
+
+    /// The same connection over TLS, if given a configuration.
+    pub(crate) fn with_tls(mut self, config: Option<Arc<ServerConfig>>) -> Self {
+        self.tls = config.map(|c| Box::new(TlsSession::new(c)));
+        self
+    }
+
+    /// The TLS session, for a connection accepted on a TLS listener.
+    pub(crate) fn tls(&self) -> Option<&TlsSession> {
+        self.tls.as_deref()
+    }
+
+    /// Waits until the server closes this connection (a register timeout, a
+    /// shutdown), for a TLS handshake to give up at once. Uses the writer's
+    /// waker slot: the writer has not started while the handshake runs.
+    pub(crate) async fn closed(&self) {
+        poll_fn(|cx| {
+            let mut q = self.queue();
+            if q.closed {
+                return Poll::Ready(());
+            }
+            match &q.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => q.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// Writes all of `bytes` to the socket, through TLS if it has it.
+    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        match &self.tls {
+            None => (&self.stream).write_all(bytes).await,
+            Some(tls) => tls.write_all(&self.stream, bytes).await,
+        }
     }
 
     /// True for a connection that speaks IRC.
@@ -458,11 +503,10 @@ pub(crate) async fn write_loop(io: &ConnIo) -> io::Result<()> {
 }
 
 async fn write_all_queued(io: &ConnIo) -> io::Result<()> {
-    let mut stream = &io.stream;
     let mut batch = Vec::new();
     while let Some(cost) = io.next_batch(&mut batch).await {
         if let [only] = &batch[..] {
-            stream.write_all(only.bytes()).await?;
+            io.write_all(only.bytes()).await?;
         } else {
             // One write for the lot. The copy and the chunks are dropped
             // after the write, so an idle connection holds no write buffer.
@@ -470,7 +514,7 @@ async fn write_all_queued(io: &ConnIo) -> io::Result<()> {
             for chunk in batch.drain(..) {
                 buf.extend_from_slice(chunk.bytes());
             }
-            stream.write_all(&buf).await?;
+            io.write_all(&buf).await?;
         }
         batch = Vec::new();
         io.release(cost);
@@ -484,9 +528,13 @@ async fn write_all_queued(io: &ConnIo) -> io::Result<()> {
         }
     };
     if let Some(bye) = last {
-        stream.write_all(&bye).await?;
+        io.write_all(&bye).await?;
     }
-    stream.flush().await
+    match &io.tls {
+        // The TLS way to say the stream ends here (not cut off).
+        Some(tls) => tls.close_notify(&io.stream).await,
+        None => (&io.stream).flush().await,
+    }
 }
 
 #[cfg(test)]

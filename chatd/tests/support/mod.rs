@@ -154,6 +154,18 @@ impl Chatd {
         self.next_listening("listening for IRC on ", Duration::from_secs(10))
     }
 
+    /// The address of the next TLS listener (start chatd with `--tls-listen
+    /// 127.0.0.1:0`, after any `--irc-listen` ones were read).
+    pub(crate) fn tls_addr(&self) -> SocketAddr {
+        self.next_listening("listening for TLS on ", Duration::from_secs(10))
+    }
+
+    /// The address of the next IRC-over-TLS listener (`--irc-tls-listen`;
+    /// printed after the TLS listeners).
+    pub(crate) fn irc_tls_addr(&self) -> SocketAddr {
+        self.next_listening("listening for IRC over TLS on ", Duration::from_secs(10))
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
