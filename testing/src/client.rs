@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::{self, Read as _, Write as _};
+use std::io;
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::pin::{pin, Pin};
 use std::time::{Duration, Instant};
@@ -13,10 +13,11 @@ use chatproto::irc::{parse_message, IrcMessage};
 use chatproto::{
     parse_event, CloseReason, Command, ErrorCode, Event, GroupName, LineFramer, Text, Token,
 };
-use futures_lite::{future, AsyncWriteExt};
+use futures_lite::future;
 use smol::{Async, Timer};
 
 use crate::runtime::{Counters, Ctx, Stage};
+use crate::transport::{Stream, Tls, TlsSettings};
 
 /// Bytes asked for per read. Small enough for 10,000 clients (160 MB), large
 /// enough that a read takes many broadcast lines at once.
@@ -577,7 +578,7 @@ fn refusal(m: &IrcMessage<'_>) -> Result<(), String> {
 
 /// A registered connection.
 pub(crate) struct Conn {
-    stream: Async<StdStream>,
+    stream: Stream,
     /// The last read filled the buffer, so more may be waiting: read again
     /// at once rather than wait for readiness first.
     more: bool,
@@ -592,6 +593,9 @@ pub(crate) struct Conn {
     pub(crate) name: String,
     /// When the connect began (after waiting for a connect slot).
     pub(crate) started: Instant,
+    /// From then to the connection being usable: TCP connect, plus the TLS
+    /// handshake with `--tls`.
+    pub(crate) connected_in: Duration,
     bytes_in: u64,
     lines_in: u64,
     malformed: u64,
@@ -624,7 +628,7 @@ impl Conn {
             let _slot = ctx.connect_slots.acquire().await;
             match crate::runtime::until(deadline, async {
                 let addr = addr.ok_or_else(|| OpenError::Refused("IRC needs --irc-addr".into()))?;
-                Self::connect_and_register(addr, dialect, name, rcvbuf).await
+                Self::connect_and_register(addr, ctx.tls.as_ref(), dialect, name, rcvbuf).await
             })
             .await
             {
@@ -643,6 +647,7 @@ impl Conn {
         match &result {
             Ok(conn) => {
                 Counters::add(&counters.connected, 1);
+                counters.record_connect(conn.connected_in, ctx.tls.is_some());
                 Counters::add(&counters.bytes_in, conn.bytes_in);
                 Counters::add(&counters.bytes_out, conn.out.len() as u64);
             }
@@ -661,7 +666,20 @@ impl Conn {
         })
     }
 
-    async fn connect(addr: SocketAddr, rcvbuf: Option<usize>) -> io::Result<Async<StdStream>> {
+    /// A TCP connection to `addr`, with the TLS handshake done if `tls`.
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        tls: Option<&TlsSettings>,
+        rcvbuf: Option<usize>,
+    ) -> io::Result<Stream> {
+        let tcp = Self::connect_tcp(addr, rcvbuf).await?;
+        Ok(match tls {
+            None => Stream::Plain(tcp),
+            Some(settings) => Stream::Tls(Box::new(Tls::handshake(tcp, settings).await?)),
+        })
+    }
+
+    async fn connect_tcp(addr: SocketAddr, rcvbuf: Option<usize>) -> io::Result<Async<StdStream>> {
         let stream = match rcvbuf {
             None => Async::<StdStream>::connect(addr).await?,
             Some(size) => {
@@ -689,14 +707,22 @@ impl Conn {
 
     async fn connect_and_register(
         addr: SocketAddr,
+        tls: Option<&TlsSettings>,
         dialect: Dialect,
         name: String,
         rcvbuf: Option<usize>,
     ) -> Result<Self, OpenError> {
         let started = Instant::now();
-        let stream = Self::connect(addr, rcvbuf)
-            .await
-            .map_err(|e| OpenError::Io("connect", e))?;
+        let stream = Self::connect(addr, tls, rcvbuf).await.map_err(|e| {
+            OpenError::Io(
+                if tls.is_some() {
+                    "connect+tls"
+                } else {
+                    "connect"
+                },
+                e,
+            )
+        })?;
         let now = Instant::now();
         let conn = Self {
             stream,
@@ -709,6 +735,7 @@ impl Conn {
             bye: None,
             name,
             started,
+            connected_in: now - started,
             bytes_in: 0,
             lines_in: 0,
             malformed: 0,
@@ -908,14 +935,7 @@ impl Conn {
     /// One non-blocking read of at most `max` bytes into the read buffer:
     /// `None` if nothing was waiting.
     fn try_read(&mut self, max: usize) -> io::Result<Option<usize>> {
-        loop {
-            match self.stream.get_ref().read(&mut self.buf[..max]) {
-                Ok(n) => return Ok(Some(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.stream.try_read(&mut self.buf[..max])
     }
 
     /// Frames the `n` bytes a read of at most `max` returned; `None` at EOF.
@@ -971,7 +991,7 @@ impl Conn {
 
     /// Writes the queued output.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
+        if !self.out.is_empty() || self.stream.pending() {
             self.stream.write_all(&self.out).await?;
             self.out.clear();
         }
@@ -1141,7 +1161,8 @@ impl Conn {
             let wake = if self.more {
                 Wake::Readable
             } else {
-                let (stream, want_write) = (&self.stream, !self.out.is_empty());
+                let want_write = !self.out.is_empty() || self.stream.pending();
+                let stream = &self.stream;
                 // The signal first: it must win even when the socket is
                 // always ready.
                 future::or(
@@ -1192,8 +1213,8 @@ impl Conn {
             }
             // Write what the socket takes now (also after a read: it may
             // have queued a PONG).
-            if !self.out.is_empty() {
-                match self.stream.get_ref().write(&self.out) {
+            if !self.out.is_empty() || self.stream.pending() {
+                match self.stream.try_write(&self.out) {
                     Ok(n) => {
                         self.out.drain(..n);
                         self.report(counters, n as u64);

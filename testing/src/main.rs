@@ -8,6 +8,7 @@ mod cascade;
 mod client;
 mod dmflood;
 mod fanout;
+mod handshakes;
 mod idle;
 mod report;
 mod runtime;
@@ -15,9 +16,11 @@ mod sendqmem;
 mod slowreader;
 mod stats;
 mod storm;
+mod transport;
 mod ttfb;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +31,7 @@ use async_lock::Semaphore;
 use crate::client::DialectMode;
 use crate::report::{render, Report};
 use crate::runtime::Ctx;
+use crate::transport::TlsSettings;
 
 #[derive(FromArgs, Debug)]
 /// Load tester for chat line protocol servers. Options before the subcommand
@@ -46,6 +50,23 @@ struct Args {
     /// allow a server address that is not loopback
     #[argh(switch)]
     allow_remote: bool,
+    /// connect over TLS (to chatd's --tls-listen, and --irc-addr to its
+    /// --irc-tls-listen); full handshakes, no resumption. Without --ca-file
+    /// the certificate is not verified (loopback only, or --tls-insecure)
+    #[argh(switch)]
+    tls: bool,
+    /// with --tls: trust only the certificates in this PEM file (chatd's
+    /// self-signed certificate, or its CA) and check the name; implies --tls
+    #[argh(option)]
+    ca_file: Option<PathBuf>,
+    /// with --tls: accept any certificate, also from a non-loopback server;
+    /// implies --tls
+    #[argh(switch)]
+    tls_insecure: bool,
+    /// with --tls: the server name sent (SNI) and checked with --ca-file
+    /// (default localhost)
+    #[argh(option, default = "String::from(\"localhost\")")]
+    tls_name: String,
     /// print the report as JSON
     #[argh(switch)]
     json: bool,
@@ -80,6 +101,7 @@ enum Scenario {
     DmFlood(dmflood::DmFloodArgs),
     Cascade(cascade::CascadeArgs),
     BigReply(bigreply::BigReplyArgs),
+    Handshakes(handshakes::HandshakesArgs),
 }
 
 /// Resolves `addr` (given as `flag`), refusing anything but loopback unless
@@ -123,6 +145,24 @@ fn dialect_for(
     }
 }
 
+/// The TLS settings asked for, if any. Without `--ca-file` nothing is
+/// verified, which `--tls-insecure` must confirm for a non-loopback server.
+fn tls_for(args: &Args, remote: bool) -> Result<Option<TlsSettings>, String> {
+    if !(args.tls || args.ca_file.is_some() || args.tls_insecure) {
+        return Ok(None);
+    }
+    if args.ca_file.is_some() && args.tls_insecure {
+        return Err("--ca-file and --tls-insecure exclude each other".to_owned());
+    }
+    if remote && args.ca_file.is_none() && !args.tls_insecure {
+        return Err(
+            "--tls to a non-loopback server needs --ca-file, or --tls-insecure to skip verification"
+                .to_owned(),
+        );
+    }
+    TlsSettings::new(args.ca_file.as_deref(), &args.tls_name).map(Some)
+}
+
 fn emit<R: Report>(json: bool, result: Result<R, String>) -> Result<(), String> {
     print!("{}", render(&result?, json));
     Ok(())
@@ -147,6 +187,8 @@ fn run(args: Args) -> Result<(), String> {
         .map(|a| target("--irc-addr", a, args.allow_remote))
         .transpose()?;
     let dialect = dialect_for(&args.dialect, irc_addr, &args.scenario)?;
+    let remote = !addr.ip().is_loopback() || irc_addr.is_some_and(|a| !a.ip().is_loopback());
+    let tls = tls_for(&args, remote)?;
     let timeout = runtime::secs("--timeout", args.timeout)?;
     let connect_timeout = runtime::secs("--connect-timeout", args.connect_timeout)?;
     let threads = args
@@ -163,6 +205,7 @@ fn run(args: Args) -> Result<(), String> {
             addr,
             irc_addr,
             dialect,
+            tls,
             epoch: now,
             connect_slots: Semaphore::new(args.connect_concurrency.max(1)),
             connect_timeout: connect_timeout.max(Duration::from_millis(100)),
@@ -183,6 +226,7 @@ fn run(args: Args) -> Result<(), String> {
                 Scenario::DmFlood(a) => emit(json, dmflood::run(ctx, a).await),
                 Scenario::Cascade(a) => emit(json, cascade::run(ctx, a).await),
                 Scenario::BigReply(a) => emit(json, bigreply::run(ctx, a).await),
+                Scenario::Handshakes(a) => emit(json, handshakes::run(ctx, a).await),
             }
         })
         .await;
@@ -204,6 +248,30 @@ mod tests {
             .contains("--allow-remote"));
         assert_eq!(t("10.1.2.3:8080", true).unwrap().port(), 8080);
         assert!(t("nonsense", false).is_err());
+    }
+
+    #[test]
+    fn tls_flags_imply_tls_and_a_remote_server_needs_a_choice() {
+        let args = |s: &[&str]| Args::from_args(&["chatload"], s).unwrap();
+        assert!(tls_for(&args(&["ttfb"]), false).unwrap().is_none());
+        assert!(tls_for(&args(&["--tls", "ttfb"]), false).unwrap().is_some());
+        assert!(tls_for(&args(&["--tls-insecure", "ttfb"]), true)
+            .unwrap()
+            .is_some());
+        assert!(tls_for(&args(&["--tls", "ttfb"]), true)
+            .unwrap_err()
+            .contains("--tls-insecure"));
+        let both = args(&["--ca-file", "x.pem", "--tls-insecure", "ttfb"]);
+        assert!(tls_for(&both, false).unwrap_err().contains("exclude"));
+        // --ca-file implies --tls and is read at once.
+        let missing = args(&["--ca-file", "/nonexistent/ca.pem", "ttfb"]);
+        assert!(tls_for(&missing, false)
+            .unwrap_err()
+            .starts_with("--ca-file /nonexistent/ca.pem: "));
+        let bad_name = args(&["--tls", "--tls-name", "a b", "ttfb"]);
+        assert!(tls_for(&bad_name, false)
+            .unwrap_err()
+            .contains("--tls-name"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,9 @@ use serde::Serialize;
 use smol::{Executor, Timer};
 
 use crate::client::{Behavior, Conn, Dialect, DialectMode, End, Quiet};
-use crate::report::Table;
+use crate::report::{latency_cell, Table};
+use crate::stats::{Batch, SharedLatency, Summary};
+use crate::transport::TlsSettings;
 
 /// Process-wide settings and handles, shared by every client task.
 #[derive(Debug)]
@@ -27,6 +29,8 @@ pub(crate) struct Ctx {
     pub(crate) irc_addr: Option<SocketAddr>,
     /// Which clients speak IRC (`--dialect`).
     pub(crate) dialect: DialectMode,
+    /// `--tls`: every connection (native and IRC) does a TLS handshake first.
+    pub(crate) tls: Option<TlsSettings>,
     /// The clock every timestamp in a message is relative to.
     pub(crate) epoch: Instant,
     /// Bounds connects (and registrations) in flight, so that thousands of
@@ -60,6 +64,7 @@ impl Ctx {
             addr: self.addr,
             irc_addr: self.irc_addr,
             dialect: self.dialect,
+            tls: self.tls.clone(),
             epoch: self.epoch,
             connect_slots: Semaphore::new(n.max(1)),
             connect_timeout: self.connect_timeout,
@@ -137,6 +142,10 @@ pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
     /// Connections the server closed before the run ended.
     pub(crate) closed_early: AtomicU64,
+    /// Per connection that registered: TCP connect plus TLS handshake.
+    connect: SharedLatency,
+    /// The connections were TLS.
+    tls: AtomicBool,
     /// The first few distinct failures, for the report.
     errors: Mutex<Vec<String>>,
 }
@@ -153,6 +162,17 @@ impl Counters {
 
     pub(crate) fn get(c: &AtomicU64) -> u64 {
         c.load(Relaxed)
+    }
+
+    /// Records how long a connection took to become usable (`tls`: its
+    /// handshake included).
+    pub(crate) fn record_connect(&self, took: Duration, tls: bool) {
+        let mut batch = Batch::default();
+        batch.push(took);
+        self.connect.flush(&mut batch);
+        if tls {
+            self.tls.store(true, Relaxed);
+        }
     }
 
     pub(crate) fn error(&self, what: String) {
@@ -193,6 +213,8 @@ impl Counters {
             lines_received: Self::get(&self.lines_in),
             malformed_lines: Self::get(&self.malformed),
             closed_early: Self::get(&self.closed_early),
+            tls: self.tls.load(Relaxed),
+            connect: self.connect.snapshot().summary(),
             errors: self.errors(),
         }
     }
@@ -209,6 +231,12 @@ pub(crate) struct Totals {
     pub(crate) lines_received: u64,
     pub(crate) malformed_lines: u64,
     pub(crate) closed_early: u64,
+    /// The connections were TLS (`--tls`).
+    pub(crate) tls: bool,
+    /// TCP connect (plus, with TLS, the handshake) of each connection that
+    /// registered: the time before a TLS client counts as connected, kept
+    /// apart from the latencies measured once it is.
+    pub(crate) connect: Summary,
     pub(crate) errors: Vec<String>,
 }
 
@@ -216,6 +244,12 @@ impl Totals {
     /// Adds the notes every report's table ends with: file descriptors running
     /// out, and each error seen.
     pub(crate) fn add_notes(&self, mut table: Table) -> Table {
+        if self.tls && self.connect.count > 0 {
+            table = table.note(format!(
+                "TLS: connect + handshake p50 / p90 / p95 / p99 / max: {}",
+                latency_cell(&self.connect)
+            ));
+        }
         if self.fd_exhausted > 0 {
             table = table.note(format!(
                 "{} connects ran out of file descriptors (EMFILE): raise `ulimit -n`",

@@ -86,6 +86,12 @@ pub(crate) struct Summary {
 #[derive(Debug)]
 pub(crate) struct SharedLatency(Mutex<Latency>);
 
+impl Default for SharedLatency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SharedLatency {
     pub(crate) fn new() -> Self {
         Self(Mutex::new(Latency::new()))

@@ -100,7 +100,8 @@ pub(crate) struct SweepStep {
 #[derive(Debug, Serialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub(crate) enum TtfbReport {
-    Single(TtfbRun),
+    // Boxed: a run is far larger than the sweep's vector.
+    Single(Box<TtfbRun>),
     Sweep {
         steps: Vec<SweepStep>,
         /// The largest client count that passed every criterion.
@@ -471,9 +472,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: TtfbArgs) -> Result<TtfbReport, Str
         if args.clients == 0 {
             return Err("--clients must be at least 1".into());
         }
-        return Ok(TtfbReport::Single(
+        return Ok(TtfbReport::Single(Box::new(
             run_once(&ctx, &plan, args.clients).await?,
-        ));
+        )));
     };
     let counts = parse_sweep(sweep)?;
     let pause = runtime::secs("--step-pause", args.step_pause)?;

@@ -143,8 +143,13 @@ impl Chatd {
 
     /// Runs chatload with `args` after the common options; returns its JSON.
     fn chatload(&self, args: &[&str]) -> Value {
+        self.chatload_at(&self.addr, args)
+    }
+
+    /// [`Chatd::chatload`] against `addr` (a TLS terminator in front of it).
+    fn chatload_at(&self, addr: &str, args: &[&str]) -> Value {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatload"));
-        cmd.args(["--addr", &self.addr, "--json", "--quiet", "--timeout", "45"])
+        cmd.args(["--addr", addr, "--json", "--quiet", "--timeout", "45"])
             .args(args);
         let out = run_bounded(cmd, RUN_TIMEOUT);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -275,6 +280,7 @@ fn fails_with_one_line_when_no_connection_succeeds() {
         &["dmflood", "-m", "2", "-d", "1"],
         &["cascade", "-n", "3", "-d", "1"],
         &["bigreply", "-u", "3", "-d", "1"],
+        &["handshakes", "-c", "2", "-d", "1"],
     ] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatload"));
         cmd.args(["--addr", &addr, "--quiet", "--timeout", "20"])
@@ -415,4 +421,207 @@ fn irc_and_mixed_clients_against_chatds_irc_listener() {
     assert_eq!(answered, sent, "{ttfb:#}");
     assert_eq!(num(&ttfb, "error_replies"), 0, "{ttfb:#}");
     assert_eq!(ttfb["ttfb"]["count"].as_u64(), Some(answered), "{ttfb:#}");
+}
+
+/// A TLS terminator on 127.0.0.1 (ephemeral port) in front of `upstream`,
+/// with a fresh self-signed certificate for `localhost`: chatload's TLS path
+/// against the real chatd, whatever listeners chatd has. Returns its address
+/// and the certificate's PEM; it lives as long as the test process.
+fn tls_proxy(upstream: &str) -> (String, String) {
+    use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
+    use futures_rustls::rustls;
+
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .expect("certificate and key match");
+    let acceptor = futures_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let upstream = upstream.to_owned();
+    thread::spawn(move || {
+        let listener = smol::net::TcpListener::try_from(listener).expect("async listener");
+        smol::block_on(async {
+            // Ends with the test process.
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+                smol::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(up) = smol::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = up.set_nodelay(true);
+                    let (mut tls_r, mut tls_w) = futures_lite::io::split(tls);
+                    let (mut up_r, mut up_w) = (up.clone(), up);
+                    // Each chunk is written and flushed at once: a TLS record
+                    // must not wait for more bytes.
+                    let to_server = async move {
+                        let mut buf = vec![0u8; 16384];
+                        while let Ok(n @ 1..) = tls_r.read(&mut buf).await {
+                            if up_w.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let to_client = async move {
+                        let mut buf = vec![0u8; 16384];
+                        while let Ok(n @ 1..) = up_r.read(&mut buf).await {
+                            if tls_w.write_all(&buf[..n]).await.is_err()
+                                || tls_w.flush().await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    };
+                    futures_lite::future::race(to_server, to_client).await;
+                })
+                .detach();
+            }
+        });
+    });
+    (addr, ck.cert.pem())
+}
+
+/// `text` in a file under the temporary directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("chatload-{}-{tag}", std::process::id()));
+        std::fs::write(&path, text).expect("write a temporary file");
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("temporary paths are UTF-8 here")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn scenarios_over_tls_through_a_terminator_in_front_of_chatd() {
+    let chatd = Chatd::start_with(&["--irc-listen", "127.0.0.1:0"]);
+    let (native, pem) = tls_proxy(&chatd.addr);
+    let (irc, irc_pem) = tls_proxy(chatd.irc_addr.as_deref().expect("IRC listener"));
+    let ca = TempFile::new("ca.pem", &pem);
+    // The scenarios run against the terminator, not chatd's own port.
+    let over_tls = |args: &[&str]| {
+        let mut all = vec!["--tls", "--ca-file", ca.path()];
+        all.extend_from_slice(args);
+        chatd.chatload_at(&native, &all)
+    };
+
+    let ttfb = over_tls(&["ttfb", "-n", "5", "-r", "4", "-d", "2", "--drain", "5"]);
+    assert_eq!(ttfb["tls"], true, "{ttfb:#}");
+    assert_eq!(num(&ttfb, "connections_ok"), 5, "{ttfb:#}");
+    assert_eq!(num(&ttfb, "connections_failed"), 0, "{ttfb:#}");
+    let sent = num(&ttfb, "requests_sent");
+    assert!(sent >= 5, "{ttfb:#}");
+    assert_eq!(num(&ttfb, "responses"), sent, "{ttfb:#}");
+    // Connect + handshake is measured apart, once per connection.
+    assert_eq!(ttfb["connect"]["count"].as_u64(), Some(5), "{ttfb:#}");
+    assert!(
+        ttfb["connect"]["max_ms"].as_f64().is_some_and(|m| m > 0.0),
+        "{ttfb:#}"
+    );
+
+    let fan = over_tls(&["fanout", "-n", "6", "-s", "2", "-m", "20", "-d", "2"]);
+    assert_eq!(num(&fan, "connections_ok"), 6, "{fan:#}");
+    let msgs = num(&fan, "messages_sent");
+    assert!(msgs >= 20, "{fan:#}");
+    assert_eq!(num(&fan, "deliveries"), msgs * 5, "{fan:#}");
+    assert_eq!(num(&fan, "lost"), 0, "{fan:#}");
+    assert_eq!(num(&fan, "duplicated"), 0, "{fan:#}");
+
+    // IRC clients through their own terminator; both certificates verified
+    // by one --ca-file holding both.
+    let both = TempFile::new("both.pem", &format!("{pem}{irc_pem}"));
+    let mixed = chatd.chatload_at(
+        &native,
+        &[
+            "--ca-file",
+            both.path(),
+            "--dialect",
+            "mix",
+            "--irc-addr",
+            &irc,
+            "fanout",
+            "-n",
+            "6",
+            "-s",
+            "2",
+            "-m",
+            "20",
+            "-d",
+            "2",
+        ],
+    );
+    assert_eq!(mixed["tls"], true, "{mixed:#}");
+    assert_eq!(num(&mixed, "connections_ok"), 6, "{mixed:#}");
+    let msgs = num(&mixed, "messages_sent");
+    assert_eq!(num(&mixed, "deliveries"), msgs * 5, "{mixed:#}");
+    assert_eq!(num(&mixed, "lost"), 0, "{mixed:#}");
+
+    let hs = over_tls(&["handshakes", "-c", "2", "-d", "1"]);
+    assert_eq!(hs["tls"], true, "{hs:#}");
+    let done = num(&hs, "completed");
+    assert!(done > 0, "{hs:#}");
+    assert_eq!(num(&hs, "failed"), 0, "{hs:#}");
+    assert_eq!(num(&hs, "refused"), 0, "{hs:#}");
+    assert_eq!(hs["handshake"]["count"].as_u64(), Some(done), "{hs:#}");
+
+    // The same scenario in plaintext, straight to chatd, with its CPU time.
+    let pid = chatd.child.id().to_string();
+    let plain = chatd.chatload(&["handshakes", "-c", "2", "-d", "1", "--pid", &pid]);
+    assert_eq!(plain["tls"], false, "{plain:#}");
+    assert!(num(&plain, "completed") > 0, "{plain:#}");
+    assert!(plain["server_cpu_s"].as_f64().is_some(), "{plain:#}");
+}
+
+#[test]
+fn tls_verification_failures_are_one_line() {
+    let chatd = Chatd::start();
+    let (native, _pem) = tls_proxy(&chatd.addr);
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
+    let wrong = TempFile::new("wrong.pem", &other.cert.pem());
+    let not_pem = TempFile::new("notpem.pem", "no certificate here\n");
+    for (addr, args, want) in [
+        (
+            &native,
+            vec!["--ca-file", wrong.path(), "ttfb", "-n", "2", "-d", "1"],
+            "invalid peer certificate",
+        ),
+        (
+            &native,
+            vec!["--ca-file", not_pem.path(), "ttfb", "-n", "2", "-d", "1"],
+            "holds no PEM certificate",
+        ),
+        // A plaintext port answered with TLS: chatd's HELLO is no handshake.
+        (
+            &chatd.addr,
+            vec!["--tls", "handshakes", "-c", "1", "-d", "1"],
+            "plaintext port",
+        ),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatload"));
+        cmd.args(["--addr", addr, "--quiet", "--timeout", "20"])
+            .args(&args);
+        let out = run_bounded(cmd, RUN_TIMEOUT);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} exited 0; stderr: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
 }
