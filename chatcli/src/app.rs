@@ -11,17 +11,18 @@ use chatproto::{
 use futures_lite::future::{self, BoxedLocal};
 use smol::Timer;
 
-use crate::input::{Console, Input};
+use crate::input::{Console, Input, PASTE_MAX_LINES};
 use crate::net::{Connection, NetEvent};
 use crate::render::{self, Line, Stamp};
+use crate::roster::Roster;
 
 /// How long to wait for the server's `BYE` after `/quit` before closing anyway.
 const QUIT_WAIT: Duration = Duration::from_secs(3);
 /// How long to wait for the answer to a name, `/join` or `/leave` before
 /// reading on regardless.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
-/// Lines typed while an answer is awaited; past this they are refused.
-const MAX_PENDING: usize = 64;
+/// Lines typed (or pasted) while an answer is awaited; past this they are refused.
+const MAX_PENDING: usize = PASTE_MAX_LINES;
 /// Reconnection back-off: first wait and ceiling.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -33,6 +34,9 @@ pub(crate) struct Options {
     pub(crate) name: Option<Name>,
     pub(crate) colour: bool,
     pub(crate) reconnect: bool,
+    /// After this long without a line from the server, ask it for a `PONG`;
+    /// after as long again without any line, the connection counts as lost.
+    pub(crate) keepalive: Duration,
 }
 
 /// How the client ended, as an exit status.
@@ -104,6 +108,12 @@ struct App {
     backoff: Duration,
     /// Set when the connection is closing for a reason worth an exit status.
     exit: Option<Exit>,
+    /// Who is where, for the member list and completion.
+    roster: Roster,
+    /// When the server last sent a line (or the connection was made).
+    last_heard: Instant,
+    /// A keepalive `/ping` was sent at this time and nothing has come since.
+    probing: Option<Instant>,
 }
 
 /// The local time of day, for stamps.
@@ -118,7 +128,7 @@ fn now_stamp() -> Stamp {
 
 /// Runs the client until the person quits or the server is gone.
 pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
-    let console = Console::open("");
+    let console = Console::open(opts.colour);
     let mut app = App {
         last_name: opts.name.clone(),
         opts,
@@ -136,6 +146,9 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         reconnect_at: None,
         backoff: BACKOFF_FIRST,
         exit: None,
+        roster: Roster::default(),
+        last_heard: Instant::now(),
+        probing: None,
     };
     app.start_connect();
     let exit = app.main_loop().await;
@@ -149,12 +162,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
 impl App {
     /// Prints lines, coloured if so configured.
     fn print(&mut self, lines: &[Line]) {
-        let mut text = String::new();
-        for line in lines {
-            text.push_str(&render::paint(line, self.opts.colour));
-            text.push('\n');
-        }
-        self.console.print(&text);
+        self.console.print(lines);
     }
 
     fn notice(&mut self, text: &str) {
@@ -173,10 +181,8 @@ impl App {
         } else if !self.session.is_registered() {
             "name> ".to_owned()
         } else {
-            match self.session.scope().group() {
-                Some(g) => format!("[{g}]> "),
-                None => "[global]> ".to_owned(),
-            }
+            // The scope as lines show it: `[Global]`, `[rust]`.
+            format!("{}> ", render::scope_label(self.session.scope()))
         }
     }
 
@@ -197,6 +203,9 @@ impl App {
                 self.was_connected = true;
                 self.conn = Some(conn);
                 self.session = Session::new();
+                self.roster.scope_changed();
+                self.last_heard = Instant::now();
+                self.probing = None;
                 if let Some(name) = &self.last_name {
                     // The plain first line is the most widely understood way
                     // to register (PROTOCOL.md); a valid name is valid text.
@@ -239,6 +248,7 @@ impl App {
             console,
             signals,
             pending,
+            roster,
             ..
         } = self
         else {
@@ -256,14 +266,18 @@ impl App {
                 return future::pending().await;
             }
             loop {
-                match console.next().await {
+                match console.next(roster).await {
                     Ok(Input::Line(line)) if pending.len() < MAX_PENDING => {
                         pending.push_back(line);
                     }
+                    Ok(Input::Lines(lines)) => {
+                        let room = MAX_PENDING.saturating_sub(pending.len());
+                        pending.extend(lines.into_iter().take(room));
+                    }
                     // A full queue drops the line, here without a word:
                     // printing needs `self`, which the write borrows.
-                    Ok(Input::Line(_) | Input::Unreadable(_)) => {}
-                    Ok(Input::Interrupt | Input::Eof) | Err(_) => return,
+                    Ok(Input::Line(_) | Input::Unreadable(_) | Input::Refused(_)) => {}
+                    Ok(Input::Quit | Input::Eof) | Err(_) => return,
                 }
             }
         };
@@ -360,7 +374,11 @@ impl App {
         let want_input = self.console.is_terminal()
             || (self.awaiting.is_none() && self.quitting.is_none() && self.connecting.is_none());
         let awaiting = self.awaiting.as_ref().map(|a| a.until);
-        let deadline = [awaiting, self.quitting, self.reconnect_at]
+        let keepalive = self.conn.as_ref().map(|_| match self.probing {
+            Some(sent) => sent + self.opts.keepalive,
+            None => self.last_heard + self.opts.keepalive,
+        });
+        let deadline = [awaiting, self.quitting, self.reconnect_at, keepalive]
             .into_iter()
             .flatten()
             .min();
@@ -369,11 +387,12 @@ impl App {
             conn,
             connecting,
             signals,
+            roster,
             ..
         } = self;
         let input = async {
             if want_input {
-                Wake::Input(console.next().await)
+                Wake::Input(console.next(roster).await)
             } else {
                 future::pending().await
             }
@@ -421,8 +440,25 @@ impl App {
                     self.on_line(&line).await;
                 }
             }
+            Input::Lines(lines) => {
+                for line in lines {
+                    if self.quitting.is_some() || self.exit.is_some() {
+                        break;
+                    }
+                    if self.awaiting.is_some() || self.connecting.is_some() {
+                        if self.pending.len() < MAX_PENDING {
+                            self.pending.push_back(line);
+                        } else {
+                            self.error("still waiting for the server's answer; line dropped");
+                        }
+                    } else {
+                        self.on_line(&line).await;
+                    }
+                }
+            }
             Input::Unreadable(e) => self.error(&format!("input {e}")),
-            Input::Interrupt | Input::Eof => self.quit(None).await,
+            Input::Refused(why) => self.error(&why),
+            Input::Quit | Input::Eof => self.quit(None).await,
         }
     }
 
@@ -514,6 +550,10 @@ impl App {
 
     async fn on_net(&mut self, ev: NetEvent) {
         let at = now_stamp();
+        if !matches!(ev, NetEvent::Closed(_)) {
+            self.last_heard = Instant::now();
+            self.probing = None;
+        }
         match ev {
             NetEvent::Event(Event::Pong(token))
                 if self.awaiting.as_ref().is_some_and(|a| a.token == token) =>
@@ -524,14 +564,25 @@ impl App {
                     self.answered(awaited).await;
                 }
             }
+            NetEvent::Event(Event::Pong(token)) if token.as_str().starts_with("chatcli-alive-") => {
+                // A keepalive's answer: the server is there, nothing to show.
+            }
+            NetEvent::Event(Event::Hello {
+                server, version, ..
+            }) if self.last_name.is_some() => {
+                // The greeting asks for a name, which the client sends itself.
+                let line = render::hello_short(&server, &version, at);
+                self.print(&[line]);
+            }
             NetEvent::Event(event) => {
-                // Render first: "you" must still mean the old name on a rename.
+                // Render first: the old name must still be ours on a rename.
                 if let Some(line) = render::event(&event, &self.session, at) {
                     self.print(&[line]);
                 }
                 if let Some(reply) = self.session.handle(&event) {
                     self.send(&reply).await;
                 }
+                self.roster.handle(&event, &self.session);
                 self.after_event(&event);
             }
             NetEvent::Unparsed { raw, err } => self.print(&[render::unparsed(&raw, &err, at)]),
@@ -593,6 +644,29 @@ impl App {
         if self.reconnect_at.is_some_and(|at| at <= now) {
             self.reconnect_at = None;
             self.start_connect();
+        }
+        if self.conn.is_some() {
+            let wait = self.opts.keepalive;
+            match self.probing {
+                Some(sent) if sent + wait <= now => {
+                    let secs = (now - self.last_heard).as_secs();
+                    self.connection_lost(Some(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the server has said nothing for {secs} s"),
+                    )));
+                }
+                None if self.last_heard + wait <= now => {
+                    // Silence: ask for a sign of life (shown if it comes late
+                    // as a PONG line, which is harmless).
+                    self.probing = Some(now);
+                    self.answers_awaited += 1;
+                    let token = format!("chatcli-alive-{}", self.answers_awaited);
+                    // Visible ASCII, well under 64 bytes.
+                    let token = Token::try_from(token.as_str()).expect("a valid token");
+                    self.send(&Command::Ping(Some(token))).await;
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -1,35 +1,50 @@
-//! The person's side: a line editor with a prompt on a terminal, plain lines on a
-//! pipe; and where rendered lines are printed.
+//! The person's side: on a terminal, keys and pastes through the [`Editor`] with
+//! the prompt row of the line mode (or the full-screen mode); on a pipe, plain
+//! lines. And where rendered lines go.
 
 use std::io::{self, IsTerminal, Stdin, Write};
 
-use chatproto::{FrameError, LineFramer, DEFAULT_MAX_LINE};
-use futures_lite::AsyncReadExt;
-use rustyline_async::{Readline, ReadlineError, ReadlineEvent, SharedWriter};
-use smol::Unblock;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use chatproto::{FrameError, LineFramer, COMMAND_HELP, DEFAULT_MAX_LINE};
+use futures_lite::{future, AsyncReadExt};
+use smol::{Timer, Unblock};
+
+use crate::complete::{self, Cycle, Known};
+use crate::editor::{Edit, Editor, Key};
+use crate::keys::{KeyDecoder, TermInput, PASTE_MAX_BYTES};
+use crate::linescreen::{prompt_row, LineScreen};
+use crate::render::{self, Line};
+use crate::roster::Roster;
+use crate::terminal::TerminalGuard;
+
+/// A paste of more lines than this is refused: it is not a message.
+pub(crate) const PASTE_MAX_LINES: usize = 500;
+/// How often the terminal's size is checked while nothing happens.
+const RESIZE_CHECK: Duration = Duration::from_millis(250);
 
 /// What the person did.
 #[derive(Debug)]
 pub(crate) enum Input {
     /// A line, without its ending.
     Line(String),
+    /// A paste of several lines, confirmed: each is sent as a message.
+    Lines(Vec<String>),
     /// A plain-mode line that is too long or not UTF-8; it was skipped.
     Unreadable(FrameError),
-    /// Ctrl+C on the terminal.
-    Interrupt,
-    /// Ctrl+D on the terminal, or the end of piped input.
+    /// Something typed or pasted was refused before it was drawn (too long).
+    Refused(String),
+    /// Ctrl+C or Ctrl+D on an empty line: leave.
+    Quit,
+    /// The end of piped input.
     Eof,
 }
 
 /// Where input comes from and output goes.
 pub(crate) enum Console {
-    /// A terminal: `rustyline-async` keeps the prompt and the half-typed line
-    /// at the bottom while lines print above it.
-    Terminal {
-        editor: Readline,
-        out: SharedWriter,
-        prompt: String,
-    },
+    /// A terminal: keys through the editor, the prompt row at the bottom.
+    Terminal(Box<Term>),
     /// A pipe or file: one line in, one line out, no prompt.
     Plain {
         stdin: Unblock<Stdin>,
@@ -40,21 +55,70 @@ pub(crate) enum Console {
     },
 }
 
+/// The terminal side.
+pub(crate) struct Term {
+    /// Restores the terminal when dropped.
+    _guard: TerminalGuard,
+    /// The terminal's bytes, read on a blocking thread (cancel-safe: what was
+    /// read waits in its buffer), decoded into `queue`.
+    tty: Unblock<Stdin>,
+    buf: Box<[u8]>,
+    decoder: KeyDecoder,
+    queue: VecDeque<TermInput>,
+    editor: Editor,
+    cycle: Option<Cycle>,
+    /// A multi-line paste waiting for Enter (send) or Esc (cancel).
+    paste: Option<Vec<String>>,
+    prompt: String,
+    screen: LineScreen,
+    colour: bool,
+    width: usize,
+    /// The line is full and the person was told: further keys that would
+    /// lengthen it only ring the bell, rather than print the error again.
+    told_full: bool,
+}
+
+/// The commands offered by Tab: those of the protocol a person types
+/// (`/pong` is the client's business), plus `/help`.
+fn commands() -> Vec<&'static str> {
+    COMMAND_HELP
+        .iter()
+        .filter_map(|(usage, _)| usage.split([' ', '<']).next())
+        .filter(|c| c.len() > 1 && *c != "/pong" && !c.starts_with("//"))
+        .collect()
+}
+
+/// Splits a paste into lines: CR LF, CR and LF all end a line, and a final
+/// line break does not make an empty last line.
+pub(crate) fn paste_lines(text: &str) -> Vec<String> {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    text.split('\n').map(str::to_owned).collect()
+}
+
 impl Console {
-    /// A line editor when both stdin and stdout are terminals, plain lines
-    /// otherwise (or when the terminal cannot be set up).
-    pub(crate) fn open(prompt: &str) -> Self {
+    /// The line mode on a terminal when both stdin and stdout are terminals,
+    /// plain lines otherwise (or when the terminal cannot be set up).
+    pub(crate) fn open(colour: bool) -> Self {
         if io::stdin().is_terminal() && io::stdout().is_terminal() {
-            match Readline::new(prompt.to_owned()) {
-                Ok((mut editor, out)) => {
-                    // The client prints its own copy of what was sent (with time
-                    // and scope), so the editor must not leave the raw line behind.
-                    editor.should_print_line_on(false, false);
-                    return Self::Terminal {
-                        editor,
-                        out,
-                        prompt: prompt.to_owned(),
-                    };
+            match TerminalGuard::take(false) {
+                Ok(guard) => {
+                    let width = crossterm::terminal::size().map_or(80, |(w, _)| usize::from(w));
+                    return Self::Terminal(Box::new(Term {
+                        _guard: guard,
+                        tty: Unblock::new(io::stdin()),
+                        buf: vec![0; 16 * 1024].into_boxed_slice(),
+                        decoder: KeyDecoder::default(),
+                        queue: VecDeque::new(),
+                        editor: Editor::new(DEFAULT_MAX_LINE),
+                        cycle: None,
+                        paste: None,
+                        prompt: String::new(),
+                        screen: LineScreen::default(),
+                        colour,
+                        width,
+                        told_full: false,
+                    }));
                 }
                 Err(e) => eprintln!("chatcli: no line editing ({e}); reading plain lines"),
             }
@@ -68,25 +132,15 @@ impl Console {
     }
 
     pub(crate) fn is_terminal(&self) -> bool {
-        matches!(self, Self::Terminal { .. })
+        matches!(self, Self::Terminal(_))
     }
 
-    /// The next thing the person did. Cancel-safe: the editor keeps its state
-    /// between calls, and piped bytes go into the framer before any await.
-    pub(crate) async fn next(&mut self) -> io::Result<Input> {
+    /// The next thing the person did. Cancel-safe: the terminal's events are
+    /// handled whole between awaits, and piped bytes go into the framer before
+    /// any await.
+    pub(crate) async fn next(&mut self, roster: &Roster) -> io::Result<Input> {
         match self {
-            Self::Terminal { editor, .. } => match editor.readline().await {
-                Ok(ReadlineEvent::Line(line)) => {
-                    if !line.is_empty() {
-                        editor.add_history_entry(line.clone());
-                    }
-                    Ok(Input::Line(line))
-                }
-                Ok(ReadlineEvent::Eof) => Ok(Input::Eof),
-                Ok(ReadlineEvent::Interrupted) => Ok(Input::Interrupt),
-                Err(ReadlineError::IO(e)) => Err(e),
-                Err(ReadlineError::Closed) => Ok(Input::Eof),
-            },
+            Self::Terminal(term) => term.next(roster).await,
             Self::Plain {
                 stdin,
                 framer,
@@ -114,27 +168,25 @@ impl Console {
         }
     }
 
-    /// Prints `text` (one or more lines, each ending in LF). On a terminal it
-    /// goes above the prompt and shows while [`next`](Self::next) is awaited.
-    pub(crate) fn print(&mut self, text: &str) {
+    /// Prints lines: painted above the prompt on a terminal, plain on a pipe.
+    pub(crate) fn print(&mut self, lines: &[Line]) {
         match self {
-            Self::Terminal { editor, out, .. } => {
-                if let Err(e) = out.write_all(text.as_bytes()) {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        // The editor's queue is full (nobody awaited `next` for a
-                        // long while): print what waits, then queue again. The
-                        // refused text stays in this writer's own buffer and would
-                        // go out twice (now and with the next line), so it is
-                        // dropped with the writer: a clone shares the queue only.
-                        *out = out.clone();
-                        let _ = editor.flush();
-                        let _ = out.write_all(text.as_bytes());
-                    }
+            Self::Terminal(term) => {
+                let mut text = String::new();
+                for line in lines {
+                    text.push_str(&render::paint(line, term.colour));
+                    text.push('\n');
                 }
+                term.screen.print(&text);
+                term.draw();
             }
             Self::Plain { .. } => {
-                // Plain mode has no editor to share the screen with. If stdout is
-                // gone (a closed pipe) there is nobody to tell.
+                let mut text = String::new();
+                for line in lines {
+                    text.push_str(&render::paint(line, false));
+                    text.push('\n');
+                }
+                // If stdout is gone (a closed pipe) there is nobody to tell.
                 let mut stdout = io::stdout().lock();
                 let _ = stdout.write_all(text.as_bytes());
                 let _ = stdout.flush();
@@ -144,28 +196,232 @@ impl Console {
 
     /// Shows `prompt` if it differs from the current one (terminal only).
     pub(crate) fn set_prompt(&mut self, new: &str) {
-        if let Self::Terminal { editor, prompt, .. } = self {
-            if prompt != new {
-                let _ = editor.update_prompt(new);
-                new.clone_into(prompt);
+        if let Self::Terminal(term) = self {
+            if term.prompt != new {
+                new.clone_into(&mut term.prompt);
+                term.draw();
             }
         }
     }
 
-    /// Prints what is still queued, removes the prompt and gives the terminal
-    /// back in the mode it was found (the editor's drop leaves raw mode).
+    /// Leaves the prompt row empty and gives the terminal back as it was found.
     pub(crate) fn finish(self) {
         match self {
-            Self::Terminal {
-                mut editor, out, ..
-            } => {
-                drop(out);
-                let _ = editor.flush();
-                drop(editor);
-            }
+            Self::Terminal(mut term) => term.screen.finish(),
             Self::Plain { .. } => {
                 let _ = io::stdout().flush();
             }
         }
+    }
+}
+
+impl Term {
+    fn draw(&mut self) {
+        let row = match &self.paste {
+            Some(lines) => {
+                let n = lines.len();
+                let text =
+                    format!("paste {n} lines? Enter sends them as {n} messages, Esc cancels");
+                // Cut to the width so the row never wraps.
+                prompt_row("", &text, text.len(), self.width)
+            }
+            None => prompt_row(
+                &self.prompt,
+                self.editor.line(),
+                self.editor.cursor(),
+                self.width,
+            ),
+        };
+        self.screen.draw(row);
+    }
+
+    /// Notices a change of the terminal's size (checked on each wake and
+    /// every [`RESIZE_CHECK`], which costs one ioctl).
+    fn check_size(&mut self) {
+        let width = crossterm::terminal::size().map_or(self.width, |(w, _)| usize::from(w));
+        if width != self.width {
+            self.width = width;
+            self.screen.invalidate();
+        }
+    }
+
+    async fn next(&mut self, roster: &Roster) -> io::Result<Input> {
+        loop {
+            while let Some(event) = self.queue.pop_front() {
+                if let Some(input) = self.handle(event, roster) {
+                    self.draw();
+                    return Ok(input);
+                }
+            }
+            self.check_size();
+            self.draw();
+            let read = async { Some(self.tty.read(&mut self.buf).await) };
+            let tick = async {
+                Timer::after(RESIZE_CHECK).await;
+                None
+            };
+            match future::or(read, tick).await {
+                None => {}
+                Some(Ok(0)) => return Ok(Input::Quit),
+                Some(Ok(n)) => self.decoder.push(&self.buf[..n], &mut self.queue),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// One decoded input; `Some` when the app must act on it.
+    fn handle(&mut self, event: TermInput, roster: &Roster) -> Option<Input> {
+        match event {
+            TermInput::Paste(text) => self.pasted(&text),
+            TermInput::PasteTooLarge(bytes) => Some(Input::Refused(format!(
+                "paste of {bytes} bytes refused (at most {PASTE_MAX_BYTES})"
+            ))),
+            TermInput::Key(key) => self.key(&key, roster),
+        }
+    }
+
+    fn pasted(&mut self, text: &str) -> Option<Input> {
+        if self.paste.is_some() {
+            return None;
+        }
+        let lines = paste_lines(text);
+        if lines.len() > PASTE_MAX_LINES {
+            return Some(Input::Refused(format!(
+                "paste of {} lines refused (at most {PASTE_MAX_LINES})",
+                lines.len()
+            )));
+        }
+        match lines.as_slice() {
+            [] => None,
+            [one] => match self.editor.insert(one) {
+                Edit::TooLong { bytes } => Some(Input::Refused(format!(
+                    "paste refused: the line would be {bytes} bytes, longer than the \
+                     {DEFAULT_MAX_LINE} a server accepts"
+                ))),
+                _ => None,
+            },
+            _ => {
+                if let Some(long) = lines.iter().find(|l| l.len() > DEFAULT_MAX_LINE) {
+                    return Some(Input::Refused(format!(
+                        "paste refused: a line of {} bytes is longer than the {DEFAULT_MAX_LINE} \
+                         a server accepts",
+                        long.len()
+                    )));
+                }
+                self.paste = Some(lines);
+                None
+            }
+        }
+    }
+
+    fn key(&mut self, key: &Key, roster: &Roster) -> Option<Input> {
+        if let Some(lines) = self.paste.take() {
+            return match key {
+                Key::Enter => Some(Input::Lines(lines)),
+                Key::Esc | Key::Interrupt => None,
+                _ => {
+                    // Anything else leaves the question on screen.
+                    self.paste = Some(lines);
+                    None
+                }
+            };
+        }
+        if *key != Key::Tab {
+            self.cycle = None;
+        }
+        match key {
+            Key::Enter => {
+                self.told_full = false;
+                let line = self.editor.take();
+                Some(Input::Line(line))
+            }
+            Key::Interrupt if self.editor.is_empty() => Some(Input::Quit),
+            Key::Interrupt => {
+                self.editor.clear();
+                None
+            }
+            Key::CtrlD if self.editor.is_empty() => Some(Input::Quit),
+            Key::Redraw => {
+                self.screen.clear();
+                None
+            }
+            Key::Tab => {
+                let known = Known {
+                    names: roster.members(),
+                    all_names: roster.everyone(),
+                    groups: roster.groups(),
+                    commands: commands(),
+                };
+                let names_fallback;
+                let known = if known.names.is_empty() {
+                    // No member list yet: every name seen will do.
+                    names_fallback = Known {
+                        names: known.all_names.clone(),
+                        ..known
+                    };
+                    &names_fallback
+                } else {
+                    &known
+                };
+                match complete::complete(
+                    self.editor.line(),
+                    self.editor.cursor(),
+                    known,
+                    &mut self.cycle,
+                ) {
+                    Some(done) => {
+                        if let Edit::TooLong { bytes } = self.editor.set(done.line, done.cursor) {
+                            return Some(Input::Refused(format!(
+                                "completion refused: the line would be {bytes} bytes"
+                            )));
+                        }
+                    }
+                    // Nothing to complete: say so, as readline does.
+                    None => self.screen.bell(),
+                }
+                None
+            }
+            other => match self.editor.key(other) {
+                Some(Edit::TooLong { .. }) if self.told_full => {
+                    self.screen.bell();
+                    None
+                }
+                Some(Edit::TooLong { .. }) => {
+                    self.told_full = true;
+                    Some(Input::Refused(format!(
+                        "the line is at the {DEFAULT_MAX_LINE}-byte limit a server accepts; \
+                         what is typed past it is refused"
+                    )))
+                }
+                _ => {
+                    if self.editor.line().len() < DEFAULT_MAX_LINE {
+                        self.told_full = false;
+                    }
+                    None
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pastes_split_on_any_line_break() {
+        assert_eq!(paste_lines("one"), ["one"]);
+        assert_eq!(paste_lines("one\n"), ["one"]);
+        assert_eq!(paste_lines("a\r\nb\rc\nd"), ["a", "b", "c", "d"]);
+        assert_eq!(paste_lines("a\n\nb"), ["a", "", "b"]);
+    }
+
+    #[test]
+    fn tab_offers_the_commands_a_person_types() {
+        let c = commands();
+        assert!(c.contains(&"/join") && c.contains(&"/msg") && c.contains(&"/help"));
+        assert!(!c.contains(&"/pong"), "{c:?}");
+        assert!(c.iter().all(|c| c.starts_with('/') && !c.contains(' ')));
     }
 }

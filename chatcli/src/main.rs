@@ -11,10 +11,16 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod complete;
+mod editor;
 mod input;
+mod keys;
+mod linescreen;
 mod net;
 mod render;
+mod roster;
 mod sanitize;
+mod terminal;
 mod tls;
 
 use std::process::ExitCode;
@@ -37,9 +43,21 @@ struct Args {
     /// no colours (also off when NO_COLOR is set or output is not a terminal)
     #[argh(switch)]
     no_color: bool,
-    /// when the connection is lost, reconnect with back-off and re-join the group
+    /// the line mode on a terminal: a prompt at the bottom, lines scrolling up
+    /// (for now the only mode; accepted so scripts can ask for it already)
+    #[argh(switch)]
+    #[allow(dead_code)] // read once the full-screen mode exists
+    plain: bool,
+    /// when the connection is lost, exit (status 1) instead of reconnecting
+    #[argh(switch)]
+    no_reconnect: bool,
+    /// reconnect when the connection is lost (the default; kept for old scripts)
     #[argh(switch)]
     reconnect: bool,
+    /// seconds of silence from the server before the client asks for a sign of
+    /// life, and again before it gives the connection up (default 60)
+    #[argh(option, default = "60")]
+    keepalive: u64,
     /// server address as HOST:PORT or HOST, instead of --host and --port
     #[argh(positional)]
     addr: Option<String>,
@@ -87,8 +105,38 @@ fn want_colour(no_color_flag: bool) -> bool {
         && std::io::stdin().is_terminal()
 }
 
+/// The flags, or the exit status to leave with: 0 after `--help`, 2 for
+/// anything argh refuses (an unknown flag, `--port abc`, `--port 99999`), as for
+/// the client's own checks; 1 stays for a server that cannot be reached.
+fn parse_args(argv: &[String]) -> Result<Args, ExitCode> {
+    let command = argv.first().map_or("chatcli", String::as_str);
+    let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    Args::from_args(&[command], &rest).map_err(|early| {
+        if early.status.is_ok() {
+            println!("{}", early.output);
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("{}", early.output.trim_end());
+            eprintln!("Run {command} --help for more information.");
+            ExitCode::from(2)
+        }
+    })
+}
+
 fn main() -> ExitCode {
-    let args: Args = argh::from_env();
+    let argv: Vec<String> = std::env::args().collect();
+    let args = match parse_args(&argv) {
+        Ok(args) => args,
+        Err(status) => return status,
+    };
+    if args.keepalive == 0 {
+        eprintln!("chatcli: --keepalive: must be at least 1 second");
+        return ExitCode::from(2);
+    }
+    if args.reconnect && args.no_reconnect {
+        eprintln!("chatcli: give either --reconnect or --no-reconnect, not both");
+        return ExitCode::from(2);
+    }
     let addr = match address(&args) {
         Ok(a) => a,
         Err(e) => {
@@ -115,7 +163,8 @@ fn main() -> ExitCode {
         addr,
         name,
         colour: want_colour(args.no_color),
-        reconnect: args.reconnect,
+        reconnect: !args.no_reconnect,
+        keepalive: std::time::Duration::from_secs(args.keepalive),
     };
     match smol::block_on(app::run(opts, sig_rx)) {
         app::Exit::Quit => ExitCode::SUCCESS,
@@ -149,5 +198,32 @@ mod tests {
         }
         assert!(address(&args(&["x:1", "--port", "2"])).is_err());
         assert!(address(&args(&["x:notaport"])).is_err());
+    }
+
+    #[test]
+    fn bad_flags_exit_2_and_help_exits_0() {
+        let argv = |a: &[&str]| -> Vec<String> {
+            std::iter::once("chatcli")
+                .chain(a.iter().copied())
+                .map(str::to_owned)
+                .collect()
+        };
+        for bad in [
+            &["--port", "99999"][..],
+            &["--port", "abc"],
+            &["--bogus"],
+            &["--name"],
+        ] {
+            assert_eq!(
+                parse_args(&argv(bad)).unwrap_err(),
+                ExitCode::from(2),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_args(&argv(&["--help"])).unwrap_err(),
+            ExitCode::SUCCESS
+        );
+        assert!(parse_args(&argv(&["--port", "9000"])).is_ok());
     }
 }

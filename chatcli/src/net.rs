@@ -11,13 +11,29 @@ use std::time::Duration;
 use chatproto::{
     parse_event, Command, Event, FrameError, LineFramer, ParseError, EVENT_LINE_LIMIT,
 };
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::Timer;
+
+/// What a connection's lines travel over: the TCP stream itself, or a layer on
+/// it such as TLS. Only [`Connection::open`] chooses; the rest of the client
+/// sees a [`Connection`].
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
 /// How long a connection attempt may take. The operating system's own limit is
 /// minutes, too long to look at a `[connecting]>` prompt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.socket.peer_addr().ok())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What the server did.
 #[derive(Debug)]
@@ -32,9 +48,11 @@ pub(crate) enum NetEvent {
     Closed(Option<io::Error>),
 }
 
-#[derive(Debug)]
 pub(crate) struct Connection {
-    stream: TcpStream,
+    /// The socket under the transport, kept to shut it down at once (a TLS
+    /// close would wait for the peer).
+    socket: TcpStream,
+    stream: Box<dyn Transport>,
     framer: LineFramer,
     buf: Box<[u8]>,
     closed: bool,
@@ -52,15 +70,23 @@ impl Connection {
                 "connection timed out",
             ))
         };
-        let stream = future::or(connect, timeout).await?;
+        let socket = future::or(connect, timeout).await?;
         // Chat lines are small and typed by people: send each at once.
-        stream.set_nodelay(true)?;
-        Ok(Self {
+        socket.set_nodelay(true)?;
+        // The one place where a transport is chosen (TLS would wrap `socket` here).
+        let stream: Box<dyn Transport> = Box::new(socket.clone());
+        Ok(Self::over(socket, stream))
+    }
+
+    /// A connection whose lines go over `stream`, which runs on `socket`.
+    pub(crate) fn over(socket: TcpStream, stream: Box<dyn Transport>) -> Self {
+        Self {
+            socket,
             stream,
             framer: LineFramer::new(EVENT_LINE_LIMIT),
             buf: vec![0; 16 * 1024].into_boxed_slice(),
             closed: false,
-        })
+        }
     }
 
     /// The next thing the server did. Cancel-safe: bytes read are in the framer
@@ -112,7 +138,7 @@ impl Connection {
 
     /// Closes both directions now; the peer sees EOF.
     pub(crate) fn close(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.socket.shutdown(Shutdown::Both);
     }
 }
 

@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use chatproto::{Command, Event, FrameError, Name, ParseError, Scope, Session, COMMAND_HELP};
+use chatproto::{
+    Command, Event, FrameError, Name, ParseError, Scope, Session, Token, COMMAND_HELP,
+};
 
 use crate::sanitize::{sanitize, sanitize_clipped};
 
@@ -43,8 +45,10 @@ pub(crate) enum Style {
     Scope,
     /// `[DM]`.
     Private,
-    /// A user's name, in the colour derived from it.
+    /// A user's name, in the colour derived from it (a 256-colour index).
     Name(u8),
+    /// This session's own name: bold, so own lines stand out.
+    Own,
     /// Join, part and rename notices, and other things of little weight.
     Dim,
     /// Refusals from the server and local mistakes.
@@ -77,9 +81,13 @@ impl Line {
     }
 }
 
-/// SGR parameters of the colours names get: greens, yellows, blues, magentas and
-/// cyans in normal and bright forms. Red is kept for errors.
-const NAME_COLOURS: [u8; 10] = [32, 33, 34, 35, 36, 92, 93, 94, 95, 96];
+/// The 256-colour indexes names get, as weechat's larger palettes: greens,
+/// yellows, blues, magentas, cyans and oranges that read on dark and light
+/// backgrounds. Pure reds are kept for errors, greys for notices.
+pub(crate) const NAME_COLOURS: [u8; 24] = [
+    28, 30, 32, 34, 37, 39, 62, 64, 67, 70, 73, 75, 97, 99, 105, 128, 130, 133, 136, 141, 166, 170,
+    172, 178,
+];
 
 /// A colour derived from the name alone (ignoring case, as names are unique
 /// ignoring case), so a user looks the same in every line and every session.
@@ -97,14 +105,23 @@ pub(crate) fn name_colour(name: &str) -> u8 {
 /// The only place where escape sequences are written.
 pub(crate) fn paint(line: &Line, colour: bool) -> String {
     let mut out = String::new();
+    // Every `-- ` line is a notice (greetings, lists, joins): its words are
+    // dimmed, the names in it keep their colours.
+    let notice = line
+        .0
+        .iter()
+        .find(|s| s.style != Style::Time)
+        .is_some_and(|s| s.text.starts_with("-- "));
     for span in &line.0 {
         let sgr = match span.style {
             _ if !colour => None,
+            Style::Plain if notice => Some("2".to_owned()),
             Style::Plain => None,
             Style::Time | Style::Dim => Some("2".to_owned()),
             Style::Scope => Some("1".to_owned()),
             Style::Private => Some("1;35".to_owned()),
-            Style::Name(c) => Some(c.to_string()),
+            Style::Name(c) => Some(format!("38;5;{c}")),
+            Style::Own => Some("1".to_owned()),
             Style::Error => Some("31".to_owned()),
         };
         match sgr {
@@ -132,17 +149,19 @@ fn name_span(line: Line, name: &str) -> Line {
 }
 
 /// `[Global]` or `[rust]`.
-fn scope_label(scope: &Scope) -> String {
+pub(crate) fn scope_label(scope: &Scope) -> String {
     match scope {
         Scope::Global => "[Global]".to_owned(),
         Scope::Group(g) => format!("[{}]", sanitize(g.as_str())),
     }
 }
 
-/// "you" for this session's own name, else the name.
+/// A name, this session's own in its own style. Own lines show the real name,
+/// not "you": names are unique, so nobody else can look like us (a user who
+/// registers as `you` could, even without colours).
 fn who(line: Line, session: &Session, name: &Name) -> Line {
     if session.is_me(name) {
-        line.push(Style::Plain, "you")
+        line.push(Style::Own, sanitize(name.as_str()).into_owned())
     } else {
         name_span(line, name.as_str())
     }
@@ -164,6 +183,19 @@ fn dim_notice(at: Stamp, build: impl FnOnce(Line) -> Line) -> Line {
                 },
             })
             .collect(),
+    )
+}
+
+/// The greeting when the client registers by itself (`--name`, a
+/// reconnection): the server's question ("who are you?") is not for the person.
+pub(crate) fn hello_short(server: &Token, version: &Token, at: Stamp) -> Line {
+    stamped(at).push(
+        Style::Plain,
+        format!(
+            "-- connected to {} {}",
+            sanitize(server.as_str()),
+            sanitize(version.as_str())
+        ),
     )
 }
 
@@ -457,13 +489,15 @@ pub(crate) fn frame_error(err: &FrameError, at: Stamp) -> Line {
 /// The command list, offline: chatproto's table plus this client's keys.
 pub(crate) fn help() -> Vec<Line> {
     let mut lines = vec![Line::default().push(Style::Plain, "commands:")];
-    for (usage, what) in COMMAND_HELP {
+    // `/pong` is the client's business: it answers PING by itself.
+    for (usage, what) in COMMAND_HELP.iter().filter(|(u, _)| !u.starts_with("/pong")) {
         lines.push(Line::default().push(Style::Plain, format!("  {usage:<20} {what}")));
     }
     lines.push(Line::default().push(
         Style::Dim,
-        "keys: Enter sends, Up/Down history, Left/Right/Home/End move, Ctrl+W/Ctrl+U delete, \
-         Ctrl+L clears the screen, Ctrl+C or Ctrl+D quits",
+        "keys: Enter sends, Tab completes, Up/Down history, Left/Right/Home/End (Ctrl+A/E, \
+         Alt+B/F) move, Ctrl+W/U/K cut, Ctrl+Y pastes the cut, Ctrl+L clears the screen, \
+         Ctrl+C clears the line or quits on an empty one, Ctrl+D quits on an empty line",
     ));
     lines
 }
@@ -507,11 +541,11 @@ mod tests {
             ),
             ("ME * bob waves", "12:04 * bob waves"),
             ("ME rust bob waves", "12:04 [rust] * bob waves"),
-            ("DM bob alice hi", "12:04 [DM] bob -> you: hi"),
-            ("DM Alice bob hi", "12:04 [DM] you -> bob: hi"),
+            ("DM bob alice hi", "12:04 [DM] bob -> alice: hi"),
+            ("DM Alice bob hi", "12:04 [DM] Alice -> bob: hi"),
             ("JOIN * carol", "12:04 -- carol connected"),
             ("JOIN rust carol", "12:04 -- carol joined rust"),
-            ("JOIN rust alice", "12:04 -- you joined rust"),
+            ("JOIN rust alice", "12:04 -- alice joined rust"),
             ("PART rust carol", "12:04 -- carol left rust"),
             (
                 "PART * carol ping-timeout",
@@ -682,7 +716,7 @@ mod tests {
         assert_eq!(plain, "12:04 [Global] bob: hi");
         assert!(!plain.contains('\x1b'));
         let coloured = paint(&line, true);
-        let bob = format!("\x1b[{}mbob\x1b[0m", name_colour("bob"));
+        let bob = format!("\x1b[38;5;{}mbob\x1b[0m", name_colour("bob"));
         assert!(coloured.contains(&bob), "{coloured:?}");
         assert!(coloured.starts_with("\x1b[2m12:04 \x1b[0m"), "{coloured:?}");
         let err = event(
@@ -695,6 +729,12 @@ mod tests {
             paint(&err, true).starts_with("\x1b[2m12:04 \x1b[0m\x1b[31m!! usage"),
             "{:?}",
             paint(&err, true)
+        );
+        let info = event(&parse_event("INFO some news").unwrap(), &alice(), AT).unwrap();
+        assert!(
+            paint(&info, true).ends_with("\x1b[2m-- some news\x1b[0m"),
+            "{:?}",
+            paint(&info, true)
         );
         let join = event(&parse_event("JOIN * carol").unwrap(), &alice(), AT).unwrap();
         assert!(
@@ -714,7 +754,7 @@ mod tests {
         let distinct: std::collections::HashSet<u8> =
             names.iter().map(|n| name_colour(n)).collect();
         assert!(
-            distinct.len() >= 4,
+            distinct.len() >= 7,
             "only {} colours for 10 names",
             distinct.len()
         );
@@ -774,7 +814,12 @@ mod tests {
         let l = frame_error(&FrameError::BadEncoding { at: 3 }, AT);
         assert!(l.text().starts_with("12:04 ?? unreadable line"), "{l:?}");
         let help: Vec<String> = help().iter().map(Line::text).collect();
-        assert_eq!(help.len(), COMMAND_HELP.len() + 2);
+        assert_eq!(
+            help.len(),
+            COMMAND_HELP.len() + 1,
+            "all but /pong, and the keys"
+        );
+        assert!(!help.iter().any(|l| l.contains("/pong")), "{help:?}");
         assert!(help.iter().any(|l| l.contains("/join <group>")));
         assert!(help.iter().any(|l| l.contains("Ctrl+C")));
     }

@@ -89,14 +89,14 @@ fn events_print_as_lines_and_eof_quits_cleanly() {
     bob.send("/me waves");
     cli.expect("* bob waves");
     bob.send("/msg carol psst");
-    cli.expect("[DM] bob -> you: psst");
+    cli.expect("[DM] bob -> carol: psst");
     cli.send("/msg bob back");
-    cli.expect("[DM] you -> bob: back");
+    cli.expect("[DM] carol -> bob: back");
     assert_eq!(bob.expect("DM carol "), "DM carol bob back");
     cli.send("/users");
     cli.expect("-- 2 users in [Global]: bob, carol");
     cli.send("/join rust");
-    cli.expect("-- you joined rust");
+    cli.expect("-- carol joined rust");
     cli.send("/groups");
     cli.expect("-- 1 group: rust (1)");
     cli.send("in the group");
@@ -135,7 +135,7 @@ fn taken_name_then_retry_in_a_script() {
 fn server_gone_is_a_clear_failure() {
     let mut server = Server::start();
     let port = port_arg(&server);
-    let mut cli = PipedClient::start(&["--port", &port, "--name", "erin"]);
+    let mut cli = PipedClient::start(&["--port", &port, "--name", "erin", "--no-reconnect"]);
     cli.expect("you are erin");
     server.kill();
     cli.expect("connection to 127.0.0.1:");
@@ -151,7 +151,7 @@ fn unreachable_server_fails_at_once() {
         .local_addr()
         .unwrap()
         .port();
-    let mut cli = PipedClient::start(&["--port", &port.to_string()]);
+    let mut cli = PipedClient::start(&["--port", &port.to_string(), "--no-reconnect"]);
     cli.expect("cannot connect to 127.0.0.1:");
     let (status, _) = cli.wait();
     assert_eq!(status.code(), Some(1), "{status}");
@@ -159,7 +159,17 @@ fn unreachable_server_fails_at_once() {
 
 #[test]
 fn bad_arguments_exit_2() {
-    for args in [&["--name", "no spaces"][..], &["h:1", "--port", "2"][..]] {
+    // The client's own checks and argh's refusals alike (status 1 means the
+    // server could not be reached, so a typo must not look like that).
+    for args in [
+        &["--name", "no spaces"][..],
+        &["h:1", "--port", "2"],
+        &["--port", "99999"],
+        &["--port", "abc"],
+        &["--bogus"],
+        &["--name"],
+        &["--keepalive", "0"],
+    ] {
         let out = Command::new(chatcli())
             .args(args)
             .stdin(Stdio::null())
@@ -168,6 +178,13 @@ fn bad_arguments_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
     }
+    let help = Command::new(chatcli())
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--no-reconnect"));
 }
 
 #[test]
@@ -207,21 +224,21 @@ fn sigterm_leaves_with_quit() {
     assert!(status.success(), "{status}");
 }
 
+/// Reconnecting is the default (no flag).
 #[test]
 fn reconnects_and_rejoins_the_group() {
     let mut server = Server::start();
     let port = server.port;
-    let mut cli =
-        PipedClient::start(&["--port", &port.to_string(), "--name", "hana", "--reconnect"]);
+    let mut cli = PipedClient::start(&["--port", &port.to_string(), "--name", "hana"]);
     cli.expect("you are hana");
     cli.send("/join rust");
-    cli.expect("-- you joined rust");
+    cli.expect("-- hana joined rust");
     server.kill();
     cli.expect("reconnecting in 1 s");
     let _server = Server::start_on(&format!("127.0.0.1:{port}"));
     cli.expect("-- reconnected");
     cli.expect("-- you are hana");
-    cli.expect("-- you joined rust");
+    cli.expect("-- hana joined rust");
     let mut bob = Peer::join(port, "bob");
     bob.send("/join rust");
     bob.expect("JOIN rust bob");
@@ -306,10 +323,10 @@ fn a_script_is_echoed_in_the_scope_the_server_confirmed() {
     let seen = cli.expect("-- disconnected, bye").join("\n");
     for want in [
         "!! no user is named nobody",
-        "-- you joined rust",
+        "-- ivy joined rust",
         "[rust] ivy: in rust",
         "!! input line is not valid UTF-8 (byte 4), discarded",
-        "-- you left rust",
+        "-- ivy left rust",
         "[Global] ivy: back in global",
     ] {
         assert!(seen.contains(want), "{want:?} missing from:\n{seen}");
@@ -387,7 +404,13 @@ fn a_signal_leaves_while_the_server_is_not_reading() {
 #[test]
 fn server_shutdown_is_shown_with_its_reason() {
     let server = Server::start();
-    let mut cli = PipedClient::start(&["--port", &port_arg(&server), "--name", "jo"]);
+    let mut cli = PipedClient::start(&[
+        "--port",
+        &port_arg(&server),
+        "--name",
+        "jo",
+        "--no-reconnect",
+    ]);
     cli.expect("you are jo");
     support::terminate(server.pid());
     cli.expect("!! the server closed the connection: server-shutdown");

@@ -7,146 +7,10 @@
 
 mod support;
 
-use std::process::{Command, Output};
 use std::thread;
-use std::time::{Duration, Instant};
 
-use support::{chatcli, Peer, Server, WAIT};
-
-/// A tmux server of our own (its own socket, no config), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn available() -> bool {
-        Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    /// Runs `shell_cmd` in a detached 100x30 session on a tmux server named
-    /// for this process and `test`, so parallel tests do not share one.
-    fn start(test: &str, shell_cmd: &str) -> Self {
-        let socket = format!("chatcli-{}-{test}", std::process::id());
-        let tmux = Self { socket };
-        let out = tmux.run(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            shell_cmd,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "t"];
-        args.extend_from_slice(keys);
-        let out = self.run(&args);
-        assert!(out.status.success(), "send-keys {keys:?}");
-    }
-
-    /// Literal text, typed (no key names interpreted).
-    fn type_text(&self, text: &str) {
-        let out = self.run(&["send-keys", "-t", "t", "-l", text]);
-        assert!(out.status.success(), "send-keys -l {text:?}");
-    }
-
-    /// The visible screen; with `escapes`, SGR colour codes included.
-    fn screen(&self, escapes: bool) -> String {
-        // -J joins wrapped lines, so long lines can be matched whole.
-        let args: &[&str] = if escapes {
-            &["capture-pane", "-p", "-J", "-e", "-t", "t"]
-        } else {
-            &["capture-pane", "-p", "-J", "-t", "t"]
-        };
-        String::from_utf8_lossy(&self.run(args).stdout).into_owned()
-    }
-
-    /// Waits until `check` holds for the screen; returns that screen.
-    fn wait_for(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let screen = self.screen(false);
-            if check(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "screen never showed {what}:\n{screen}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_text(&self, text: &str) -> String {
-        self.wait_for(&format!("{text:?}"), |s| s.contains(text))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
-/// A shell command running chatcli with `args`; after it exits, the shell
-/// reports its status and the terminal's modes, then stays so the screen can
-/// be read.
-fn shell_for(args: &str) -> String {
-    format!(
-        "env -u NO_COLOR {} {args}; echo EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | sed 's/^/MODE=/'; sleep 60",
-        chatcli().display()
-    )
-}
-
-/// Checks the shell's report after chatcli exited: status 0, and canonical
-/// mode with echo (raw mode undone).
-fn assert_left_cleanly(tmux: &Tmux) {
-    let screen = tmux.wait_for("both terminal modes", |s| s.matches("MODE=").count() == 2);
-    assert!(screen.contains("EXIT=0"), "exit status:\n{screen}");
-    assert!(
-        screen.contains("MODE=icanon"),
-        "terminal left raw:\n{screen}"
-    );
-    assert!(
-        screen.contains("MODE=echo"),
-        "terminal left without echo:\n{screen}"
-    );
-}
-
-/// The last non-empty line of a screen, where the prompt is; without trailing
-/// blanks, which tmux may or may not report.
-fn bottom(screen: &str) -> &str {
-    screen
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim_end()
-}
+use support::tmux::{assert_left_cleanly, bottom, shell_for, Tmux};
+use support::{Peer, Server};
 
 #[test]
 fn chat_in_a_terminal() {
@@ -155,7 +19,7 @@ fn chat_in_a_terminal() {
         return;
     }
     let server = Server::start();
-    let shell = shell_for(&format!("--port {}", server.port));
+    let shell = shell_for(&format!("--plain --port {}", server.port));
     let tmux = Tmux::start("chat", &shell);
 
     // No --name: the server's greeting asks, the prompt says so.
@@ -165,7 +29,7 @@ fn chat_in_a_terminal() {
     tmux.type_text("alice");
     tmux.keys(&["Enter"]);
     tmux.wait_text("-- you are alice");
-    tmux.wait_for("the global prompt", |s| bottom(s).starts_with("[global]>"));
+    tmux.wait_for("the global prompt", |s| bottom(s).starts_with("[Global]>"));
 
     // A second client: its messages appear, ours reach it.
     let mut bob = Peer::join(server.port, "bob");
@@ -180,16 +44,26 @@ fn chat_in_a_terminal() {
             .any(|l| l.contains("hello alice") && l.contains("\x1b[")),
         "no colour on the terminal:\n{coloured:?}"
     );
+    // A notice is dimmed as a whole, not just its time stamp.
+    let greeting = coloured
+        .lines()
+        .find(|l| l.contains("connected to chatd"))
+        .expect("the greeting");
+    let upto = &greeting[..greeting.find("chatd").expect("in it")];
+    assert!(
+        upto.starts_with("\x1b[2m") && !upto.contains("\x1b[0m") && !upto.contains("\x1b[22m"),
+        "greeting not dimmed: {greeting:?}"
+    );
 
     // Half a line typed, then a message arrives: the half line stays intact
     // at the prompt, below the new message.
     tmux.type_text("half a li");
-    tmux.wait_for("the half line", |s| bottom(s) == "[global]> half a li");
+    tmux.wait_for("the half line", |s| bottom(s) == "[Global]> half a li");
     bob.send("this arrives mid-typing");
     let screen = tmux.wait_text("[Global] bob: this arrives mid-typing");
     assert_eq!(
         bottom(&screen),
-        "[global]> half a li",
+        "[Global]> half a li",
         "half line lost:\n{screen}"
     );
     tmux.type_text("ne");
@@ -207,11 +81,15 @@ fn chat_in_a_terminal() {
     // The prompt follows the scope.
     tmux.type_text("/join rust");
     tmux.keys(&["Enter"]);
-    tmux.wait_text("-- you joined rust");
+    tmux.wait_text("-- alice joined rust");
     tmux.wait_for("the group prompt", |s| bottom(s).starts_with("[rust]>"));
 
-    // Ctrl+C: /quit sent, exit 0, terminal back in canonical mode with echo.
+    // Ctrl+C on a line being typed clears it and sends nothing; on the empty
+    // line it leaves: /quit sent, exit 0, terminal back in canonical mode.
     tmux.type_text("unsent");
+    tmux.wait_for("the typed line", |s| bottom(s) == "[rust]> unsent");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the cleared line", |s| bottom(s) == "[rust]>");
     tmux.keys(&["C-c"]);
     assert_eq!(bob.expect("PART * alice"), "PART * alice quit");
     assert_left_cleanly(&tmux);
@@ -226,13 +104,16 @@ fn name_flag_no_colour_help_history_and_ctrl_d() {
     let server = Server::start();
     let tmux = Tmux::start(
         "flags",
-        &shell_for(&format!("--port {} --name zed --no-color", server.port)),
+        &shell_for(&format!(
+            "--plain --port {} --name zed --no-color",
+            server.port
+        )),
     );
     tmux.wait_text("-- you are zed");
-    tmux.wait_for("the global prompt", |s| bottom(s).starts_with("[global]>"));
+    tmux.wait_for("the global prompt", |s| bottom(s).starts_with("[Global]>"));
     let mut bob = Peer::join(server.port, "bob");
     bob.send("/msg zed a secret");
-    tmux.wait_text("[DM] bob -> you: a secret");
+    tmux.wait_text("[DM] bob -> zed: a secret");
     // --no-color: not one escape sequence on the screen.
     let raw = tmux.screen(true);
     assert!(
@@ -243,13 +124,13 @@ fn name_flag_no_colour_help_history_and_ctrl_d() {
     tmux.type_text("/help");
     tmux.keys(&["Enter"]);
     tmux.wait_text("/msg <name> <text>");
-    tmux.wait_text("Ctrl+C or Ctrl+D quits");
+    tmux.wait_text("Ctrl+D quits on an empty line");
     // History: Up brings back the last line sent.
     tmux.type_text("first line");
     tmux.keys(&["Enter"]);
     assert_eq!(bob.expect("MSG "), "MSG * zed first line");
     tmux.keys(&["Up"]);
-    tmux.wait_for("the recalled line", |s| bottom(s) == "[global]> first line");
+    tmux.wait_for("the recalled line", |s| bottom(s) == "[Global]> first line");
     tmux.keys(&["Enter"]);
     assert_eq!(bob.expect("MSG "), "MSG * zed first line");
     // A bad command: a local error, nothing sent.
@@ -289,7 +170,10 @@ fn hostile_server_cannot_drive_the_terminal() {
         let _ = s.write_all(b"BYE quit\n");
         line
     });
-    let tmux = Tmux::start("hostile", &shell_for(&format!("--port {port} --name eve")));
+    let tmux = Tmux::start(
+        "hostile",
+        &shell_for(&format!("--plain --port {port} --name eve")),
+    );
     let screen = tmux.wait_text("-- after the attack");
     assert!(
         screen.contains("[Global] bob: before the attack"),
@@ -335,7 +219,10 @@ fn ctrl_c_while_the_connection_hangs() {
         .port();
     // A backlog of 0 still takes one connection; never accepted, it fills the queue.
     let _filler = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let tmux = Tmux::start("hang", &shell_for(&format!("--port {port} --name hal")));
+    let tmux = Tmux::start(
+        "hang",
+        &shell_for(&format!("--plain --port {port} --name hal")),
+    );
     tmux.wait_for("the connecting prompt", |s| {
         bottom(s).starts_with("[connecting]>")
     });
