@@ -13,12 +13,18 @@
 #   storm10000 sendqmem sendqmemping dmflood cascade cascadeloud bigreply
 #   and (issue 9, chatd only) fanout1000irc: fanout1000 with every other client
 #   speaking IRC to chatd's --irc-listen on $IRC_PORT
+#   and (issue 11) ttfb1000 ttfb1000tls fanout1000tls idle10000tls handshakes handshakestls:
+#   the *tls ones (chatd only) against chatd's --tls-listen on $TLS_PORT with a
+#   P-256 certificate made by openssl in $OUT; chatload's --tls does not verify it
+#   (loopback) so that the tester spends no CPU on that; handshakes is the same
+#   scenario in plaintext (fresh TCP connections up to HELLO) to compare with
 # Environment:
 #   SERVERS="floor chatd chatd-mt"  which servers to run
 #   DURATION=20        seconds of load per run (slowreader: SLOW_DURATION=60)
 #   OUT=target/bench   where results go
 #   FLOORSRV=../shared/floorsrv   floorsrv's cargo project
-#   PORT=18090 IRC_PORT=$((PORT + 1))   the servers' ports (IRC: fanout1000irc)
+#   PORT=18090 IRC_PORT=$((PORT + 1)) TLS_PORT=$((PORT + 2))   the servers' ports
+#                      (IRC: fanout1000irc; TLS: the *tls scenarios)
 #   PERF=1             record a cpu-clock profile of each chatd run ($OUT/*.perf.data)
 # Every step is bounded: chatload has --timeout, floorsrv --max-runtime, and
 # each server is killed after its scenario.
@@ -32,9 +38,11 @@ OUT=${OUT:-target/bench}
 FLOORSRV=${FLOORSRV:-../shared/floorsrv}
 PORT=${PORT:-18090}
 IRC_PORT=${IRC_PORT:-$((PORT + 1))}
+TLS_PORT=${TLS_PORT:-$((PORT + 2))}
 ALL="ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowreader"
 ALL="$ALL storm10000 sendqmem sendqmemping dmflood cascade cascadeloud bigreply"
 ALL="$ALL fanout1000irc"
+ALL="$ALL ttfb1000 ttfb1000tls fanout1000tls idle10000tls handshakes handshakestls"
 SCENARIOS=${*:-$ALL}
 mkdir -p "$OUT"
 
@@ -48,6 +56,13 @@ mkdir -p "$OUT/bin"
 cp target/release/chatd target/release/chatload "$OUT/bin/"
 [[ " $SERVERS " != *" floor "* ]] || cp target/floorsrv/release/floorsrv "$OUT/bin/"
 ulimit -n 20000 2>/dev/null || true
+# The certificate the *tls scenarios' chatd serves (P-256, as rcgen and most
+# ACME clients make them); made once per $OUT.
+if [[ " $SCENARIOS " == *tls* && ! -s "$OUT/tls.key" ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -keyout "$OUT/tls.key" -out "$OUT/tls.crt" 2>/dev/null
+fi
 
 SERVER_PID=
 PERF_PID=
@@ -76,6 +91,7 @@ chatd_flags_for() { # scenario
         # the quadratic cascade the kicker's rounds must keep short.
         cascadeloud) echo "--flood-rate 0 --sendq 64KiB --presence-limit 100000" ;;
         fanout1000irc) echo "--irc-listen 127.0.0.1:$IRC_PORT" ;;
+        *tls) echo "--tls-listen 127.0.0.1:$TLS_PORT --tls-cert $OUT/tls.crt --tls-key $OUT/tls.key" ;;
         *) echo "" ;;
     esac
 }
@@ -101,8 +117,9 @@ start_server() { # name scenario
     esac
     SERVER_PID=$!
     for _ in $(seq 100); do
-        # With --irc-listen, its port must be open too.
-        if listening "$PORT" && { [[ "$flags" != *--irc-listen* ]] || listening "$IRC_PORT"; }; then
+        # With --irc-listen or --tls-listen, that port must be open too.
+        if listening "$PORT" && { [[ "$flags" != *--irc-listen* ]] || listening "$IRC_PORT"; } &&
+            { [[ "$flags" != *--tls-listen* ]] || listening "$TLS_PORT"; }; then
             if [[ "${PERF:-0}" == 1 && "$1" == chatd* ]]; then
                 perf record -F 999 -e cpu-clock -g -p "$SERVER_PID" -o "$OUT/$1.$2.perf.data" \
                     >/dev/null 2>&1 &
@@ -112,7 +129,7 @@ start_server() { # name scenario
         fi
         sleep 0.1
     done
-    echo "$1 did not listen on $PORT (and $IRC_PORT for IRC)" >&2
+    echo "$1 did not listen on $PORT (and $IRC_PORT for IRC, $TLS_PORT for TLS)" >&2
     exit 1
 }
 
@@ -121,13 +138,18 @@ args_for() { # scenario
     case "$1" in
         ttfb200) echo "ttfb -n 200 -r 0.5 -d $d" ;;
         ttfb5000) echo "ttfb -n 5000 -r 0.5 -d $d" ;;
+        ttfb1000|ttfb1000tls) echo "ttfb -n 1000 -r 0.5 -d $d" ;;
         sweep) echo "ttfb --sweep 2000:2000:10000 -r 0.5 -d $((d / 4 > 5 ? d / 4 : 5)) --step-pause 5" ;;
         fanout100) echo "fanout -n 100 -s 10 -m 100 -d $d" ;;
         fanout1000) echo "fanout -n 1000 -s 10 -m 20 -d $d" ;;
         # 50 senders at 10 msg/s each stay under chatd's default flood pacing (20/s).
         fanout1000x500) echo "fanout -n 1000 -s 50 -m 500 -d $d" ;;
-        fanout1000irc) echo "fanout -n 1000 -s 10 -m 20 -d $d" ;;
-        idle10000) echo "idle -n 10000 --pid $SERVER_PID --hold 5" ;;
+        fanout1000irc|fanout1000tls) echo "fanout -n 1000 -s 10 -m 20 -d $d" ;;
+        idle10000|idle10000tls) echo "idle -n 10000 --pid $SERVER_PID --hold 5" ;;
+        # Enough connections in flight to keep one server core busy; 10 s of
+        # fresh connections stay within the ephemeral ports (TIME_WAIT is reused
+        # on loopback).
+        handshakes|handshakestls) echo "handshakes -c 32 -d 10 --pid $SERVER_PID" ;;
         # 40 senders at 5 msg/s of 400 B each: chatd's pacing also charges a token
         # per 250 bytes, so 10/s of 400 B (26 tokens/s) per sender would be paced.
         slowreader) echo "slowreader -n 100 -s 40 -m 200 --size 400 -k 1 -d $SLOW_DURATION" ;;
@@ -147,6 +169,7 @@ global_args_for() { # scenario
     case "$1" in
         # Every other client (odd indexes: half the senders and receivers) speaks IRC.
         fanout1000irc) echo "--dialect mix --irc-addr 127.0.0.1:$IRC_PORT" ;;
+        *tls) echo "--tls" ;;
         *) echo "" ;;
     esac
 }
@@ -157,10 +180,16 @@ for scenario in $SCENARIOS; do
             echo "== $server $scenario: skipped (floorsrv speaks no IRC)" >&2
             continue
         fi
+        if [[ "$scenario" == *tls && "$server" == floor ]]; then
+            echo "== $server $scenario: skipped (floorsrv speaks no TLS)" >&2
+            continue
+        fi
+        port=$PORT
+        [[ "$scenario" != *tls ]] || port=$TLS_PORT
         start_server "$server" "$scenario"
         echo "== $server $scenario: chatload $(global_args_for "$scenario") $(args_for "$scenario")" >&2
         # shellcheck disable=SC2046 # the arguments are meant to split
-        taskset -c 0 "$OUT/bin/chatload" --addr "127.0.0.1:$PORT" --json --timeout 900 \
+        taskset -c 0 "$OUT/bin/chatload" --addr "127.0.0.1:$port" --json --timeout 900 \
             $(global_args_for "$scenario") $(args_for "$scenario") \
             >"$OUT/$server.$scenario.json" || echo "   (chatload failed)" >&2
         stop_server
@@ -175,14 +204,16 @@ metric() { # scenario file
     [[ -s "$f" ]] || { echo "-"; return; }
     case "$1" in
         ttfb200) jq -r '"p50 \(.ttfb.p50_ms) p99 \(.ttfb.p99_ms) ms"' "$f" ;;
+        ttfb1000*) jq -r '"p50 \(.ttfb.p50_ms) p99 \(.ttfb.p99_ms) ms, \(.responses)/\(.requests_sent) answered; connect\(if .tls then "+handshake" else "" end) p50 \(.connect.p50_ms) p99 \(.connect.p99_ms) ms"' "$f" ;;
         ttfb5000) jq -r '"\(if .requests_sent > 0 then (100 * .responses / .requests_sent | floor) else 0 end)% answered, p99 \(.ttfb.p99_ms) ms, \(.connections_failed) failed"' "$f" ;;
         sweep) jq -r '"peak \(.peak_stable_clients // "none"); last: \(.steps[-1].clients) clients p50 \(.steps[-1].ttfb.p50_ms) p99 \(.steps[-1].ttfb.p99_ms) ms \(.steps[-1].verdict)"' "$f" ;;
         fanout*) jq -r '"lost \(.lost) dup \(.duplicated), \(.deliveries_per_s | floor)/s, p50 \(.latency.p50_ms) p99 \(.latency.p99_ms) max \(.latency.max_ms) ms"' "$f" ;;
-        idle10000) jq -r '"\(.bytes_per_connection | floor) B/conn (\(.connections_ok) ok)"' "$f" ;;
+        idle10000*) jq -r '"\(.bytes_per_connection | floor) B/conn (\(.connections_ok) ok)"' "$f" ;;
         storm10000) jq -r '"\(.registered)/\(.clients) registered, all after \(.all_registered_s // "never") s, p50 \(.registration.p50_ms) p99 \(.registration.p99_ms) max \(.registration.max_ms) ms"' "$f" ;;
         sendqmem*) jq -r '"\(.peak_bytes_per_slow_client | floor) B per slow client = \(.ratio_to_sendq * 100 | floor / 100) x sendq, \(.cut)/\(.slow_clients) cut"' "$f" ;;
         dmflood) jq -r '"victim \(if .victim_cut then "cut after \(.cut_after_s) s (\(.cut_seen_as | join(", ")))" else "survived" end), \(.victim_bytes_per_s | floor) B/s, \(.dms_delivered) DMs"' "$f" ;;
         cascade*) jq -r '"\(.cut)/\(.clients) cut, probe p50 \(.probe_rtt.p50_ms) p99 \(.probe_rtt.p99_ms) max \(.probe_rtt.max_ms) ms (\(.pings_answered)/\(.pings_sent)); during the cascade (\(.pings_during_cascade) pings): p50 \(.probe_rtt_cascade.p50_ms) p99 \(.probe_rtt_cascade.p99_ms) max \(.probe_rtt_cascade.max_ms) ms"' "$f" ;;
+        handshakes*) jq -r '"\(.per_second | floor)/s (\(.failed) failed), \(.per_server_cpu_s // 0 | floor) per server CPU s, chatload CPU \(.client_cpu_s) s of \(.duration_s | floor), p50 \(.handshake.p50_ms) p99 \(.handshake.p99_ms) ms"' "$f" ;;
         bigreply) jq -r '"\(.bytes_per_s | floor) B/s, \(.replies_per_s | floor) replies/s"' "$f" ;;
         slowreader) jq -r '"holds \(.holds): lost \(.lost), cut \(.slow.cut_with_bye + .slow.cut_seen_in_part)/\(.slow.slow_clients) at \(.slow.parts_seen | map(.[1]) | tostring) s, probe \(.slow.probe_answered)/\(.slow.probe_sent), p99 \(.latency.p99_ms) ms"' "$f" ;;
     esac
