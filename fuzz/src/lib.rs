@@ -15,10 +15,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatproto::server::{ConnId, Effect, Input, Outgoing, Server, ServerConfig};
+use chatproto::server::{
+    AccountsConfig, Answer, ConnId, Effect, HistoryConfig, Input, Outgoing, PeerKey, Request,
+    RequestId, Server, ServerConfig, StoreOp,
+};
 use chatproto::{
-    parse_event, parse_line, CloseReason, Command, ErrorCode, Event, FrameError, GroupName,
-    LineFramer, Name, NameKey, ParseError, Refusal, Scope, Session, Text, Token, COMMAND_HELP,
+    parse_event, parse_line, AccountState, CloseReason, Command, ErrorCode, Event, FrameError,
+    GroupName, LineFramer, Name, NameKey, ParseError, Password, Past, Refusal, Scope, Session,
+    Text, Token, COMMAND_HELP,
 };
 
 /// A target's check: panics when chatproto breaks a promise on these bytes.
@@ -410,6 +414,7 @@ pub fn check_server(data: &[u8]) {
             .check_counts(&server)
             .unwrap_or_else(|e| panic!("{e}\n{}", context()));
     }
+    check_server_accounts(data);
 }
 
 /// The fuzz bytes, read as operations.
@@ -1063,6 +1068,444 @@ impl Model {
 }
 
 // ---------------------------------------------------------------------------
+// server, with accounts and history on
+
+/// The lines of the accounts run: the plain dictionary's, plus account and
+/// history commands. `acct` is an account from the start (password
+/// `hunter22`); every password here is one of three.
+const ACCOUNT_DICTIONARY: &[&str] = &[
+    "acct",
+    "/nick acct",
+    "/nick Acct2",
+    "/register hunter22",
+    "/register wrong-pw",
+    "/login acct hunter22",
+    "/login ACCT wrong-pw",
+    "/login ann hunter22",
+    "/login bob hunter22",
+    "/passwd hunter22 new-pass",
+    "/passwd wrong-pw new-pass",
+    "/unregister hunter22",
+    "/unregister new-pass",
+    "/history",
+    "/history 2",
+    "/history 5 104",
+    "/history 0",
+    "/msg acct are you there",
+    "/msg ACCT hello",
+    "/msg ann offline?",
+];
+
+/// The passwords of [`ACCOUNT_DICTIONARY`]: none may show in `Debug` output.
+const PASSWORDS: &[&str] = &["hunter22", "wrong-pw", "new-pass"];
+
+/// Replayed per scope on join and registration in the accounts run.
+const REPLAY: usize = 3;
+
+/// The accounts run's store: what the server told it to keep, answering
+/// truthfully (unless the program says otherwise).
+#[derive(Debug, Default)]
+struct FuzzStore {
+    /// Account key -> password.
+    accounts: BTreeMap<String, String>,
+    /// Every line kept, per scope key (`*` or the group's key), in order.
+    lines: BTreeMap<String, Vec<Past>>,
+    /// Offline DMs per account key.
+    offline: BTreeMap<String, Vec<Past>>,
+}
+
+fn scope_key_of(scope: &Scope) -> String {
+    match scope {
+        Scope::Global => "*".to_owned(),
+        Scope::Group(g) => g.key().as_str().to_owned(),
+    }
+}
+
+impl FuzzStore {
+    fn keep(&mut self, op: &StoreOp) {
+        let past = |o: &Outgoing| {
+            Past::new(o.id(), o.unix_ms(), o.event().clone())
+                .unwrap_or_else(|e| panic!("stored {e:?}, which is no past line"))
+        };
+        match op {
+            StoreOp::Line(o) => {
+                let p = past(o);
+                let key = scope_key_of(p.scope().expect("a stored line has a scope"));
+                self.lines.entry(key).or_default().push(p);
+            }
+            StoreOp::OfflineDm { account, event } => {
+                assert!(matches!(event.event(), Event::Dm { .. }), "{event:?}");
+                let key = account.key().as_str().to_owned();
+                self.offline.entry(key).or_default().push(past(event));
+            }
+            StoreOp::DeleteOfflineDms { account, through } => {
+                if let Some(v) = self.offline.get_mut(account.key().as_str()) {
+                    v.retain(|p| p.id() > *through);
+                }
+            }
+            other => panic!("unknown store write {other:?}"),
+        }
+    }
+
+    /// The truthful answer, applied to the store.
+    fn answer(&mut self, request: &Request) -> Answer {
+        let verify = |s: &Self, account: &Name, password: &Password| match s
+            .accounts
+            .get(account.key().as_str())
+        {
+            None => Err(Answer::NoSuchAccount),
+            Some(p) if p != password.expose() => Err(Answer::WrongPassword),
+            Some(_) => Ok(()),
+        };
+        match request {
+            Request::Register { account, password } => {
+                let key = account.key().as_str().to_owned();
+                if self.accounts.contains_key(&key) {
+                    return Answer::NameTaken;
+                }
+                self.accounts.insert(key, password.expose().to_owned());
+                Answer::Done
+            }
+            Request::Login { account, password } => match verify(self, account, password) {
+                Err(e) => e,
+                Ok(()) => Answer::LoggedIn {
+                    offline: self
+                        .offline
+                        .get(account.key().as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                },
+            },
+            Request::ChangePassword { account, old, new } => match verify(self, account, old) {
+                Err(e) => e,
+                Ok(()) => {
+                    let key = account.key().as_str().to_owned();
+                    self.accounts.insert(key, new.expose().to_owned());
+                    Answer::Done
+                }
+            },
+            Request::Unregister { account, password } => match verify(self, account, password) {
+                Err(e) => e,
+                Ok(()) => {
+                    self.accounts.remove(account.key().as_str());
+                    self.offline.remove(account.key().as_str());
+                    Answer::Done
+                }
+            },
+            Request::History {
+                scope,
+                before,
+                limit,
+            } => {
+                let lines = self.lines.get(&scope_key_of(scope)).cloned();
+                let mut lines: Vec<Past> = lines
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| before.is_none_or(|b| p.id() < b))
+                    .collect();
+                let skip = lines.len().saturating_sub(*limit);
+                lines.drain(..skip);
+                Answer::History(lines)
+            }
+            other => panic!("unknown request {other:?}"),
+        }
+    }
+}
+
+/// The accounts run of target `server`: the same bytes as a program for a
+/// server with accounts and history on, whose store is a [`FuzzStore`]. Byte
+/// `op % 10`: `0`-`7` as in [`check_server`] (`1` reads
+/// [`ACCOUNT_DICTIONARY`] and the plain dictionary), then
+/// - `8 k a`: answer request `k` of those not answered yet (past their
+///   number: one answered already, or an id never given) with the store's
+///   truthful answer (`a % 4` 0 or 1), `Failed` (2), or an answer of the
+///   wrong kind (3);
+/// - `9 c p`: `c` connects from peer `p % 3`.
+///
+/// Checked after every input: the lines are canonical events (as in
+/// [`check_server`]), the invariants hold, no password shows in a request's
+/// `Debug`, an answer that is not outstanding changes nothing, every replay
+/// (`HISTORY` lines up to `REPLAYED`) is a gapless run of its scope's stored
+/// lines and, on `/join` and registration, the latest ones; offline messages
+/// delivered at login are those the store answered with; nobody takes an
+/// account's name without logging in to it.
+pub fn check_server_accounts(data: &[u8]) {
+    let mut program = Program(data);
+    let start = Instant::now();
+    let mut now = start;
+    let mut config = ServerConfig::default();
+    config.presence_limit = 3;
+    let mut accounts = AccountsConfig::default();
+    accounts.offline_dms = 2;
+    config.accounts = Some(accounts);
+    config.max_queued_lines = 4;
+    let mut history = HistoryConfig::default();
+    history.replay = REPLAY;
+    // More than the groups a program can make: no scope is evicted, so a
+    // replay is always the scope's latest lines.
+    history.max_scopes = 2 * MAX_STEPS;
+    history.page = 2;
+    history.max_page = 5;
+    config.history = Some(history);
+    let mut server = Server::new(config);
+    let mut store = FuzzStore::default();
+    store
+        .accounts
+        .insert("acct".to_owned(), "hunter22".to_owned());
+    server.add_account(Name::try_from("acct").expect("a name"), 0);
+    let seeds: Vec<Past> = ["MSG * old before the restart", "MSG rust old in rust"]
+        .iter()
+        .zip(100..)
+        .map(|(line, id)| Past::from_stored(id, 1, line).expect("a past line"))
+        .collect();
+    for p in &seeds {
+        let key = scope_key_of(p.scope().expect("seeds have scopes"));
+        store.lines.entry(key).or_default().push(p.clone());
+    }
+    server.seed_history(seeds);
+    server.set_next_id(200);
+    let mut pending: Vec<(RequestId, Request)> = Vec::new();
+    let mut answered: Vec<RequestId> = Vec::new();
+    let mut history_log = Vec::new();
+    for step in 0..MAX_STEPS {
+        let Some(op) = program.next() else { break };
+        let (input, gave) = match op % 10 {
+            8 => {
+                let k = usize::from(program.operand());
+                let how = program.operand() % 4;
+                let (id, request) = if k < pending.len() {
+                    pending.remove(k)
+                } else if let Some(old) = answered.get(k % answered.len().max(1)) {
+                    (
+                        *old,
+                        Request::History {
+                            scope: Scope::Global,
+                            before: None,
+                            limit: 1,
+                        },
+                    )
+                } else {
+                    (
+                        RequestId::new(1 << 40),
+                        Request::History {
+                            scope: Scope::Global,
+                            before: None,
+                            limit: 1,
+                        },
+                    )
+                };
+                let stale = answered.contains(&id) || id.get() == 1 << 40;
+                let answer = match how {
+                    _ if stale => Answer::Failed,
+                    2 => Answer::Failed,
+                    3 => match request {
+                        Request::History { .. } => Answer::Done,
+                        _ => Answer::History(Vec::new()),
+                    },
+                    _ => store.answer(&request),
+                };
+                answered.push(id);
+                (Input::Answer(id, answer.clone()), Some((stale, answer)))
+            }
+            9 => {
+                let conn = program.conn();
+                let peer = PeerKey::new(u64::from(program.operand() % 3));
+                (Input::ConnectedFrom(conn, peer), None)
+            }
+            1 => {
+                let conn = program.conn();
+                let i = usize::from(program.operand());
+                let line = ACCOUNT_DICTIONARY
+                    .iter()
+                    .chain(DICTIONARY)
+                    .nth(i % (ACCOUNT_DICTIONARY.len() + DICTIONARY.len()))
+                    .expect("in range");
+                (
+                    Input::Line(conn, parse_line(line).expect("dictionary lines parse")),
+                    None,
+                )
+            }
+            other => match program.input(other, &mut now) {
+                Some(input) => (input, None),
+                None => continue,
+            },
+        };
+        history_log.push(format!("t+{}s {input:?}", (now - start).as_secs()));
+        let context = || {
+            format!(
+                "step {step}, inputs so far:\n  {}",
+                history_log.join("\n  ")
+            )
+        };
+        let outstanding_before = server.outstanding_requests();
+        let effects = server.handle(now, input);
+        if let Some((true, _)) = gave {
+            assert!(
+                effects.is_empty(),
+                "an answer not outstanding did something\n{}",
+                context()
+            );
+            assert_eq!(
+                server.outstanding_requests(),
+                outstanding_before,
+                "{}",
+                context()
+            );
+        }
+        let logged_in_with = match &gave {
+            Some((false, Answer::LoggedIn { offline })) => Some(offline.clone()),
+            _ => None,
+        };
+        observe_accounts(
+            &effects,
+            &mut store,
+            &mut pending,
+            logged_in_with.as_deref(),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", context()));
+        observe(
+            &effects
+                .iter()
+                .filter(|e| matches!(e, Effect::Deliver { .. } | Effect::Close { .. }))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", context()));
+        if let Err(e) = server.check_invariants() {
+            panic!("invariant broken: {e}\n{}", context());
+        }
+    }
+}
+
+/// The accounts run's checks of one input's effects (see
+/// [`check_server_accounts`]); keeps the store and the pending requests.
+fn observe_accounts(
+    effects: &[Effect],
+    store: &mut FuzzStore,
+    pending: &mut Vec<(RequestId, Request)>,
+    logged_in_with: Option<&[Past]>,
+) -> Result<(), String> {
+    // Per connection: the HISTORY lines since its last REPLAYED, and what
+    // came just before them (JOIN or WELCOME: a replay of the latest).
+    let mut replaying: BTreeMap<ConnId, (Option<String>, Vec<Past>)> = BTreeMap::new();
+    let mut offline_seen: BTreeMap<ConnId, Vec<u64>> = BTreeMap::new();
+    let mut accounted: Vec<(ConnId, Name)> = Vec::new();
+    let mut welcomed: Vec<(ConnId, Name)> = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::Store(op) => store.keep(op),
+            Effect::Request { id, request } => {
+                let shown = format!("{effect:?}");
+                if let Some(p) = PASSWORDS.iter().find(|p| shown.contains(*p)) {
+                    return Err(format!("password {p:?} shows in {shown}"));
+                }
+                pending.push((*id, request.clone()));
+            }
+            Effect::Close { .. } => {}
+            Effect::Deliver { to, event } => {
+                match event.event() {
+                    Event::History(p) if matches!(p.event(), Event::Dm { .. }) => {
+                        offline_seen.entry(*to).or_default().push(p.id());
+                    }
+                    Event::History(p) => replaying.entry(*to).or_default().1.push(p.clone()),
+                    Event::Replayed { scope, count } => {
+                        let (before, lines) = replaying.remove(to).unwrap_or_default();
+                        if lines.len() != *count as usize {
+                            return Err(format!(
+                                "{to:?}: REPLAYED {scope} {count} after {} lines",
+                                lines.len()
+                            ));
+                        }
+                        let log = store
+                            .lines
+                            .get(&scope_key_of(scope))
+                            .map_or(&[][..], Vec::as_slice);
+                        let ids: Vec<u64> = lines.iter().map(Past::id).collect();
+                        let start = log.iter().position(|p| Some(&p.id()) == ids.first());
+                        let run = start.map(|s| &log[s..(s + ids.len()).min(log.len())]);
+                        let gapless = ids.is_empty()
+                            || run.is_some_and(|r| r.iter().map(Past::id).eq(ids.iter().copied()));
+                        if !gapless {
+                            return Err(format!(
+                                "{to:?}: replay of {scope} {ids:?} is no run of the store's lines"
+                            ));
+                        }
+                        if lines
+                            .iter()
+                            .zip(run.unwrap_or_default())
+                            .any(|(a, b)| a != b)
+                        {
+                            return Err(format!(
+                                "{to:?}: replayed lines of {scope} differ from the stored ones"
+                            ));
+                        }
+                        if before.is_some() {
+                            let latest: Vec<u64> =
+                                log.iter().rev().take(REPLAY).rev().map(Past::id).collect();
+                            if ids != latest {
+                                return Err(format!("{to:?}: replay of {scope} is {ids:?}, the latest are {latest:?}"));
+                            }
+                        }
+                    }
+                    Event::Welcome(name) => {
+                        replaying.insert(*to, (Some(format!("WELCOME {name}")), Vec::new()));
+                        welcomed.push((*to, name.clone()));
+                    }
+                    Event::Join {
+                        scope: scope @ Scope::Group(_),
+                        name,
+                    } => {
+                        replaying.insert(*to, (Some(format!("JOIN {scope} {name}")), Vec::new()));
+                    }
+                    // The quiet-presence notice comes between WELCOME and the
+                    // replay; anything else ends what a replay could follow.
+                    Event::Info(_) => {}
+                    Event::Account {
+                        name,
+                        state: AccountState::LoggedIn,
+                    } => {
+                        accounted.push((*to, name.clone()));
+                        replaying.remove(to);
+                    }
+                    _ => {
+                        replaying.remove(to);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(offline) = logged_in_with {
+        let mut want: Vec<u64> = offline
+            .iter()
+            .filter(|p| matches!(p.event(), Event::Dm { .. }))
+            .map(Past::id)
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        let got: Vec<u64> = offline_seen.values().flatten().copied().collect();
+        if !got.is_empty() && got != want {
+            return Err(format!(
+                "offline messages delivered {got:?}, the store answered {want:?}"
+            ));
+        }
+    } else if !offline_seen.is_empty() {
+        return Err(format!("offline messages {offline_seen:?} without a login"));
+    }
+    for (conn, name) in welcomed {
+        let key = name.key().as_str().to_owned();
+        let logs_in = accounted
+            .iter()
+            .any(|(c, n)| *c == conn && n.key() == name.key());
+        if store.accounts.contains_key(&key) && !logs_in {
+            return Err(format!(
+                "{conn:?} took the account name {name} without logging in"
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // irc_message
 
 /// Target `irc_message`: the bytes (lossily decoded) as one IRC line.
@@ -1300,6 +1743,51 @@ mod tests {
         ] {
             program.extend(line(c, text));
         }
+        check_server(&program);
+    }
+
+    /// A program of account and history commands with the store answering,
+    /// late, twice, wrongly and for connections that left: the accounts
+    /// run's checks hold.
+    #[test]
+    fn server_accounts_run_holds_on_an_account_story() {
+        let line = |c: u8, text: &str| {
+            let i = ACCOUNT_DICTIONARY
+                .iter()
+                .chain(DICTIONARY)
+                .position(|l| *l == text)
+                .expect("in a dictionary");
+            [1, c, u8::try_from(i).expect("a small dictionary")]
+        };
+        // Answer the oldest pending request truthfully.
+        let yes = [8, 0, 0];
+        let mut program = vec![9, 0, 1, 9, 1, 1, 0, 2];
+        program.extend(line(0, "ann"));
+        program.extend(line(0, "/register hunter22"));
+        program.extend(line(0, "/join rust"));
+        program.extend(yes);
+        program.extend(line(0, "hello all"));
+        program.extend(line(1, "acct"));
+        program.extend(line(1, "/login ACCT wrong-pw"));
+        program.extend(yes);
+        program.extend([5, 2]);
+        program.extend(line(1, "/login acct hunter22"));
+        program.extend([5, 2, 5, 1]);
+        program.extend(yes);
+        program.extend(line(1, "/join Rust"));
+        program.extend(line(1, "/history 5 104"));
+        program.extend(yes);
+        program.extend(line(0, "/quit"));
+        program.extend(line(2, "bob"));
+        program.extend(line(2, "/msg ann offline?"));
+        program.extend(line(2, "/msg ann offline?"));
+        program.extend(line(2, "/msg ann offline?"));
+        program.extend(line(2, "/login ann hunter22"));
+        program.extend(yes);
+        program.extend([8, 9, 0, 8, 0, 2]); // twice, and nothing pending
+        program.extend(line(1, "/unregister hunter22"));
+        program.extend([8, 0, 3]); // an answer of the wrong kind
+        program.extend(line(1, "/history"));
         check_server(&program);
     }
 
