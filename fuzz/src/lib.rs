@@ -20,9 +20,9 @@ use chatproto::server::{
     RequestId, Server, ServerConfig, StoreOp,
 };
 use chatproto::{
-    parse_event, parse_line, AccountState, CloseReason, Command, ErrorCode, Event, FrameError,
-    GroupName, LineFramer, Name, NameKey, ParseError, Password, Past, Refusal, Scope, Session,
-    Text, Token, COMMAND_HELP,
+    parse_event, parse_line, CloseReason, Command, ErrorCode, Event, FrameError, GroupName,
+    LineFramer, Name, NameKey, ParseError, Password, Past, Refusal, Scope, Session, Text, Token,
+    COMMAND_HELP,
 };
 
 /// A target's check: panics when chatproto breaks a promise on these bytes.
@@ -489,7 +489,9 @@ type Observed = BTreeMap<ConnId, Vec<String>>;
 /// broadcast line must share one allocation.
 fn observe(effects: &[Effect]) -> Result<Observed, String> {
     let mut seen = Observed::new();
-    let mut shared: BTreeMap<&[u8], &Arc<[u8]>> = BTreeMap::new();
+    // Keyed by event id: equal lines of different events (a queue of the
+    // same message drained in one step) are different broadcasts.
+    let mut shared: BTreeMap<u64, &Arc<[u8]>> = BTreeMap::new();
     let mut ids: BTreeMap<u64, &Arc<Outgoing>> = BTreeMap::new();
     for effect in effects {
         match effect {
@@ -527,7 +529,7 @@ fn observe(effects: &[Effect]) -> Result<Observed, String> {
                     seen.entry(*to).or_default().push(normalize(&event));
                 }
                 if broadcast {
-                    let first = shared.entry(bytes).or_insert(bytes);
+                    let first = shared.entry(out.id()).or_insert(bytes);
                     if !Arc::ptr_eq(first, bytes) {
                         return Err(format!("{text:?} was encoded more than once"));
                     }
@@ -1357,6 +1359,7 @@ pub fn check_server_accounts(data: &[u8]) {
             _ => None,
         };
         observe_accounts(
+            &server,
             &effects,
             &mut store,
             &mut pending,
@@ -1380,6 +1383,7 @@ pub fn check_server_accounts(data: &[u8]) {
 /// The accounts run's checks of one input's effects (see
 /// [`check_server_accounts`]); keeps the store and the pending requests.
 fn observe_accounts(
+    server: &Server,
     effects: &[Effect],
     store: &mut FuzzStore,
     pending: &mut Vec<(RequestId, Request)>,
@@ -1389,7 +1393,6 @@ fn observe_accounts(
     // came just before them (JOIN or WELCOME: a replay of the latest).
     let mut replaying: BTreeMap<ConnId, (Option<String>, Vec<Past>)> = BTreeMap::new();
     let mut offline_seen: BTreeMap<ConnId, Vec<u64>> = BTreeMap::new();
-    let mut accounted: Vec<(ConnId, Name)> = Vec::new();
     let mut welcomed: Vec<(ConnId, Name)> = Vec::new();
     for effect in effects {
         match effect {
@@ -1460,13 +1463,6 @@ fn observe_accounts(
                     // The quiet-presence notice comes between WELCOME and the
                     // replay; anything else ends what a replay could follow.
                     Event::Info(_) => {}
-                    Event::Account {
-                        name,
-                        state: AccountState::LoggedIn,
-                    } => {
-                        accounted.push((*to, name.clone()));
-                        replaying.remove(to);
-                    }
                     _ => {
                         replaying.remove(to);
                     }
@@ -1491,12 +1487,15 @@ fn observe_accounts(
     } else if !offline_seen.is_empty() {
         return Err(format!("offline messages {offline_seen:?} without a login"));
     }
+    // Whoever was given an account's name holds it logged in (a rename to
+    // the name one has is a WELCOME too, so this asks the server, after the
+    // step, rather than looking for ACCOUNT in it).
     for (conn, name) in welcomed {
         let key = name.key().as_str().to_owned();
-        let logs_in = accounted
-            .iter()
-            .any(|(c, n)| *c == conn && n.key() == name.key());
-        if store.accounts.contains_key(&key) && !logs_in {
+        let logged_in = server
+            .account_of(conn)
+            .is_some_and(|a| a.key() == name.key());
+        if store.accounts.contains_key(&key) && !logged_in && server.name_of(conn).is_some() {
             return Err(format!(
                 "{conn:?} took the account name {name} without logging in"
             ));
