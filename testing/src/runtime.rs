@@ -171,8 +171,13 @@ impl Counters {
         batch.push(took);
         self.connect.flush(&mut batch);
         if tls {
-            self.tls.store(true, Relaxed);
+            self.set_tls();
         }
+    }
+
+    /// Marks the run's connections as TLS.
+    pub(crate) fn set_tls(&self) {
+        self.tls.store(true, Relaxed);
     }
 
     pub(crate) fn error(&self, what: String) {

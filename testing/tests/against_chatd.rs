@@ -75,6 +75,9 @@ struct Chatd {
     addr: String,
     /// Its IRC listener, if started with `--irc-listen`.
     irc_addr: Option<String>,
+    /// Its TLS listeners, if started with `--tls-listen` / `--irc-tls-listen`.
+    tls_addr: Option<String>,
+    irc_tls_addr: Option<String>,
 }
 
 impl Chatd {
@@ -105,6 +108,8 @@ impl Chatd {
             child,
             addr: String::new(),
             irc_addr: None,
+            tls_addr: None,
+            irc_tls_addr: None,
         };
         let next = || {
             rx.recv_timeout(Duration::from_secs(30))
@@ -130,6 +135,22 @@ impl Chatd {
                 .as_deref()
                 .expect("chatd printed its IRC address");
             assert!(irc.starts_with("127.0.0.1:"), "{irc}");
+        }
+        if flags.contains(&"--tls-listen") {
+            // After the plaintext listeners' lines; a bounded wait.
+            for _ in 0..10 {
+                let line = next();
+                if let Some(a) = line.strip_prefix("listening for TLS on ") {
+                    guard.tls_addr = Some(a.to_owned());
+                } else if let Some(a) = line.strip_prefix("listening for IRC over TLS on ") {
+                    guard.irc_tls_addr = Some(a.to_owned());
+                }
+                let irc_done = !flags.contains(&"--irc-tls-listen") || guard.irc_tls_addr.is_some();
+                if guard.tls_addr.is_some() && irc_done {
+                    break;
+                }
+            }
+            assert!(guard.tls_addr.is_some(), "chatd printed its TLS address");
         }
         guard
     }
@@ -624,4 +645,63 @@ fn tls_verification_failures_are_one_line() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn scenarios_over_chatds_own_tls_listeners() {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
+    let cert = TempFile::new("chatd.crt", &ck.cert.pem());
+    let key = TempFile::new("chatd.key", &ck.signing_key.serialize_pem());
+    let chatd = Chatd::start_with(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--irc-tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.path(),
+        "--tls-key",
+        key.path(),
+    ]);
+    let tls = chatd.tls_addr.clone().expect("TLS listener");
+    let irc_tls = chatd.irc_tls_addr.clone().expect("IRC TLS listener");
+    let verified = ["--ca-file", cert.path()];
+
+    let mut args = verified.to_vec();
+    args.extend(["ttfb", "-n", "5", "-r", "4", "-d", "2", "--drain", "5"]);
+    let ttfb = chatd.chatload_at(&tls, &args);
+    assert_eq!(ttfb["tls"], true, "{ttfb:#}");
+    assert_eq!(num(&ttfb, "connections_ok"), 5, "{ttfb:#}");
+    let sent = num(&ttfb, "requests_sent");
+    assert!(sent >= 5, "{ttfb:#}");
+    assert_eq!(num(&ttfb, "responses"), sent, "{ttfb:#}");
+    assert_eq!(ttfb["connect"]["count"].as_u64(), Some(5), "{ttfb:#}");
+
+    // IRC over TLS for every client: --irc-addr is chatd's --irc-tls-listen.
+    let mut args = verified.to_vec();
+    args.extend(["--dialect", "mix", "--irc-addr", &irc_tls]);
+    args.extend(["fanout", "-n", "6", "-s", "2", "-m", "20", "-d", "2"]);
+    let fan = chatd.chatload_at(&tls, &args);
+    assert_eq!(num(&fan, "connections_ok"), 6, "{fan:#}");
+    let msgs = num(&fan, "messages_sent");
+    assert!(msgs >= 20, "{fan:#}");
+    assert_eq!(num(&fan, "deliveries"), msgs * 5, "{fan:#}");
+    assert_eq!(num(&fan, "lost"), 0, "{fan:#}");
+    assert_eq!(num(&fan, "duplicated"), 0, "{fan:#}");
+
+    let pid = chatd.child.id().to_string();
+    let hs = chatd.chatload_at(
+        &tls,
+        &["--tls", "handshakes", "-c", "2", "-d", "1", "--pid", &pid],
+    );
+    assert_eq!(hs["tls"], true, "{hs:#}");
+    assert!(num(&hs, "completed") > 0, "{hs:#}");
+    assert_eq!(num(&hs, "failed"), 0, "{hs:#}");
+    assert_eq!(num(&hs, "refused"), 0, "{hs:#}");
+    assert!(hs["per_server_cpu_s"].as_f64().is_some(), "{hs:#}");
+
+    let idle = chatd.chatload_at(
+        &tls,
+        &["--tls", "idle", "-n", "10", "--pid", &pid, "--hold", "0.5"],
+    );
+    assert_eq!(num(&idle, "still_open_after_hold"), 10, "{idle:#}");
 }
