@@ -516,6 +516,29 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags() {
+        let c = check(&[]).unwrap();
+        assert!(c.tls_listen.is_empty() && c.irc_tls_listen.is_empty());
+        assert_eq!(c.tls.data_dir, PathBuf::from("chatd-data"));
+        assert!(!c.tls.self_signed && c.tls.cert.is_none());
+        let c = check(&[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-listen",
+            "[::1]:0",
+            "--irc-tls-listen",
+            "127.0.0.1:0",
+            "--tls-self-signed",
+            "--data-dir",
+            "/var/lib/chatd",
+        ])
+        .unwrap();
+        assert_eq!((c.tls_listen.len(), c.irc_tls_listen.len()), (2, 1));
+        assert!(c.tls.self_signed);
+        assert_eq!(c.tls.data_dir, PathBuf::from("/var/lib/chatd"));
+    }
+
+    #[test]
     fn max_line_is_at_most_one_mib() {
         assert_eq!(check(&["--max-line", "1MiB"]).unwrap().max_line, 1 << 20);
         // Near u64::MAX the framer's limit + 1 wrapped and every line was refused.

@@ -114,9 +114,11 @@ impl TlsSetup {
             .map_err(|e| format!("TLS: {e}"))?
             .with_no_client_auth()
             .with_cert_resolver(cert.clone());
-        // No session cache: each entry is memory per past client, and a chat
-        // client reconnects rarely. TLS 1.3 tickets (stateless) still resume.
+        // No resumption: a cache costs memory per past client (and a ticket
+        // key would need rotating), while a chat client connects once and
+        // stays. With nothing to resume, TLS 1.3 tickets would be wasted bytes.
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(Some(Self {
             config: Arc::new(config),
             cert,

@@ -694,3 +694,54 @@ fn openssl_s_client_talks_to_it() {
     );
     let _ = Client::connect(chatd.addr);
 }
+
+/// A `kB` field of /proc/<pid>/status, in bytes.
+fn rss(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Opens `n` connections with `open`, each used once (a ping and its
+/// answer, so read and write buffers were needed), and returns them with
+/// chatd's RSS growth per connection.
+fn grow_per_conn<C>(chatd: &Chatd, n: usize, mut open: impl FnMut(usize) -> C) -> (Vec<C>, usize) {
+    let before = rss(chatd.pid());
+    let conns: Vec<C> = (0..n).map(&mut open).collect();
+    thread::sleep(Duration::from_millis(200));
+    let after = rss(chatd.pid());
+    (conns, after.saturating_sub(before) / n)
+}
+
+#[test]
+fn idle_tls_connections_hold_little_memory() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (chatd, addr) = start_tls(&dir, &cert, &["--threads", "1"]);
+    let tls = |i: usize| {
+        let mut c = TlsClient::connect(addr, &cert.der);
+        assert!(c.line().starts_with("HELLO "));
+        c.send(&format!("/ping p{i}"));
+        c.expect(&format!("PONG p{i}"));
+        c
+    };
+    let plain = |i: usize| {
+        let mut c = Client::connect(chatd.addr);
+        c.expect_hello();
+        c.send(&format!("/ping q{i}"));
+        c.expect(&format!("PONG q{i}"));
+        c
+    };
+    // Warm up the allocator and the server's maps with both kinds first.
+    let (_warm_tls, _) = grow_per_conn(&chatd, 100, tls);
+    let (_warm_plain, _) = grow_per_conn(&chatd, 100, plain);
+    const N: usize = 400;
+    let (_plain, plain_each) = grow_per_conn(&chatd, N, plain);
+    let (_tls, tls_each) = grow_per_conn(&chatd, N, tls);
+    println!("idle connection: plaintext {plain_each} B, TLS {tls_each} B");
+    assert!(
+        tls_each < 16 << 10,
+        "TLS {tls_each} B, plaintext {plain_each} B"
+    );
+}
