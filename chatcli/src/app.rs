@@ -6,15 +6,17 @@ use std::time::{Duration, Instant};
 
 use async_channel::Receiver;
 use chatproto::{
-    parse_line, Command, Event, GroupName, Name, Session, Text, Token, DEFAULT_MAX_LINE,
+    parse_line, Command, Event, GroupName, Name, Scope, Session, Text, Token, DEFAULT_MAX_LINE,
 };
 use futures_lite::future::{self, BoxedLocal};
 use smol::Timer;
 
-use crate::input::{Console, Input, PASTE_MAX_LINES};
+use crate::fullui::Alerts;
+use crate::input::{Console, Input, Meta, TermOptions, PASTE_MAX_LINES};
 use crate::net::{Connection, NetEvent};
 use crate::render::{self, Line, Stamp};
 use crate::roster::Roster;
+use crate::views::{self, Target, ViewKey, When};
 
 /// How long to wait for the server's `BYE` after `/quit` before closing anyway.
 const QUIT_WAIT: Duration = Duration::from_secs(3);
@@ -34,6 +36,10 @@ pub(crate) struct Options {
     pub(crate) name: Option<Name>,
     pub(crate) colour: bool,
     pub(crate) reconnect: bool,
+    /// The full-screen mode when stdin and stdout are a terminal (else `--plain`).
+    pub(crate) full_screen: bool,
+    /// Bell and window title for mentions and DMs (full-screen mode).
+    pub(crate) alerts: Alerts,
     /// After this long without a line from the server, ask it for a `PONG`;
     /// after as long again without any line, the connection counts as lost.
     pub(crate) keepalive: Duration,
@@ -114,6 +120,9 @@ struct App {
     last_heard: Instant,
     /// A keepalive `/ping` was sent at this time and nothing has come since.
     probing: Option<Instant>,
+    /// `/users` sent by the client itself (full-screen mode, for the member
+    /// list) whose replies are not shown.
+    auto_users: u32,
 }
 
 /// The local time of day, for stamps.
@@ -126,9 +135,26 @@ fn now_stamp() -> Stamp {
     )
 }
 
+/// The local time with seconds and the day, for the full-screen views.
+fn now_when() -> When {
+    let now = jiff::ZonedDateTime::now();
+    let local_secs = now.timestamp().as_second() + i64::from(now.offset().seconds());
+    When {
+        day: i32::try_from(local_secs.div_euclid(86_400)).unwrap_or(0),
+        // hour() is 0..=23, minute() and second() 0..=59 (a leap second is 59).
+        hour: u8::try_from(now.hour()).unwrap_or(0),
+        minute: u8::try_from(now.minute()).unwrap_or(0),
+        second: u8::try_from(now.second()).unwrap_or(0),
+    }
+}
+
 /// Runs the client until the person quits or the server is gone.
 pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
-    let console = Console::open(opts.colour);
+    let console = Console::open(TermOptions {
+        colour: opts.colour,
+        full_screen: opts.full_screen,
+        alerts: opts.alerts,
+    });
     let mut app = App {
         last_name: opts.name.clone(),
         opts,
@@ -149,6 +175,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         roster: Roster::default(),
         last_heard: Instant::now(),
         probing: None,
+        auto_users: 0,
     };
     app.start_connect();
     let exit = app.main_loop().await;
@@ -160,9 +187,61 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
 }
 
 impl App {
-    /// Prints lines, coloured if so configured.
+    /// Shows lines in the view in front (or prints them).
     fn print(&mut self, lines: &[Line]) {
-        self.console.print(lines);
+        self.console.show(lines, &Meta::current(), now_when());
+    }
+
+    /// The status line of the full-screen mode.
+    fn status(&self) -> (String, String, String) {
+        let name = match self.session.name() {
+            Some(n) => n.as_str().to_owned(),
+            None => "not registered".to_owned(),
+        };
+        let scope = render::scope_label(self.session.scope());
+        let state = if self.connecting.is_some() {
+            "connecting…".to_owned()
+        } else if self.conn.is_none() {
+            match self.reconnect_at {
+                Some(at) => {
+                    let secs = at.saturating_duration_since(Instant::now()).as_secs();
+                    format!("OFFLINE, retrying in {secs} s")
+                }
+                None => "OFFLINE".to_owned(),
+            }
+        } else {
+            "connected".to_owned()
+        };
+        (name, scope, state)
+    }
+
+    /// A line typed in a view of the full-screen mode, as the command it
+    /// means there: text in a DM view is `/msg`, text in the global view while
+    /// in a group is `/say *`. `None` (with a message) when it cannot be sent
+    /// from there.
+    fn meant_in_view(&mut self, line: String) -> Option<String> {
+        let Some((view, title)) = self.console.current_view() else {
+            return Some(line);
+        };
+        if line.is_empty() || (line.starts_with('/') && !line.starts_with("//")) {
+            return Some(line);
+        }
+        if !self.session.is_registered() {
+            return Some(line);
+        }
+        let here = ViewKey::of_scope(self.session.scope());
+        match view {
+            _ if view == here => Some(line),
+            ViewKey::Global => Some(format!("/say * {line}")),
+            ViewKey::Dm(_) => Some(format!("/msg {title} {line}")),
+            ViewKey::Group(_) => {
+                self.error(&format!(
+                    "you are not in {title} now (/join {title}); the line is kept in the input"
+                ));
+                self.console.restore(line);
+                None
+            }
+        }
     }
 
     fn notice(&mut self, text: &str) {
@@ -345,7 +424,14 @@ impl App {
                 }
             }
             let prompt = self.prompt();
-            self.console.set_prompt(&prompt);
+            let (name, scope, state) = self.status();
+            self.console.set_status(&name, &scope, &state);
+            // Registered and connected: the full-screen mode shows the view's
+            // conversation instead of the scope.
+            let scoped =
+                self.connecting.is_none() && self.conn.is_some() && self.session.is_registered();
+            self.console.set_prompt(&prompt, scoped);
+            self.console.redraw();
             let wake = self.wait().await;
             match wake {
                 Wake::Input(Ok(input)) => self.on_input(input).await,
@@ -430,6 +516,9 @@ impl App {
             // Leaving: what is typed now would follow the /quit.
             Input::Line(_) if self.quitting.is_some() => {}
             Input::Line(line) => {
+                let Some(line) = self.meant_in_view(line) else {
+                    return;
+                };
                 if self.awaiting.is_some() || self.connecting.is_some() {
                     if self.pending.len() < MAX_PENDING {
                         self.pending.push_back(line);
@@ -445,6 +534,9 @@ impl App {
                     if self.quitting.is_some() || self.exit.is_some() {
                         break;
                     }
+                    let Some(line) = self.meant_in_view(line) else {
+                        break;
+                    };
                     if self.awaiting.is_some() || self.connecting.is_some() {
                         if self.pending.len() < MAX_PENDING {
                             self.pending.push_back(line);
@@ -486,6 +578,11 @@ impl App {
             _ => {}
         }
         if self.conn.is_none() {
+            if self.console.is_terminal() {
+                self.error("not connected; the line is kept in the input");
+                self.console.restore(line.to_owned());
+                return;
+            }
             return self.error("not connected; the line was not sent");
         }
         let registering = !self.session.is_registered();
@@ -512,7 +609,19 @@ impl App {
             self.await_answer(false).await;
         }
         if let Some(echo) = render::own(&cmd, &self.session, now_stamp()) {
-            self.print(&[echo]);
+            let scope = match &cmd {
+                Command::SayIn { scope, .. } | Command::MeIn { scope, .. } => scope.clone(),
+                _ => self.session.scope().clone(),
+            };
+            let title = render::scope_title(&scope);
+            let meta = Meta {
+                target: Target::View(ViewKey::of_scope(&scope)),
+                title: &title,
+                me: None,
+                from_other: false,
+                private: false,
+            };
+            self.console.show(&[echo], &meta, now_when());
         }
     }
 
@@ -574,21 +683,90 @@ impl App {
                 let line = render::hello_short(&server, &version, at);
                 self.print(&[line]);
             }
+            NetEvent::Event(Event::Users { .. }) if self.auto_users > 0 => {
+                // The member list asked for by the client itself: not shown as a line.
+                self.auto_users -= 1;
+                if let NetEvent::Event(event) = ev {
+                    self.roster.handle(&event, &self.session);
+                    self.members_changed();
+                }
+            }
             NetEvent::Event(event) => {
                 // Render first: the old name must still be ours on a rename.
                 if let Some(line) = render::event(&event, &self.session, at) {
-                    self.print(&[line]);
+                    let (target, title, from_other, private) = self.meta_of(&event);
+                    let me = self.session.name().map(|n| n.as_str().to_owned());
+                    let meta = Meta {
+                        target,
+                        title: &title,
+                        me: me.as_deref(),
+                        from_other,
+                        private,
+                    };
+                    self.console.show(&[line], &meta, now_when());
                 }
+                let scope_before = self.session.scope().clone();
+                let was_registered = self.session.is_registered();
                 if let Some(reply) = self.session.handle(&event) {
                     self.send(&reply).await;
                 }
                 self.roster.handle(&event, &self.session);
                 self.after_event(&event);
+                let moved = *self.session.scope() != scope_before;
+                let registered = !was_registered && self.session.is_registered();
+                if moved {
+                    if let Scope::Group(g) = self.session.scope() {
+                        // A group just joined comes to the front, as in weechat.
+                        self.console
+                            .show_view(ViewKey::of_scope(self.session.scope()), g.as_str());
+                    }
+                }
+                if (moved || registered) && self.console.is_full_screen() {
+                    // The member list of the new scope.
+                    self.auto_users += 1;
+                    self.send(&Command::Users).await;
+                }
+                self.members_changed();
             }
             NetEvent::Unparsed { raw, err } => self.print(&[render::unparsed(&raw, &err, at)]),
             NetEvent::Unframed(err) => self.print(&[render::frame_error(&err, at)]),
             NetEvent::Closed(err) => self.connection_lost(err),
         }
+    }
+
+    /// Where an event's line goes in the full-screen mode: its view, the
+    /// view's title, whether someone else said it and whether it is a DM to us.
+    fn meta_of(&self, event: &Event) -> (Target, String, bool, bool) {
+        let target = views::target_of(event, &self.session);
+        match event {
+            Event::Msg { scope, from, .. } | Event::Me { scope, from, .. } => (
+                target,
+                render::scope_title(scope),
+                !self.session.is_me(from),
+                false,
+            ),
+            Event::Dm { from, to, .. } => {
+                let mine = self.session.is_me(from);
+                let partner = if mine { to } else { from };
+                (target, partner.as_str().to_owned(), !mine, !mine)
+            }
+            Event::Join { scope, .. } | Event::Part { scope, .. } => {
+                (target, render::scope_title(scope), false, false)
+            }
+            _ => (target, String::new(), false, false),
+        }
+    }
+
+    /// Tells the full-screen mode the members of our scope.
+    fn members_changed(&mut self) {
+        let members = self
+            .roster
+            .members()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        self.console
+            .set_members(ViewKey::of_scope(self.session.scope()), members);
     }
 
     /// State changes that follow an event, beyond the session's own.

@@ -13,11 +13,13 @@ use smol::{Timer, Unblock};
 
 use crate::complete::{self, Cycle, Known};
 use crate::editor::{Edit, Editor, Key};
+use crate::fullui::{Alerts, FullUi};
 use crate::keys::{KeyDecoder, TermInput, PASTE_MAX_BYTES};
 use crate::linescreen::{prompt_row, LineScreen};
 use crate::render::{self, Line};
 use crate::roster::Roster;
 use crate::terminal::TerminalGuard;
+use crate::views::{Target, ViewKey, When};
 
 /// A paste of more lines than this is refused: it is not a message.
 pub(crate) const PASTE_MAX_LINES: usize = 500;
@@ -70,12 +72,57 @@ pub(crate) struct Term {
     /// A multi-line paste waiting for Enter (send) or Esc (cancel).
     paste: Option<Vec<String>>,
     prompt: String,
-    screen: LineScreen,
+    /// The prompt names the scope (see [`Console::set_prompt`]).
+    scoped: bool,
+    ui: Ui,
     colour: bool,
     width: usize,
     /// The line is full and the person was told: further keys that would
     /// lengthen it only ring the bell, rather than print the error again.
     told_full: bool,
+}
+
+/// How the terminal is used.
+enum Ui {
+    /// Lines scroll up the terminal, the prompt row at the bottom (`--plain`).
+    Line(LineScreen),
+    /// Views, status line and input row on the alternate screen.
+    Full(Box<FullUi>),
+}
+
+/// How [`Console::open`] should use a terminal.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TermOptions {
+    pub(crate) colour: bool,
+    pub(crate) full_screen: bool,
+    pub(crate) alerts: Alerts,
+}
+
+/// Metadata of lines for the full-screen mode: where they go and what they are.
+#[derive(Clone, Debug)]
+pub(crate) struct Meta<'a> {
+    pub(crate) target: Target,
+    /// The view's title if it must be opened.
+    pub(crate) title: &'a str,
+    /// Our name, for mentions.
+    pub(crate) me: Option<&'a str>,
+    /// Said by someone else (counts as unread).
+    pub(crate) from_other: bool,
+    /// A private message to us.
+    pub(crate) private: bool,
+}
+
+impl Meta<'_> {
+    /// Local notices and answers: the view in front, never unread.
+    pub(crate) fn current() -> Meta<'static> {
+        Meta {
+            target: Target::Current,
+            title: "",
+            me: None,
+            from_other: false,
+            private: false,
+        }
+    }
 }
 
 /// The commands offered by Tab: those of the protocol a person types
@@ -97,12 +144,28 @@ pub(crate) fn paste_lines(text: &str) -> Vec<String> {
 }
 
 impl Console {
-    /// The line mode on a terminal when both stdin and stdout are terminals,
-    /// plain lines otherwise (or when the terminal cannot be set up).
-    pub(crate) fn open(colour: bool) -> Self {
+    /// The full-screen mode (or the line mode) when both stdin and stdout are
+    /// terminals, plain lines otherwise (or when the terminal cannot be set up).
+    pub(crate) fn open(opts: TermOptions) -> Self {
+        let TermOptions { colour, .. } = opts;
         if io::stdin().is_terminal() && io::stdout().is_terminal() {
-            match TerminalGuard::take(false) {
+            match TerminalGuard::take(opts.full_screen) {
                 Ok(guard) => {
+                    let ui = if opts.full_screen {
+                        match FullUi::new(colour, opts.alerts) {
+                            Ok(full) => Ui::Full(Box::new(full)),
+                            Err(e) => {
+                                drop(guard);
+                                eprintln!("chatcli: no full-screen mode ({e})");
+                                return Self::open(TermOptions {
+                                    full_screen: false,
+                                    ..opts
+                                });
+                            }
+                        }
+                    } else {
+                        Ui::Line(LineScreen::default())
+                    };
                     let width = crossterm::terminal::size().map_or(80, |(w, _)| usize::from(w));
                     return Self::Terminal(Box::new(Term {
                         _guard: guard,
@@ -114,7 +177,8 @@ impl Console {
                         cycle: None,
                         paste: None,
                         prompt: String::new(),
-                        screen: LineScreen::default(),
+                        scoped: false,
+                        ui,
                         colour,
                         width,
                         told_full: false,
@@ -168,16 +232,30 @@ impl Console {
         }
     }
 
-    /// Prints lines: painted above the prompt on a terminal, plain on a pipe.
-    pub(crate) fn print(&mut self, lines: &[Line]) {
+    /// Shows lines: in their view in the full-screen mode, painted above the
+    /// prompt in the line mode, plain on a pipe.
+    pub(crate) fn show(&mut self, lines: &[Line], meta: &Meta<'_>, when: When) {
         match self {
             Self::Terminal(term) => {
-                let mut text = String::new();
-                for line in lines {
-                    text.push_str(&render::paint(line, term.colour));
-                    text.push('\n');
+                match &mut term.ui {
+                    Ui::Line(screen) => {
+                        let mut text = String::new();
+                        for line in lines {
+                            text.push_str(&render::paint(line, term.colour));
+                            text.push('\n');
+                        }
+                        screen.print(&text);
+                    }
+                    Ui::Full(full) => full.add(
+                        &meta.target,
+                        meta.title,
+                        when,
+                        lines,
+                        meta.me,
+                        meta.from_other,
+                        meta.private,
+                    ),
                 }
-                term.screen.print(&text);
                 term.draw();
             }
             Self::Plain { .. } => {
@@ -195,19 +273,87 @@ impl Console {
     }
 
     /// Shows `prompt` if it differs from the current one (terminal only).
-    pub(crate) fn set_prompt(&mut self, new: &str) {
+    /// `scoped`: it names the scope, which the full-screen mode replaces with
+    /// the conversation of the view in front.
+    pub(crate) fn set_prompt(&mut self, new: &str, scoped: bool) {
         if let Self::Terminal(term) = self {
-            if term.prompt != new {
+            if term.prompt != new || term.scoped != scoped {
                 new.clone_into(&mut term.prompt);
+                term.scoped = scoped;
                 term.draw();
             }
+        }
+    }
+
+    /// The full-screen mode's status line (name, scope, connection) and the
+    /// member list of our scope.
+    pub(crate) fn set_status(&mut self, name: &str, scope: &str, state: &str) {
+        if let Self::Terminal(term) = self {
+            if let Ui::Full(full) = &mut term.ui {
+                full.set_status(name, scope, state);
+            }
+        }
+    }
+
+    pub(crate) fn set_members(&mut self, scope: ViewKey, members: Vec<String>) {
+        if let Self::Terminal(term) = self {
+            if let Ui::Full(full) = &mut term.ui {
+                full.set_members(scope, members);
+            }
+        }
+    }
+
+    /// The view in front (full-screen mode only), and its title.
+    pub(crate) fn current_view(&self) -> Option<(ViewKey, String)> {
+        match self {
+            Self::Terminal(term) => match &term.ui {
+                Ui::Full(full) => Some(full.current_view()),
+                Ui::Line(_) => None,
+            },
+            Self::Plain { .. } => None,
+        }
+    }
+
+    /// Brings a view to the front (full-screen mode only).
+    pub(crate) fn show_view(&mut self, key: ViewKey, title: &str) {
+        if let Self::Terminal(term) = self {
+            if let Ui::Full(full) = &mut term.ui {
+                full.show_view(key, title);
+            }
+        }
+    }
+
+    pub(crate) fn is_full_screen(&self) -> bool {
+        matches!(self, Self::Terminal(t) if matches!(t.ui, Ui::Full(_)))
+    }
+
+    /// Puts a line that could not be sent back into the input (terminal only),
+    /// unless something else was typed meanwhile.
+    pub(crate) fn restore(&mut self, line: String) {
+        if let Self::Terminal(term) = self {
+            if term.editor.is_empty() {
+                let at = line.len();
+                let _ = term.editor.set(line, at);
+                term.draw();
+            }
+        }
+    }
+
+    /// Redraws the screen (full-screen mode), after a change of status.
+    pub(crate) fn redraw(&mut self) {
+        if let Self::Terminal(term) = self {
+            term.draw();
         }
     }
 
     /// Leaves the prompt row empty and gives the terminal back as it was found.
     pub(crate) fn finish(self) {
         match self {
-            Self::Terminal(mut term) => term.screen.finish(),
+            Self::Terminal(mut term) => {
+                if let Ui::Line(screen) = &mut term.ui {
+                    screen.finish();
+                }
+            }
             Self::Plain { .. } => {
                 let _ = io::stdout().flush();
             }
@@ -217,22 +363,44 @@ impl Console {
 
 impl Term {
     fn draw(&mut self) {
-        let row = match &self.paste {
-            Some(lines) => {
-                let n = lines.len();
-                let text =
-                    format!("paste {n} lines? Enter sends them as {n} messages, Esc cancels");
-                // Cut to the width so the row never wraps.
-                prompt_row("", &text, text.len(), self.width)
+        let question = self.paste.as_ref().map(|lines| {
+            let n = lines.len();
+            format!("paste {n} lines? Enter sends them as {n} messages, Esc cancels")
+        });
+        match &mut self.ui {
+            Ui::Line(screen) => {
+                let row = match question {
+                    // Cut to the width so the row never wraps.
+                    Some(text) => prompt_row("", &text, 0, self.width),
+                    None => prompt_row(
+                        &self.prompt,
+                        self.editor.line(),
+                        self.editor.cursor(),
+                        self.width,
+                    ),
+                };
+                screen.draw(row);
             }
-            None => prompt_row(
-                &self.prompt,
-                self.editor.line(),
-                self.editor.cursor(),
-                self.width,
-            ),
-        };
-        self.screen.draw(row);
+            Ui::Full(full) => {
+                let prompt = if self.scoped {
+                    full.view_prompt()
+                } else {
+                    self.prompt.clone()
+                };
+                full.draw(&prompt, &self.editor, question);
+            }
+        }
+    }
+
+    fn bell(&mut self) {
+        match &mut self.ui {
+            Ui::Line(screen) => screen.bell(),
+            Ui::Full(_) => {
+                let mut out = io::stdout().lock();
+                let _ = out.write_all(b"\x07");
+                let _ = out.flush();
+            }
+        }
     }
 
     /// Notices a change of the terminal's size (checked on each wake and
@@ -241,7 +409,9 @@ impl Term {
         let width = crossterm::terminal::size().map_or(self.width, |(w, _)| usize::from(w));
         if width != self.width {
             self.width = width;
-            self.screen.invalidate();
+            if let Ui::Line(screen) = &mut self.ui {
+                screen.invalidate();
+            }
         }
     }
 
@@ -330,6 +500,11 @@ impl Term {
         if *key != Key::Tab {
             self.cycle = None;
         }
+        if let Ui::Full(full) = &mut self.ui {
+            if full.key(key) {
+                return None;
+            }
+        }
         match key {
             Key::Enter => {
                 self.told_full = false;
@@ -343,33 +518,27 @@ impl Term {
             }
             Key::CtrlD if self.editor.is_empty() => Some(Input::Quit),
             Key::Redraw => {
-                self.screen.clear();
+                if let Ui::Line(screen) = &mut self.ui {
+                    screen.clear();
+                }
                 None
             }
             Key::Tab => {
-                let known = Known {
+                // The names of our scope first; any name seen when none of
+                // them fits (a DM partner, someone in the view of another scope).
+                let mut known = Known {
                     names: roster.members(),
                     all_names: roster.everyone(),
                     groups: roster.groups(),
                     commands: commands(),
                 };
-                let names_fallback;
-                let known = if known.names.is_empty() {
-                    // No member list yet: every name seen will do.
-                    names_fallback = Known {
-                        names: known.all_names.clone(),
-                        ..known
-                    };
-                    &names_fallback
-                } else {
-                    &known
-                };
-                match complete::complete(
-                    self.editor.line(),
-                    self.editor.cursor(),
-                    known,
-                    &mut self.cycle,
-                ) {
+                let (line, cursor) = (self.editor.line().to_owned(), self.editor.cursor());
+                let mut done = complete::complete(&line, cursor, &known, &mut self.cycle);
+                if done.is_none() {
+                    known.names = roster.everyone();
+                    done = complete::complete(&line, cursor, &known, &mut self.cycle);
+                }
+                match done {
                     Some(done) => {
                         if let Edit::TooLong { bytes } = self.editor.set(done.line, done.cursor) {
                             return Some(Input::Refused(format!(
@@ -378,13 +547,13 @@ impl Term {
                         }
                     }
                     // Nothing to complete: say so, as readline does.
-                    None => self.screen.bell(),
+                    None => self.bell(),
                 }
                 None
             }
             other => match self.editor.key(other) {
                 Some(Edit::TooLong { .. }) if self.told_full => {
-                    self.screen.bell();
+                    self.bell();
                     None
                 }
                 Some(Edit::TooLong { .. }) => {

@@ -13,6 +13,8 @@
 mod app;
 mod complete;
 mod editor;
+mod fullscreen;
+mod fullui;
 mod input;
 mod keys;
 mod linescreen;
@@ -22,6 +24,7 @@ mod roster;
 mod sanitize;
 mod terminal;
 mod tls;
+mod views;
 
 use std::process::ExitCode;
 
@@ -44,10 +47,17 @@ struct Args {
     #[argh(switch)]
     no_color: bool,
     /// the line mode on a terminal: a prompt at the bottom, lines scrolling up
-    /// (for now the only mode; accepted so scripts can ask for it already)
+    /// (the full-screen mode is the default on a terminal)
     #[argh(switch)]
-    #[allow(dead_code)] // read once the full-screen mode exists
     plain: bool,
+    /// full-screen mode: no bell for a mention or private message in a view
+    /// that is not in front
+    #[argh(switch)]
+    no_bell: bool,
+    /// full-screen mode: show in the window title how many views have a
+    /// mention or private message waiting
+    #[argh(switch)]
+    title: bool,
     /// when the connection is lost, exit (status 1) instead of reconnecting
     #[argh(switch)]
     no_reconnect: bool,
@@ -164,6 +174,11 @@ fn main() -> ExitCode {
         name,
         colour: want_colour(args.no_color),
         reconnect: !args.no_reconnect,
+        full_screen: !args.plain,
+        alerts: fullui::Alerts {
+            bell: !args.no_bell,
+            title: args.title,
+        },
         keepalive: std::time::Duration::from_secs(args.keepalive),
     };
     match smol::block_on(app::run(opts, sig_rx)) {

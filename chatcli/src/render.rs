@@ -148,6 +148,14 @@ fn name_span(line: Line, name: &str) -> Line {
     line.push(Style::Name(name_colour(name)), shown)
 }
 
+/// `Global` or `rust`: a view's title.
+pub(crate) fn scope_title(scope: &Scope) -> String {
+    match scope {
+        Scope::Global => "Global".to_owned(),
+        Scope::Group(g) => sanitize(g.as_str()).into_owned(),
+    }
+}
+
 /// `[Global]` or `[rust]`.
 pub(crate) fn scope_label(scope: &Scope) -> String {
     match scope {

@@ -1,0 +1,578 @@
+//! The full-screen mode's model: one view (buffer) per conversation, each with
+//! its scrollback, unread count and mention mark, and which one is in front.
+//! Pure: lines come in already rendered and sanitised (render.rs), with their
+//! time; nothing here reads a clock or touches the terminal.
+
+use std::collections::VecDeque;
+
+use chatproto::{Event, Scope, Session};
+
+use crate::render::{Line, Style};
+
+/// Lines kept per view; older ones are dropped.
+pub(crate) const SCROLLBACK: usize = 5000;
+
+/// Which conversation a line belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ViewKey {
+    Global,
+    /// A group, by its name folded to lower case (names are unique ignoring case).
+    Group(String),
+    /// Private messages with one user, by the name folded to lower case.
+    Dm(String),
+}
+
+impl ViewKey {
+    pub(crate) fn group(name: &str) -> Self {
+        Self::Group(name.to_ascii_lowercase())
+    }
+
+    pub(crate) fn dm(name: &str) -> Self {
+        Self::Dm(name.to_ascii_lowercase())
+    }
+
+    /// The view of a scope.
+    pub(crate) fn of_scope(scope: &Scope) -> Self {
+        match scope {
+            Scope::Global => Self::Global,
+            Scope::Group(g) => Self::group(g.as_str()),
+        }
+    }
+}
+
+/// Where a line goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The view in front (answers to commands, local notices).
+    Current,
+    View(ViewKey),
+}
+
+/// The view an event from the server belongs to; `session` is the one before
+/// the event (as for rendering).
+pub(crate) fn target_of(ev: &Event, session: &Session) -> Target {
+    match ev {
+        Event::Msg { scope, .. } | Event::Me { scope, .. } => {
+            Target::View(ViewKey::of_scope(scope))
+        }
+        Event::Join { scope, .. } | Event::Part { scope, .. } => {
+            Target::View(ViewKey::of_scope(scope))
+        }
+        Event::Dm { from, to, .. } => {
+            let partner = if session.is_me(from) { to } else { from };
+            Target::View(ViewKey::dm(partner.as_str()))
+        }
+        _ => Target::Current,
+    }
+}
+
+/// A time of day with seconds, and the day, for stamps and day-change lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct When {
+    /// Days since some epoch (only compared), and the date as shown.
+    pub(crate) day: i32,
+    pub(crate) hour: u8,
+    pub(crate) minute: u8,
+    pub(crate) second: u8,
+}
+
+/// One line of a view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    Line {
+        when: When,
+        /// The rendered line without its time stamp.
+        line: Line,
+        /// It contains our name (said by someone else).
+        mention: bool,
+    },
+    /// `-- day changed to 2026-12-01 --`.
+    DayChange(String),
+}
+
+/// What arriving lines did to a view that is not in front.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Activity {
+    pub(crate) unread: usize,
+    /// A mention or a private message is among the unread.
+    pub(crate) marked: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct View {
+    pub(crate) key: ViewKey,
+    /// As shown: `Global`, the group's or the user's spelling.
+    pub(crate) title: String,
+    pub(crate) entries: VecDeque<Entry>,
+    pub(crate) activity: Activity,
+    /// Rows scrolled up from the bottom (0: following new lines).
+    pub(crate) scroll: usize,
+    last_day: Option<i32>,
+}
+
+impl View {
+    fn new(key: ViewKey, title: &str) -> Self {
+        Self {
+            key,
+            title: title.to_owned(),
+            entries: VecDeque::new(),
+            activity: Activity::default(),
+            scroll: 0,
+            last_day: None,
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        if self.entries.len() == SCROLLBACK {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+}
+
+/// Whether `text` names `me` as a word (ignoring case): `alice`, `@alice:`, not `malice`.
+pub(crate) fn mentions(text: &str, me: &str) -> bool {
+    if me.is_empty() {
+        return false;
+    }
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let lower = text.to_ascii_lowercase();
+    let me = me.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(&me) {
+        let start = from + at;
+        let end = start + me.len();
+        let before_ok = !lower[..start].chars().next_back().is_some_and(is_name_char);
+        let after_ok = !lower[end..].chars().next().is_some_and(is_name_char);
+        if before_ok && after_ok {
+            return true;
+        }
+        from = start + 1;
+        while !lower.is_char_boundary(from) {
+            from += 1;
+        }
+    }
+    false
+}
+
+/// All the views, in the order they were opened (global first), and the one in front.
+#[derive(Debug)]
+pub(crate) struct Views {
+    views: Vec<View>,
+    current: usize,
+}
+
+impl Default for Views {
+    fn default() -> Self {
+        Self {
+            views: vec![View::new(ViewKey::Global, "Global")],
+            current: 0,
+        }
+    }
+}
+
+/// What [`Views::add`] asks the caller to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Added {
+    /// A mention or private message arrived where the person is not looking:
+    /// ring the bell (if so configured).
+    pub(crate) alert: bool,
+}
+
+impl Views {
+    pub(crate) fn all(&self) -> &[View] {
+        &self.views
+    }
+
+    pub(crate) fn current(&self) -> &View {
+        &self.views[self.current]
+    }
+
+    pub(crate) fn current_index(&self) -> usize {
+        self.current
+    }
+
+    fn find(&self, key: &ViewKey) -> Option<usize> {
+        self.views.iter().position(|v| &v.key == key)
+    }
+
+    /// The view for `key`, opened (titled `title`) if it is new.
+    pub(crate) fn open(&mut self, key: ViewKey, title: &str) -> usize {
+        match self.find(&key) {
+            Some(i) => i,
+            None => {
+                self.views.push(View::new(key, title));
+                self.views.len() - 1
+            }
+        }
+    }
+
+    /// Brings view `i` to the front; its unread lines are read now.
+    pub(crate) fn switch(&mut self, i: usize) -> bool {
+        if i >= self.views.len() {
+            return false;
+        }
+        self.current = i;
+        self.views[i].activity = Activity::default();
+        true
+    }
+
+    pub(crate) fn next(&mut self) {
+        let n = self.views.len();
+        self.switch((self.current + 1) % n);
+    }
+
+    pub(crate) fn prev(&mut self) {
+        let n = self.views.len();
+        self.switch((self.current + n - 1) % n);
+    }
+
+    /// Scrolls the view in front by `rows` (up is positive), not past its top
+    /// (`max_scroll`, known to the layout) nor below its bottom.
+    pub(crate) fn scroll(&mut self, rows: isize, max_scroll: usize) {
+        let v = &mut self.views[self.current];
+        v.scroll = v.scroll.saturating_add_signed(rows).min(max_scroll);
+    }
+
+    /// Adds a line to the view `target` names (opened if new; `title` is the
+    /// name as shown). `me` is our name, for mentions; `from_other` says the
+    /// line was said by someone else (a message, not a notice), and `private`
+    /// that it is a DM to us.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add(
+        &mut self,
+        target: &Target,
+        title: &str,
+        when: When,
+        mut line: Line,
+        me: Option<&str>,
+        from_other: bool,
+        private: bool,
+    ) -> Added {
+        let i = match target {
+            Target::Current => self.current,
+            Target::View(key) => self.open(key.clone(), title),
+        };
+        // The stamp is drawn by the layout (with or without seconds).
+        if line.0.first().is_some_and(|s| s.style == Style::Time) {
+            line.0.remove(0);
+        }
+        // `[rust] ` before a message says which view it is in: the view says it.
+        if matches!(target, Target::View(_))
+            && line.0.first().is_some_and(|s| s.style == Style::Scope)
+        {
+            line.0.remove(0);
+            if line.0.first().is_some_and(|s| s.text == " ") {
+                line.0.remove(0);
+            }
+        }
+        let text: String = line.0.iter().map(|s| s.text.as_str()).collect();
+        let mention = from_other && me.is_some_and(|me| mentions(&text, me));
+        let view = &mut self.views[i];
+        if view.last_day.is_some_and(|d| d != when.day) {
+            view.push(Entry::DayChange(format!(
+                "-- day changed: {} --",
+                day_label(when)
+            )));
+        }
+        view.last_day = Some(when.day);
+        view.push(Entry::Line {
+            when,
+            line,
+            mention,
+        });
+        if view.scroll > 0 {
+            // Keep what the person reads in place.
+            view.scroll += 1;
+        }
+        let in_front = i == self.current;
+        if !in_front && from_other {
+            view.activity.unread += 1;
+            if mention || private {
+                view.activity.marked = true;
+            }
+        }
+        Added {
+            alert: from_other && (mention || private) && !in_front,
+        }
+    }
+
+    /// The latest line of the view in front that contains `query` (ignoring
+    /// case), searching back from `before` entries from the end; its index
+    /// from the end.
+    pub(crate) fn search(&self, query: &str, before: usize) -> Option<usize> {
+        if query.is_empty() {
+            return None;
+        }
+        let query = query.to_lowercase();
+        let entries = &self.current().entries;
+        entries
+            .iter()
+            .rev()
+            .enumerate()
+            .skip(before)
+            .find(|(_, e)| match e {
+                Entry::Line { line, .. } => line
+                    .0
+                    .iter()
+                    .map(|s| s.text.as_str())
+                    .collect::<String>()
+                    .to_lowercase()
+                    .contains(&query),
+                Entry::DayChange(_) => false,
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// Total unread and marked views, for the window title.
+    pub(crate) fn unread_marked(&self) -> usize {
+        self.views.iter().filter(|v| v.activity.marked).count()
+    }
+}
+
+/// The day a [`When`] is on, as the layout shows it. The day number is days
+/// since 1970-01-01 (civil), so the date is computed here without a clock.
+pub(crate) fn day_label(when: When) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = i64::from(when.day) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use chatproto::parse_event;
+
+    use super::*;
+    use crate::render::Span;
+
+    const DAY: i32 = 20_423; // 2025-12-01
+    fn at(day: i32, minute: u8) -> When {
+        When {
+            day,
+            hour: 12,
+            minute,
+            second: 7,
+        }
+    }
+
+    fn msg(text: &str) -> Line {
+        Line(vec![
+            Span {
+                style: Style::Time,
+                text: "12:04 ".into(),
+            },
+            Span {
+                style: Style::Plain,
+                text: text.into(),
+            },
+        ])
+    }
+
+    #[test]
+    fn lines_go_to_their_conversation() {
+        let mut me = Session::new();
+        let _ = me.handle(&parse_event("WELCOME alice").unwrap());
+        let t = |l: &str| target_of(&parse_event(l).unwrap(), &me);
+        assert_eq!(t("MSG * bob hi"), Target::View(ViewKey::Global));
+        assert_eq!(t("MSG Rust bob hi"), Target::View(ViewKey::group("rust")));
+        assert_eq!(t("DM Bob alice hi"), Target::View(ViewKey::dm("bob")));
+        assert_eq!(t("DM alice Bob hi"), Target::View(ViewKey::dm("bob")));
+        assert_eq!(t("JOIN rust carol"), Target::View(ViewKey::group("rust")));
+        assert_eq!(t("USERS * alice"), Target::Current);
+        assert_eq!(t("ERR bad-args nope"), Target::Current);
+    }
+
+    #[test]
+    fn unread_counts_and_marks_only_away_from_the_front() {
+        let mut v = Views::default();
+        let rust = Target::View(ViewKey::group("rust"));
+        let bob = Target::View(ViewKey::dm("bob"));
+        let a = v.add(
+            &rust,
+            "rust",
+            at(DAY, 1),
+            msg("bob: hi"),
+            Some("alice"),
+            true,
+            false,
+        );
+        assert!(!a.alert);
+        v.add(
+            &rust,
+            "rust",
+            at(DAY, 1),
+            msg("bob: alice, look"),
+            Some("alice"),
+            true,
+            false,
+        );
+        let a = v.add(
+            &bob,
+            "bob",
+            at(DAY, 2),
+            msg("psst"),
+            Some("alice"),
+            true,
+            true,
+        );
+        assert!(a.alert, "a DM away from the front");
+        let global = v.add(
+            &Target::View(ViewKey::Global),
+            "Global",
+            at(DAY, 2),
+            msg("alice!"),
+            Some("alice"),
+            true,
+            false,
+        );
+        assert!(!global.alert, "the view in front needs no bell");
+        let titles: Vec<(&str, usize, bool)> = v
+            .all()
+            .iter()
+            .map(|x| (x.title.as_str(), x.activity.unread, x.activity.marked))
+            .collect();
+        assert_eq!(
+            titles,
+            [("Global", 0, false), ("rust", 2, true), ("bob", 1, true)]
+        );
+        assert_eq!(v.unread_marked(), 2);
+        v.next();
+        assert_eq!(v.current().title, "rust");
+        assert_eq!(v.current().activity, Activity::default(), "read when shown");
+        v.prev();
+        v.prev();
+        assert_eq!(v.current().title, "bob");
+        assert!(!v.switch(7));
+        // Our own lines and notices are never unread.
+        v.switch(0);
+        v.add(
+            &rust,
+            "rust",
+            at(DAY, 3),
+            msg("alice: me"),
+            Some("alice"),
+            false,
+            false,
+        );
+        assert_eq!(v.all()[1].activity.unread, 0);
+    }
+
+    #[test]
+    fn the_scope_label_is_left_to_the_view() {
+        let mut v = Views::default();
+        let line = Line(vec![
+            Span {
+                style: Style::Time,
+                text: "12:04 ".into(),
+            },
+            Span {
+                style: Style::Scope,
+                text: "[rust]".into(),
+            },
+            Span {
+                style: Style::Plain,
+                text: " ".into(),
+            },
+            Span {
+                style: Style::Plain,
+                text: "bob: hi".into(),
+            },
+        ]);
+        let rust = Target::View(ViewKey::group("rust"));
+        v.add(&rust, "rust", at(DAY, 1), line.clone(), None, true, false);
+        v.add(&Target::Current, "", at(DAY, 1), line, None, true, false);
+        let text = |e: &Entry| match e {
+            Entry::Line { line, .. } => line.0.iter().map(|s| s.text.as_str()).collect::<String>(),
+            Entry::DayChange(t) => t.clone(),
+        };
+        assert_eq!(text(&v.all()[1].entries[0]), "bob: hi");
+        assert_eq!(
+            text(&v.all()[0].entries[0]),
+            "[rust] bob: hi",
+            "an answer keeps it"
+        );
+    }
+
+    #[test]
+    fn mentions_are_whole_names_ignoring_case() {
+        assert!(mentions("hi Alice!", "alice"));
+        assert!(mentions("alice: look", "alice"));
+        assert!(mentions("@ALICE", "alice"));
+        assert!(!mentions("malice", "alice"));
+        assert!(!mentions("alice_2 here", "alice"));
+        assert!(!mentions("anything", ""));
+        assert!(mentions("日本 alice", "alice"));
+    }
+
+    #[test]
+    fn a_new_day_gets_a_line_and_stamps_are_kept_apart() {
+        let mut v = Views::default();
+        let g = Target::Current;
+        v.add(&g, "", at(DAY, 1), msg("one"), None, true, false);
+        v.add(&g, "", at(DAY + 1, 1), msg("two"), None, true, false);
+        let e = &v.current().entries;
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[1],
+            Entry::DayChange("-- day changed: 2025-12-02 --".into())
+        );
+        match &e[2] {
+            Entry::Line { line, when, .. } => {
+                assert_eq!(line.0.len(), 1, "the stamp span is dropped");
+                assert_eq!(when.second, 7);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(day_label(at(0, 0)), "1970-01-01");
+        assert_eq!(day_label(at(DAY, 0)), "2025-12-01");
+    }
+
+    #[test]
+    fn scrollback_is_bounded_and_search_finds_the_latest() {
+        let mut v = Views::default();
+        for i in 0..SCROLLBACK + 10 {
+            v.add(
+                &Target::Current,
+                "",
+                at(DAY, 0),
+                msg(&format!("line {i}")),
+                None,
+                true,
+                false,
+            );
+        }
+        assert_eq!(v.current().entries.len(), SCROLLBACK);
+        assert_eq!(v.search("LINE 5009", 0), Some(0));
+        assert_eq!(
+            v.search("line 500", 10),
+            Some(5009 - 500),
+            "past 5009 … 5000"
+        );
+        assert_eq!(v.search("line 1", 0), Some(5009 - 1999));
+        assert_eq!(v.search("line 5", 0), Some(0));
+        assert_eq!(v.search("line 3 ", 0), None);
+        assert_eq!(v.search("nowhere", 0), None);
+        // Scrolled up, new lines keep the view in place.
+        v.scroll(5, 100);
+        v.add(
+            &Target::Current,
+            "",
+            at(DAY, 0),
+            msg("new"),
+            None,
+            true,
+            false,
+        );
+        assert_eq!(v.current().scroll, 6);
+        v.scroll(-100, 100);
+        assert_eq!(v.current().scroll, 0);
+    }
+}

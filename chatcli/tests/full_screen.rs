@@ -1,0 +1,274 @@
+//! The full-screen mode (the default on a terminal) in tmux against the real
+//! chatd: views per conversation, unread marks, the bell for a DM or a mention
+//! away from the view in front, completion, scrollback and search, pastes,
+//! Ctrl+C, a server restart with the line typed offline kept, narrow and tiny
+//! terminals and a resize during output. Every exit leaves the terminal as it
+//! was (raw mode and the alternate screen undone).
+//!
+//! Skipped, with a message, only when tmux is not installed.
+
+mod support;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::tmux::{assert_left_cleanly, bottom, shell_for, Tmux};
+use support::{Peer, Server, WAIT};
+
+fn skip(test: &str) -> bool {
+    if Tmux::available() {
+        return false;
+    }
+    eprintln!("SKIPPED {test}: tmux is not installed (apt-get install tmux)");
+    true
+}
+
+/// The status line: the row above the input row.
+fn status(screen: &str) -> String {
+    let rows: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    rows.len()
+        .checked_sub(2)
+        .map(|i| rows[i].trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+/// Waits until tmux has seen a bell from the program.
+fn wait_bell(tmux: &Tmux) {
+    let deadline = Instant::now() + WAIT;
+    while !tmux.rang() {
+        assert!(
+            Instant::now() < deadline,
+            "no bell:\n{}",
+            tmux.screen(false)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn views_unread_marks_bell_and_completion() {
+    if skip("views_unread_marks_bell_and_completion") {
+        return;
+    }
+    let server = Server::start();
+    let mut bob = Peer::join(server.port, "bob");
+    let tmux = Tmux::start_sized(
+        "views",
+        &shell_for(&format!("--port {} --name alice", server.port)),
+        80,
+        20,
+    );
+    let screen = tmux.wait_for("the status line", |s| {
+        status(s).starts_with("[alice] [Global] connected")
+    });
+    assert_eq!(bottom(&screen), "[Global]>");
+    // The member list of the global scope, from the client's own /users.
+    tmux.wait_for("the member list", |s| s.contains("│ bob"));
+    bob.send("hello everyone");
+    tmux.wait_text("bob: hello everyone");
+
+    // A group joined comes to the front, in its own view.
+    tmux.type_text("/join rust");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the rust view", |s| bottom(s) == "[rust]>");
+    assert!(screen.contains("-- alice joined rust"), "{screen}");
+    assert!(status(&screen).contains("1:Global 2:rust"), "{screen}");
+    assert!(
+        !screen.contains("hello everyone"),
+        "global lines in rust:\n{screen}"
+    );
+    assert!(!tmux.rang(), "a bell before any mention");
+
+    // A mention in global and a DM, while rust is in front: both marked,
+    // and the bell rings.
+    bob.send("alice: look here");
+    let screen = tmux.wait_for("the mark on global", |s| status(s).contains("1:Global(1!)"));
+    assert!(!screen.contains("look here"), "{screen}");
+    wait_bell(&tmux);
+    bob.send("/msg alice psst");
+    tmux.wait_for("the DM view", |s| status(s).contains("3:bob(1!)"));
+    // Alt+1: global in front, read.
+    tmux.keys(&["M-1"]);
+    let screen = tmux.wait_for("global in front", |s| bottom(s) == "[Global]>");
+    assert!(screen.contains("bob: alice: look here"), "{screen}");
+    assert!(
+        status(&screen).contains("1:Global 2:rust 3:bob(1!)"),
+        "{screen}"
+    );
+    // Ctrl+N twice: the DM view; a line typed there is a /msg.
+    tmux.keys(&["C-n", "C-n"]);
+    tmux.wait_for("the DM view in front", |s| bottom(s) == "[DM bob]>");
+    tmux.type_text("back to you");
+    tmux.keys(&["Enter"]);
+    assert_eq!(bob.expect("DM alice"), "DM alice bob back to you");
+    tmux.wait_text("[DM] alice -> bob: back to you");
+
+    // Completion in global: a name at the start of the line gets ": ".
+    tmux.keys(&["C-p", "C-p"]);
+    tmux.wait_for("global in front", |s| bottom(s) == "[Global]>");
+    tmux.type_text("bo");
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the completed name", |s| bottom(s) == "[Global]> bob:");
+    tmux.type_text("done");
+    tmux.keys(&["Enter"]);
+    // alice is in rust: a line typed in the global view goes to global.
+    assert_eq!(bob.expect("MSG "), "MSG * alice bob: done");
+
+    // Ctrl+C clears a line being typed; on the empty line it leaves.
+    tmux.type_text("not sent");
+    tmux.wait_for("the typed line", |s| bottom(s) == "[Global]> not sent");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the cleared line", |s| bottom(s) == "[Global]>");
+    tmux.keys(&["C-c"]);
+    assert_eq!(bob.expect("PART * alice"), "PART * alice quit");
+    assert_left_cleanly(&tmux);
+}
+
+#[test]
+fn pastes_scrollback_and_search() {
+    if skip("pastes_scrollback_and_search") {
+        return;
+    }
+    let server = Server::start();
+    let mut bob = Peer::join(server.port, "bob");
+    let tmux = Tmux::start_sized(
+        "scroll",
+        &shell_for(&format!("--port {} --name ann", server.port)),
+        60,
+        12,
+    );
+    tmux.wait_for("the prompt", |s| bottom(s) == "[Global]>");
+
+    let pasted = format!("{}END", "p".repeat(2045));
+    tmux.paste(&pasted);
+    tmux.wait_for("the pasted line in the input", |s| {
+        bottom(s).ends_with("pppEND")
+    });
+    tmux.keys(&["Enter"]);
+    assert_eq!(bob.expect("MSG * ann"), format!("MSG * ann {pasted}"));
+    let lines: Vec<String> = (0..80).map(|i| format!("pasted line {i}")).collect();
+    tmux.paste(&lines.join("\n"));
+    tmux.wait_for("the paste question", |s| {
+        bottom(s).starts_with("paste 80 lines? Enter sends them as 80 messages")
+    });
+    tmux.keys(&["Enter"]);
+    for line in &lines {
+        assert_eq!(bob.expect("MSG * ann"), format!("MSG * ann {line}"));
+    }
+    let screen = tmux.wait_text("ann: pasted line 79");
+
+    // Page Up shows older lines; Page Down comes back.
+    assert!(!screen.contains("pasted line 69"), "{screen}");
+    tmux.keys(&["PPage"]);
+    let up = tmux.wait_text("ann: pasted line 65");
+    assert!(!up.contains("pasted line 79"), "{up}");
+    tmux.keys(&["NPage", "NPage"]);
+    let down = tmux.wait_text("ann: pasted line 79");
+    assert!(!down.contains("pasted line 65"), "{down}");
+
+    // Ctrl+R searches back; Esc returns to the bottom.
+    tmux.keys(&["C-r"]);
+    tmux.type_text("line 12");
+    let found = tmux.wait_for("the match", |s| s.contains("ann: pasted line 12"));
+    assert!(bottom(&found).starts_with("search: line 12"), "{found}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the bottom again", |s| {
+        s.contains("pasted line 79") && bottom(s) == "[Global]>"
+    });
+
+    // Alt+T: stamps with seconds.
+    tmux.keys(&["M-t"]);
+    tmux.wait_for("seconds in the stamps", |s| {
+        s.lines().any(|l| {
+            let b = l.as_bytes();
+            b.len() > 9 && b[2] == b':' && b[5] == b':' && b[8] == b' '
+        })
+    });
+    tmux.keys(&["C-d"]);
+    assert_left_cleanly(&tmux);
+}
+
+#[test]
+fn restart_keeps_the_line_typed_offline() {
+    if skip("restart_keeps_the_line_typed_offline") {
+        return;
+    }
+    let mut server = Server::start();
+    let port = server.port;
+    let tmux = Tmux::start_sized(
+        "restart",
+        &shell_for(&format!("--port {port} --name ivy")),
+        70,
+        12,
+    );
+    tmux.wait_for("connected", |s| status(s).contains("connected"));
+    tmux.type_text("/join rust");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the rust view", |s| bottom(s) == "[rust]>");
+    server.kill();
+    tmux.wait_for("the offline status", |s| status(s).contains("OFFLINE"));
+    tmux.type_text("typed while offline");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_text("not connected; the line is kept in the input");
+    assert!(bottom(&screen).ends_with("typed while offline"), "{screen}");
+
+    let _server = Server::start_on(&format!("127.0.0.1:{port}"));
+    let mut bob = Peer::join(port, "bob");
+    bob.send("/join rust");
+    // Re-registered and back in rust, the kept line still in the input.
+    let screen = tmux.wait_for("the group again", |s| {
+        status(s).starts_with("[ivy] [rust] connected")
+    });
+    assert_eq!(bottom(&screen), "[rust]> typed while offline");
+    tmux.keys(&["Enter"]);
+    assert_eq!(bob.expect("MSG rust"), "MSG rust ivy typed while offline");
+    tmux.keys(&["C-c"]);
+    assert_left_cleanly(&tmux);
+}
+
+#[test]
+fn narrow_tiny_and_resized_terminals() {
+    if skip("narrow_tiny_and_resized_terminals") {
+        return;
+    }
+    let server = Server::start();
+    let mut bob = Peer::join(server.port, "bob");
+    let tmux = Tmux::start_sized(
+        "narrow",
+        &shell_for(&format!("--port {} --name kay", server.port)),
+        40,
+        10,
+    );
+    tmux.wait_for("the prompt", |s| bottom(s) == "[Global]>");
+    // 40 columns: no member list, long lines wrap inside the width.
+    let long = "w".repeat(70);
+    bob.send(&long);
+    let screen = tmux.wait_text("wwwwwwwwww");
+    assert!(
+        !screen.contains('│'),
+        "member list on 40 columns:\n{screen}"
+    );
+    assert!(screen.lines().all(|l| l.chars().count() <= 40), "{screen}");
+
+    // 20x5, then resizes while lines arrive: the input row stays at the bottom.
+    tmux.resize(20, 5);
+    tmux.wait_for("the tiny layout", |s| {
+        s.lines().count() <= 5 && bottom(s) == "[Global]>"
+    });
+    for i in 0..30 {
+        bob.send(&format!("line {i}"));
+        if i % 10 == 5 {
+            let (w, h) = [(80, 20), (30, 6), (50, 12)][i / 10];
+            tmux.resize(w, h);
+        }
+    }
+    tmux.resize(50, 12);
+    // Redrawn at the last size (the size is checked a few times a second).
+    let screen = tmux.wait_for("the last line at 50 columns", |s| {
+        s.contains("bob: line 29") && status(s).starts_with("[kay] [Global] connected")
+    });
+    assert_eq!(bottom(&screen), "[Global]>", "{screen}");
+    assert!(screen.contains("bob: line 28"), "{screen}");
+    tmux.keys(&["C-d"]);
+    assert_left_cleanly(&tmux);
+}
