@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use super::message::encode_message;
-use super::session::{echo, echo_trailing, Caps, Delivery, IrcConfig, IrcSession, Pending};
+use super::session::{
+    echo, echo_trailing, Caps, Delivery, IrcConfig, IrcSession, Pending, Via, NICKSERV,
+};
 use crate::server::Outgoing;
-use crate::{ErrorCode, Event, Name, Scope, Text};
+use crate::{AccountState, ErrorCode, Event, Name, Scope, Text};
 
 /// The longest line body, CRLF excluded (tags do not count).
 const MAX_BODY: usize = super::message::MAX_LINE_LEN - 2;
@@ -108,6 +110,18 @@ impl<'c> Lines<'c> {
     pub(super) fn server_notice(&mut self, me: &str, text: &str) {
         let text = echo_trailing(text);
         self.server_line("NOTICE", &[me, &text]);
+    }
+
+    /// A `NOTICE` from NickServ to `me`.
+    pub(super) fn nickserv_notice(&mut self, me: &str, text: &str) {
+        let source = format!("{NICKSERV}!{NICKSERV}@{}", self.config.server_name);
+        let text = echo_trailing(text);
+        self.put(None, Some(&source), "NOTICE", &[me, &text]);
+    }
+
+    /// Bytes already encoded (held lines).
+    pub(super) fn extend(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
     }
 
     /// `ERROR :text`.
@@ -227,7 +241,30 @@ pub fn encode_shared(event: &Outgoing, caps: Caps, config: &IrcConfig) -> Arc<[u
 impl IrcSession {
     /// Handles one event the server delivered to this connection: what to
     /// send to the client.
+    ///
+    /// Between a SASL login and `CAP END`, what the registration brings
+    /// (`001` and on) is held back and comes with the reply to `CAP END`;
+    /// only the answer to `AUTHENTICATE` goes out at once.
     pub fn on_event(&mut self, event: &Outgoing) -> Delivery {
+        let delivery = self.deliver(event);
+        let Some(held) = &mut self.held else {
+            return delivery;
+        };
+        if matches!(event.event(), Event::Account { .. }) || matches!(delivery, Delivery::Nothing) {
+            return delivery;
+        }
+        let bytes = match delivery {
+            Delivery::Lines(lines) => lines,
+            Delivery::Shared => encode_shared(event, self.caps, &self.config).to_vec(),
+            Delivery::Nothing => Vec::new(),
+        };
+        if held.len() + bytes.len() <= super::session::MAX_HELD {
+            held.extend_from_slice(&bytes);
+        }
+        Delivery::Nothing
+    }
+
+    fn deliver(&mut self, event: &Outgoing) -> Delivery {
         if self.closed {
             return Delivery::Nothing;
         }
@@ -260,6 +297,10 @@ impl IrcSession {
                 match self.nick.replace(name.clone()) {
                     None => {
                         self.registration_refused();
+                        if self.negotiating() {
+                            // A SASL login registered it before `CAP END`.
+                            self.held = Some(Vec::new());
+                        }
                         self.welcome(&mut r);
                         // The names follow: `/users` went out with the nick.
                         if let Some(global) = &config.global_channel {
@@ -375,6 +416,17 @@ impl IrcSession {
                 let clients = format!(":I have {connections} clients and 0 servers");
                 r.numeric(&me, "255", &[&clients]);
             }
+            Event::Account { name, state } => {
+                let via = match self.take(|p| matches!(p, Pending::Account(_))) {
+                    Some(Pending::Account(via)) => Some(via),
+                    _ => None,
+                };
+                self.account_reply(&mut r, &me, via, name, state);
+            }
+            Event::History(past) => self.replayed(&mut r, event, past.event()),
+            // The end of a replay: IRC has no marker for it without
+            // `batch`, which this adapter does not offer.
+            Event::Replayed { .. } => {}
             Event::Ping(token) => r.put(None, None, "PING", &[token.as_str()]),
             Event::Bye(reason) => {
                 self.closed = true;
@@ -410,6 +462,73 @@ impl IrcSession {
         } else {
             None
         }
+    }
+
+    /// What an `ACCOUNT` event becomes: `900` (logged in) for a login or a
+    /// registration, with `903` after SASL and NickServ's words after its
+    /// commands; a notice for the rest.
+    fn account_reply(
+        &mut self,
+        r: &mut Lines<'_>,
+        me: &str,
+        via: Option<Via>,
+        name: &Name,
+        state: &AccountState,
+    ) {
+        let logged_in = matches!(state, AccountState::LoggedIn | AccountState::Registered);
+        if logged_in {
+            let mask = format!("{me}!{me}@{}", self.config.user_host);
+            let text = format!(":You are now logged in as {name}");
+            r.numeric(me, "900", &[&mask, name.as_str(), &text]);
+        }
+        match (via, state) {
+            (Some(Via::Sasl), _) if logged_in => {
+                r.numeric(me, "903", &[":SASL authentication successful"]);
+            }
+            (Some(Via::NickServ), AccountState::Registered) => {
+                r.nickserv_notice(me, &format!("Account {name} registered; you are logged in"));
+            }
+            (Some(Via::NickServ), AccountState::LoggedIn) => {
+                r.nickserv_notice(me, &format!("You are now identified for {name}"));
+            }
+            (_, AccountState::PasswordChanged) => {
+                r.nickserv_notice(me, &format!("The password of {name} was changed"));
+            }
+            (_, AccountState::Unregistered) => {
+                r.nickserv_notice(me, &format!("Account {name} was dropped"));
+            }
+            _ => {}
+        }
+    }
+
+    /// A line from the past (`HISTORY`): the `PRIVMSG` it was, stamped with
+    /// its own time (`server-time`) and id (`message-tags`); a client without
+    /// `server-time` sees the time at the start of the text instead.
+    fn replayed(&mut self, r: &mut Lines<'_>, o: &Outgoing, past: &Event) {
+        let when = if self.caps.contains(Caps::SERVER_TIME) || o.unix_ms() == 0 {
+            String::new()
+        } else {
+            let t = rfc3339_ms(o.unix_ms());
+            // `2026-12-01T10:00:00.000Z` as `[2026-12-01 10:00] `.
+            format!("[{} {}] ", &t[..10], &t[11..16])
+        };
+        let (target, from, text, action) = match past {
+            Event::Msg { scope, from, text } | Event::Me { scope, from, text } => {
+                let Some(c) = channel(scope, &self.config) else {
+                    return;
+                };
+                if !self.wants(scope) {
+                    return;
+                }
+                (c, from, text.as_str(), matches!(past, Event::Me { .. }))
+            }
+            Event::Dm { from, to, text } => match text.as_str().strip_prefix("/me ") {
+                Some(action) => (to.as_str().to_owned(), from, action, true),
+                None => (to.as_str().to_owned(), from, text.as_str(), false),
+            },
+            _ => return,
+        };
+        r.chat(o, from, &target, &format!("{when}{text}"), action);
     }
 
     /// `001`-`005` and the MOTD.
@@ -557,6 +676,13 @@ impl IrcSession {
             }
             (Some(Pending::WhoNick(mask)), ErrorCode::NoSuchUser) => {
                 r.numeric(me, "315", &[&mask, ":End of /WHO list"]);
+            }
+            (Some(Pending::Account(Via::NickServ)), _) => r.nickserv_notice(me, text.as_str()),
+            (Some(Pending::Account(Via::Sasl)), _) => {
+                r.numeric(me, "904", &[":SASL authentication failed"]);
+            }
+            (Some(Pending::Account(Via::Pass)), _) => {
+                r.numeric(me, "464", &[":Password incorrect"]);
             }
             (_, ErrorCode::NotRegistered) => r.numeric(me, "451", &[":You have not registered"]),
             (_, code) => r.server_notice(me, &format!("{code}: {text}")),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::events::{numeric_target, Lines};
 use super::message::{parse_message, IrcMessage, IrcParseError};
-use crate::{Command, FrameError, GroupName, Name, Scope, Text, Token};
+use crate::{Command, FrameError, GroupName, Name, Password, Scope, Text, Token};
 
 /// Settings shared by every IRC connection of a server. Built with
 /// [`IrcConfig::default`] and changed field by field.
@@ -43,6 +43,10 @@ pub struct IrcConfig {
     /// The host part of every user's `nick!user@host`: a fixed placeholder,
     /// so that no user's address is revealed. Default `hidden`.
     pub user_host: String,
+    /// The native server keeps accounts: `sasl` (`PLAIN`) is offered. Logging
+    /// in with `PASS account:password` or NickServ works either way (a server
+    /// without accounts refuses it). Default `false`, as the server's.
+    pub accounts: bool,
 }
 
 impl Default for IrcConfig {
@@ -55,6 +59,7 @@ impl Default for IrcConfig {
             motd: None,
             created: String::new(),
             user_host: "hidden".into(),
+            accounts: false,
         }
     }
 }
@@ -82,6 +87,9 @@ impl Caps {
     /// the others get them (the session asks the native server for `/echo
     /// on`, so an echo means the server accepted the message).
     pub const ECHO_MESSAGE: Self = Self(32);
+    /// `sasl`: `AUTHENTICATE PLAIN` logs in to an account before
+    /// registration. Offered only with [`IrcConfig::accounts`].
+    pub const SASL: Self = Self(64);
 
     /// Every capability chatd offers, with its `CAP LS` name.
     pub const OFFERED: &'static [(&'static str, Self)] = &[
@@ -89,6 +97,7 @@ impl Caps {
         ("echo-message", Self::ECHO_MESSAGE),
         ("message-tags", Self::MESSAGE_TAGS),
         ("multi-prefix", Self::MULTI_PREFIX),
+        ("sasl", Self::SASL),
         ("server-time", Self::SERVER_TIME),
         ("userhost-in-names", Self::USERHOST_IN_NAMES),
     ];
@@ -194,12 +203,31 @@ pub(super) enum Pending {
     WhoNick(String),
     /// `Command::Count`: `COUNT`, as a `LUSERS` reply.
     Lusers,
+    /// `Command::Login` or `Command::Register`: `ACCOUNT` or an error,
+    /// answered as the client asked.
+    Account(Via),
     /// `n` group messages (`Command::SayIn`/`MeIn` to `#channel`) in a row:
     /// each is answered by nothing, or by `not-in-group` when the group was
     /// left meanwhile. Consecutive ones share an entry, so a client that
     /// only chats does not grow the queue.
     Said { channel: String, n: usize },
 }
+
+/// How an IRC client asked for an account command: what its answer becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Via {
+    /// `PRIVMSG NickServ :IDENTIFY ...` (or `NS`, `NICKSERV`): NickServ's
+    /// `NOTICE`s, and `900` on success.
+    NickServ,
+    /// SASL `PLAIN`: `900` and `903`, or `904`.
+    Sasl,
+    /// `PASS account:password` at registration: `900`, or `464`.
+    Pass,
+}
+
+/// The nick of the account service, as IRC users know it from ergo and
+/// Atheme; reserved in the native server so nobody can pass for it.
+pub(super) const NICKSERV: &str = "NickServ";
 
 /// One IRC connection's adapter: registration, capabilities, the mapping
 /// between channels and scopes, and the few things IRC keeps per connection
@@ -244,6 +272,15 @@ pub struct IrcSession {
     /// Global messages and presence are delivered (`&global` is joined).
     pub(super) in_global: bool,
     away: Option<String>,
+    /// `PASS account:password`, used at registration.
+    pass: Option<(Name, Password)>,
+    /// `AUTHENTICATE PLAIN` came: the base64 received so far (chunks of 400
+    /// mean more follows).
+    sasl: Option<String>,
+    /// The server registered the connection (a SASL login) while `CAP`
+    /// negotiation goes on: what it sent waits here until `CAP END`, since
+    /// `001` must not come before it. Bounded by [`MAX_HELD`].
+    pub(super) held: Option<Vec<u8>>,
     pub(super) pending: VecDeque<Pending>,
     /// `ERROR` was sent: nothing more goes out.
     pub(super) closed: bool,
@@ -251,6 +288,14 @@ pub struct IrcSession {
 
 /// The most bytes of a client's text a reply quotes.
 const ECHO_MAX: usize = 64;
+
+/// The most bytes held back between a SASL login and `CAP END` (the
+/// registration burst and what arrives in that moment); more is dropped.
+pub(super) const MAX_HELD: usize = 64 * 1024;
+
+/// The longest SASL `PLAIN` message accepted, in base64 characters: a
+/// 32-byte name twice and a 256-byte password fit.
+const MAX_SASL_B64: usize = 1200;
 
 impl IrcSession {
     /// A session for a new connection, not registered.
@@ -266,6 +311,9 @@ impl IrcSession {
             group: None,
             in_global: false,
             away: None,
+            pass: None,
+            sasl: None,
+            held: None,
             pending: VecDeque::new(),
             closed: false,
         }
@@ -337,7 +385,23 @@ impl IrcSession {
             "CAP" => self.cap(&msg, &mut r, &mut out),
             "NICK" => self.nick_cmd(&msg, &mut r, &mut out),
             "USER" => self.user(&msg, &mut r, &mut out),
-            "PASS" => {}
+            "PASS" => {
+                // `PASS account:password` logs in at registration; any other
+                // PASS (a server password) is ignored, as before.
+                let account = msg
+                    .param(0)
+                    .and_then(|p| p.split_once(':'))
+                    .and_then(|(n, p)| {
+                        Some((Name::try_from(n).ok()?, Password::try_from(p).ok()?))
+                    });
+                if !registered && account.is_some() {
+                    self.pass = account;
+                }
+            }
+            "AUTHENTICATE" => self.authenticate(&msg, &mut r, &mut out),
+            "NS" | "NICKSERV" if registered => {
+                self.nickserv(&msg.params().join(" "), &mut r, &mut out);
+            }
             "PING" => match msg.param(0).filter(|p| !p.is_empty()) {
                 Some(token) => {
                     let server = self.config.server_name.clone();
@@ -438,11 +502,21 @@ impl IrcSession {
                 let ls = Caps::OFFERED
                     .iter()
                     .fold(Caps::NONE, |all, &(_, c)| all.with(c));
+                let ls = if self.config.accounts {
+                    ls
+                } else {
+                    ls.without(Caps::SASL)
+                };
                 // Version 302 implies cap-notify (IRCv3 capability negotiation).
-                if msg.param(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302) {
+                let v302 = msg.param(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
+                if v302 {
                     self.caps = self.caps.with(Caps::CAP_NOTIFY);
                 }
-                r.server_line("CAP", &[&me, "LS", &ls.names()]);
+                let mut names = ls.names();
+                if v302 && ls.contains(Caps::SASL) {
+                    names = names.replace("sasl", "sasl=PLAIN");
+                }
+                r.server_line("CAP", &[&me, "LS", &names]);
             }
             "LIST" => r.server_line("CAP", &[&me, "LIST", &self.caps.names()]),
             "REQ" => {
@@ -458,6 +532,7 @@ impl IrcSession {
                         None => (false, word),
                     };
                     match Caps::by_name(name) {
+                        Some(Caps::SASL) if !self.config.accounts => ok = false,
                         Some(c) if remove => caps = caps.without(c),
                         Some(c) => caps = caps.with(c),
                         None => ok = false,
@@ -480,6 +555,11 @@ impl IrcSession {
             }
             "END" => {
                 self.negotiating = false;
+                if let Some(held) = self.held.take() {
+                    // After this line's own reply: the welcome a SASL login
+                    // earned, held until now.
+                    r.extend(&held);
+                }
                 self.try_register(out);
             }
             _ => {
@@ -526,13 +606,73 @@ impl IrcSession {
         self.try_register(out);
     }
 
-    /// Sends the wanted nick once NICK, USER and any CAP negotiation are done.
+    /// Sends the wanted nick once NICK, USER and any CAP negotiation are done;
+    /// with `PASS account:password`, logs in to the account first (whose
+    /// name the connection then has; after a wrong password, `464`, it
+    /// registers with the nick as without `PASS`).
     fn try_register(&mut self, out: &mut FromClient) {
         if self.nick.is_some() || self.registering || self.negotiating || !self.user_given {
             return;
         }
+        if let Some((name, password)) = self.pass.take() {
+            // The nick follows: after a login it confirms the account's name
+            // (or is refused, harmlessly); after a failed one it registers.
+            let login = Command::Login { name, password };
+            self.issue(out, login, Pending::Account(Via::Pass));
+        }
         if let Some(name) = self.wanted.take() {
             self.register(out, name);
+        }
+    }
+
+    /// `AUTHENTICATE`: SASL `PLAIN` (`authzid NUL authcid NUL password`,
+    /// base64, in chunks of 400), as a native `/login authcid password`.
+    fn authenticate(&mut self, msg: &IrcMessage<'_>, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        let arg = msg.param(0).unwrap_or("");
+        if !self.caps.contains(Caps::SASL) {
+            return r.numeric(&me, "904", &[":SASL authentication failed"]);
+        }
+        if arg == "*" {
+            self.sasl = None;
+            return r.numeric(&me, "906", &[":SASL authentication aborted"]);
+        }
+        let Some(so_far) = &mut self.sasl else {
+            if arg.eq_ignore_ascii_case("PLAIN") {
+                self.sasl = Some(String::new());
+                return r.server_line("AUTHENTICATE", &["+"]);
+            }
+            r.numeric(&me, "908", &["PLAIN", ":are available SASL mechanisms"]);
+            return r.numeric(&me, "904", &[":SASL authentication failed"]);
+        };
+        if arg != "+" {
+            so_far.push_str(arg);
+        }
+        if so_far.len() > MAX_SASL_B64 {
+            self.sasl = None;
+            return r.numeric(&me, "904", &[":SASL authentication failed"]);
+        }
+        if arg.len() == 400 {
+            return; // More follows.
+        }
+        let message = self.sasl.take().and_then(|b64| base64_decode(&b64));
+        let login = message.as_deref().and_then(|m| {
+            let mut fields = m.split(|&b| b == 0);
+            let (_authzid, authcid, password) = (fields.next()?, fields.next()?, fields.next()?);
+            let name = Name::try_from(std::str::from_utf8(authcid).ok()?).ok()?;
+            let password = Password::try_from(std::str::from_utf8(password).ok()?).ok()?;
+            Some(Command::Login { name, password })
+        });
+        match login {
+            Some(command) => {
+                self.issue(out, command, Pending::Account(Via::Sasl));
+                if self.nick.is_none() && self.config.global_channel.is_some() {
+                    // The names of `&global`, joined on WELCOME, as in
+                    // `register` (refused unseen if the login fails).
+                    self.issue(out, Command::Users, Pending::Names);
+                }
+            }
+            None => r.numeric(&me, "904", &[":SASL authentication failed"]),
         }
     }
 
@@ -545,6 +685,11 @@ impl IrcSession {
         if self.config.global_channel.is_some() {
             self.issue(out, Command::Users, Pending::Names);
         }
+    }
+
+    /// True between `CAP LS`/`REQ` and `CAP END` before registration.
+    pub(super) fn negotiating(&self) -> bool {
+        self.negotiating
     }
 
     /// A refused registration nick: the client may send another.
@@ -593,6 +738,12 @@ impl IrcSession {
         // TARGMAX=PRIVMSG:1: only the first target counts.
         let target = target.split(',').next().unwrap_or(target);
         let raw = msg.param(1).unwrap_or("");
+        if target.eq_ignore_ascii_case(NICKSERV) {
+            if !notice {
+                self.nickserv(raw, r, out);
+            }
+            return;
+        }
         let (action, body) = match ctcp(raw) {
             Some(("ACTION", body)) => (true, body),
             Some((query, body)) => {
@@ -661,6 +812,41 @@ impl IrcSession {
                 }
                 Err(_) => error(r, "401", &[&echo(target), ":No such nick/channel"]),
             }
+        }
+    }
+
+    /// A line to NickServ: `IDENTIFY [account] <password>` logs in,
+    /// `REGISTER <password> [email]` registers the current nick; NickServ
+    /// answers in `NOTICE`s. The password never appears in a reply.
+    fn nickserv(&mut self, line: &str, r: &mut Lines<'_>, out: &mut FromClient) {
+        let me = self.me();
+        let words: Vec<&str> = line.split(' ').filter(|w| !w.is_empty()).collect();
+        let verb = words.first().map(|w| w.to_ascii_uppercase());
+        let password = |w: &str| Password::try_from(w).ok();
+        let command = match (verb.as_deref(), &words[..]) {
+            (Some("IDENTIFY"), [_, pw]) => self
+                .nick
+                .clone()
+                .zip(password(pw))
+                .map(|(name, password)| Command::Login { name, password }),
+            (Some("IDENTIFY"), [_, account, pw]) => Name::try_from(*account)
+                .ok()
+                .zip(password(pw))
+                .map(|(name, password)| Command::Login { name, password }),
+            (Some("REGISTER"), [_, pw] | [_, pw, _]) => password(pw).map(Command::Register),
+            (Some("IDENTIFY" | "REGISTER"), _) => None,
+            _ => {
+                let help = "Commands: IDENTIFY [account] <password>, REGISTER <password>";
+                return r.nickserv_notice(&me, help);
+            }
+        };
+        match command {
+            Some(command) => self.issue(out, command, Pending::Account(Via::NickServ)),
+            None => r.nickserv_notice(
+                &me,
+                "Syntax: IDENTIFY [account] <password> or REGISTER <password>; a password is \
+                 8 to 256 bytes without spaces",
+            ),
         }
     }
 
@@ -1005,6 +1191,43 @@ pub(super) fn echo_trailing(s: &str) -> String {
         .collect()
 }
 
+/// Standard base64 (RFC 4648, with padding) to bytes; `None` if malformed.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(
+            match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => return None,
+            }
+            .into(),
+        )
+    };
+    let bytes = s.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (i, quad) in bytes.chunks(4).enumerate() {
+        let last = i + 1 == bytes.len() / 4;
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = n << 6 | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&three[..3 - pad]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1058,6 +1281,20 @@ mod tests {
                 ),
                 "{lines:?}"
             );
+        }
+    }
+
+    #[test]
+    fn base64_decodes_standard_padding_and_refuses_the_rest() {
+        assert_eq!(
+            base64_decode("AGFubgBodW50ZXIyMg==").unwrap(),
+            b"\0ann\0hunter22"
+        );
+        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert_eq!(base64_decode("").unwrap(), b"");
+        for bad in ["YQ=", "Y===", "YQ==YWJj", "Y!==", "YWJ"] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
         }
     }
 
@@ -1118,13 +1355,14 @@ mod tests {
     #[test]
     fn caps_by_name_and_dialect() {
         assert_eq!(Caps::by_name("Server-Time"), Some(Caps::SERVER_TIME));
-        assert_eq!(Caps::by_name("sasl"), None);
+        assert_eq!(Caps::by_name("sasl"), Some(Caps::SASL));
+        assert_eq!(Caps::by_name("chathistory"), None);
         let all = Caps::OFFERED
             .iter()
             .fold(Caps::NONE, |a, &(_, c)| a.with(c));
         assert_eq!(
             all.names(),
-            "cap-notify echo-message message-tags multi-prefix server-time userhost-in-names"
+            "cap-notify echo-message message-tags multi-prefix sasl server-time userhost-in-names"
         );
         assert_eq!(all.dialect(), Caps::SERVER_TIME.with(Caps::MESSAGE_TAGS));
         assert_eq!(Caps::MULTI_PREFIX.dialect(), Caps::NONE);

@@ -71,7 +71,7 @@ pub struct ServerConfig {
     /// Names nobody may register (compared ignoring case), so that no user can
     /// pass for the server or its staff; the server's own name is reserved
     /// too. Default: `server`, `admin`, `administrator`, `root`, `system`,
-    /// `operator`, `moderator`, `chatd`.
+    /// `operator`, `moderator`, `chatd`, `nickserv`.
     pub reserved_names: Vec<Name>,
     /// Above this many users, registrations and disconnections are no longer
     /// announced to everyone (`JOIN *` to all, `PART *` to all): each one would
@@ -130,6 +130,8 @@ impl Default for ServerConfig {
                 "operator",
                 "moderator",
                 "chatd",
+                // The account service IRC users know: nobody may pass for it.
+                "nickserv",
             ]
             .into_iter()
             .map(|n| Name::try_from(n).expect("valid name literal"))
