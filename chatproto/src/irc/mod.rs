@@ -54,6 +54,15 @@
 //! native server's events into IRC lines, and [`encode_shared`] encodes a
 //! broadcast once per dialect.
 //!
+//! Accounts map onto the native `/login` and `/register`: SASL `PLAIN`
+//! (offered with [`IrcConfig::accounts`]; the `001` a login before `CAP END`
+//! earns waits for `CAP END`), `PASS account:password` at registration, and
+//! `PRIVMSG NickServ :IDENTIFY [account] <password>` or `REGISTER
+//! <password>` (also as `NS` and `NICKSERV`). A native `HISTORY` line becomes
+//! the `PRIVMSG` it was, stamped with its own time: as a `server-time` tag
+//! for clients that negotiated it, else as `[YYYY-MM-DD HH:MM] ` before the
+//! text. `CHATHISTORY` is not offered.
+//!
 //! A driver runs one [`IrcSession`] per IRC connection next to the native
 //! [`Server`](crate::server::Server): client lines in, commands to the server
 //! and replies out; the server's events in, IRC lines out:
