@@ -155,6 +155,11 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         full_screen: opts.full_screen,
         alerts: opts.alerts,
     });
+    // For the test that a panic gives the terminal back (tests/full_screen.rs):
+    // there is no other way to make this client panic on purpose.
+    if std::env::var_os("CHATCLI_PANIC_FOR_TEST").is_some() {
+        panic!("CHATCLI_PANIC_FOR_TEST is set");
+    }
     let mut app = App {
         last_name: opts.name.clone(),
         opts,

@@ -61,6 +61,8 @@ fn tui_style(style: Style, colour: bool, mention: bool) -> TuiStyle {
         Style::Own => base.add_modifier(Modifier::BOLD),
         Style::Error if colour => base.fg(Color::Red),
         Style::Error => base.add_modifier(Modifier::BOLD),
+        Style::Mention if colour => base.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        Style::Mention => base.add_modifier(Modifier::BOLD),
     };
     if mention && matches!(style, Style::Plain) {
         // A line that names us: its words stand out, its names keep their colour.

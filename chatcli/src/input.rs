@@ -74,6 +74,9 @@ pub(crate) struct Term {
     prompt: String,
     /// The prompt names the scope (see [`Console::set_prompt`]).
     scoped: bool,
+    /// Ring the bell for a mention or a DM (line mode; the full-screen mode
+    /// keeps its own [`Alerts`]).
+    bell: bool,
     ui: Ui,
     colour: bool,
     width: usize,
@@ -178,6 +181,7 @@ impl Console {
                         paste: None,
                         prompt: String::new(),
                         scoped: false,
+                        bell: opts.alerts.bell,
                         ui,
                         colour,
                         width,
@@ -241,6 +245,22 @@ impl Console {
                     Ui::Line(screen) => {
                         let mut text = String::new();
                         for line in lines {
+                            let words: String = line.0.iter().map(|s| s.text.as_str()).collect();
+                            let mention = meta.from_other
+                                && meta.me.is_some_and(|me| crate::views::mentions(&words, me));
+                            if (mention || meta.private) && term.bell {
+                                // The line mode has no views to mark: the bell
+                                // says someone wants us.
+                                text.push('\x07');
+                            }
+                            if mention {
+                                text.push_str(&render::paint(
+                                    &render::highlighted(line),
+                                    term.colour,
+                                ));
+                                text.push('\n');
+                                continue;
+                            }
                             text.push_str(&render::paint(line, term.colour));
                             text.push('\n');
                         }

@@ -49,6 +49,8 @@ pub(crate) enum Style {
     Name(u8),
     /// This session's own name: bold, so own lines stand out.
     Own,
+    /// The words of a line that names us (someone said our name).
+    Mention,
     /// Join, part and rename notices, and other things of little weight.
     Dim,
     /// Refusals from the server and local mistakes.
@@ -122,6 +124,7 @@ pub(crate) fn paint(line: &Line, colour: bool) -> String {
             Style::Private => Some("1;35".to_owned()),
             Style::Name(c) => Some(format!("38;5;{c}")),
             Style::Own => Some("1".to_owned()),
+            Style::Mention => Some("1;33".to_owned()),
             Style::Error => Some("31".to_owned()),
         };
         match sgr {
@@ -146,6 +149,23 @@ fn stamped(at: Stamp) -> Line {
 fn name_span(line: Line, name: &str) -> Line {
     let shown = sanitize(name).into_owned();
     line.push(Style::Name(name_colour(name)), shown)
+}
+
+/// `line` with its plain words marked as a mention of us.
+pub(crate) fn highlighted(line: &Line) -> Line {
+    Line(
+        line.0
+            .iter()
+            .map(|s| Span {
+                style: if s.style == Style::Plain {
+                    Style::Mention
+                } else {
+                    s.style
+                },
+                text: s.text.clone(),
+            })
+            .collect(),
+    )
 }
 
 /// `Global` or `rust`: a view's title.

@@ -272,3 +272,31 @@ fn narrow_tiny_and_resized_terminals() {
     tmux.keys(&["C-d"]);
     assert_left_cleanly(&tmux);
 }
+
+/// A panic leaves raw mode and the alternate screen before its message is
+/// printed, so the message is readable and the shell usable.
+#[test]
+fn a_panic_gives_the_terminal_back() {
+    if skip("a_panic_gives_the_terminal_back") {
+        return;
+    }
+    let server = Server::start();
+    let shell = format!(
+        "CHATCLI_PANIC_FOR_TEST=1 RUST_BACKTRACE=0 {}",
+        shell_for(&format!("--port {} --name pam", server.port))
+    );
+    let tmux = Tmux::start_sized("panic", &shell, 80, 20);
+    let screen = tmux.wait_for("both terminal modes", |s| s.matches("MODE=").count() == 2);
+    assert!(screen.contains("EXIT=101"), "{screen}");
+    assert!(screen.contains("CHATCLI_PANIC_FOR_TEST is set"), "{screen}");
+    assert!(
+        screen.contains("MODE=icanon") && screen.contains("MODE=echo"),
+        "{screen}"
+    );
+    let alternate = tmux.run(&["display-message", "-p", "-t", "t", "#{alternate_on}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&alternate.stdout).trim(),
+        "0",
+        "still on the alternate screen"
+    );
+}

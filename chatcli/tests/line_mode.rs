@@ -259,3 +259,71 @@ fn no_look_alikes_and_no_paper_cuts() {
         .collect();
     assert_eq!(after.len(), 1, "more than one line on SIGTERM:\n{screen}");
 }
+
+/// The line mode on a narrow terminal, then a tiny one resized while lines
+/// arrive; a mention highlighted with the bell; a server restart with the
+/// line typed offline kept in the input and sent once reconnected.
+#[test]
+fn narrow_tiny_resize_mention_and_restart() {
+    if skip("narrow_tiny_resize_mention_and_restart") {
+        return;
+    }
+    let mut server = Server::start();
+    let port = server.port;
+    let mut bob = Peer::join(port, "bob");
+    let tmux = Tmux::start_sized(
+        "restart",
+        &shell_for(&format!("--plain --port {port} --name lea")),
+        40,
+        10,
+    );
+    tmux.wait_for("the prompt", |s| bottom(s) == "[Global]>");
+    assert!(!tmux.rang(), "a bell before the mention");
+    bob.send("lea: are you there");
+    tmux.wait_text("bob: lea: are you there");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while !tmux.rang() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no bell for a mention"
+        );
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let coloured = tmux.screen(true);
+    let line = coloured
+        .lines()
+        .find(|l| l.contains("are you there"))
+        .expect("the mention");
+    assert!(line.contains("33m"), "not highlighted: {line:?}");
+
+    // 70 characters on 40 columns wrap above an intact prompt row.
+    bob.send(&"w".repeat(70));
+    let screen = tmux.wait_for("the wrapped line", |s| s.contains(&"w".repeat(30)));
+    assert_eq!(bottom(&screen), "[Global]>", "{screen}");
+
+    tmux.resize(20, 5);
+    for i in 0..20 {
+        bob.send(&format!("line {i}"));
+        if i == 10 {
+            tmux.resize(30, 8);
+        }
+    }
+    let screen = tmux.wait_text("bob: line 19");
+    assert_eq!(bottom(&screen), "[Global]>", "{screen}");
+
+    server.kill();
+    tmux.wait_text("reconnecting in 1 s");
+    tmux.wait_for("the offline prompt", |s| bottom(s) == "[offline]>");
+    tmux.type_text("kept");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("line is kept in the input");
+    tmux.wait_for("the kept line", |s| bottom(s) == "[offline]> kept");
+    let _server = Server::start_on(&format!("127.0.0.1:{port}"));
+    let mut ben = Peer::join(port, "ben");
+    tmux.wait_text("-- reconnected");
+    tmux.wait_for("the kept line, online", |s| bottom(s) == "[Global]> kept");
+    tmux.keys(&["Enter"]);
+    assert_eq!(ben.expect("MSG "), "MSG * lea kept");
+    tmux.keys(&["C-c"]);
+    assert_left_cleanly(&tmux);
+}
