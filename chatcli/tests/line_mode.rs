@@ -194,7 +194,7 @@ fn no_look_alikes_and_no_paper_cuts() {
     let tmux = Tmux::start(
         "cuts",
         &shell_for(&format!(
-            "--plain --port {} --name zed --no-color",
+            "--plain --port {} --name zed --no-color --no-bell",
             server.port
         )),
     );
@@ -223,6 +223,7 @@ fn no_look_alikes_and_no_paper_cuts() {
     tmux.type_text("done");
     tmux.keys(&["Enter"]);
     assert_eq!(you.expect("MSG * zed"), "MSG * zed you: done");
+    // --no-bell: the DM did not ring; a Tab that completes nothing still does.
     assert!(!tmux.rang(), "a bell before any failed completion");
     tmux.type_text("qqq");
     tmux.keys(&["Tab"]);
