@@ -1568,7 +1568,9 @@ pub fn check_irc_message(data: &[u8]) {
 /// IRC line produced (replies, own lines, shared encodings) parses with
 /// `parse_message`, ends with CRLF and is at most 512 bytes without its tags;
 /// two sessions of one dialect get the same shared bytes; the server's
-/// invariants hold after every input.
+/// invariants hold after every input. The server keeps accounts (`acct`,
+/// password `hunter22`) and history, and its requests are answered at once,
+/// so SASL, `PASS`, NickServ and replays run too.
 pub fn check_irc_session(data: &[u8]) {
     use chatproto::irc::{
         encode_shared, parse_message, Delivery, IrcConfig, IrcSession, FRAME_LIMIT, MAX_LINE_LEN,
@@ -1589,8 +1591,21 @@ pub fn check_irc_session(data: &[u8]) {
         }
     }
 
-    let config = Arc::new(IrcConfig::default());
-    let mut server = Server::new(ServerConfig::default());
+    // Accounts and history on, so logins (SASL, PASS, NickServ) and replays
+    // reach the adapter; requests are answered at once by a tiny store in
+    // which `acct` has the password `hunter22`.
+    let mut irc_config = IrcConfig::default();
+    irc_config.accounts = true;
+    let config = Arc::new(irc_config);
+    let mut server_config = ServerConfig::default();
+    server_config.accounts = Some(AccountsConfig::default());
+    server_config.history = Some(HistoryConfig::default());
+    let mut server = Server::new(server_config);
+    server.add_account(Name::try_from("acct").expect("a name"), 0);
+    let mut store = FuzzStore::default();
+    store
+        .accounts
+        .insert("acct".to_owned(), "hunter22".to_owned());
     let start = Instant::now();
     let mut elapsed = Duration::ZERO;
     let native = ConnId::new(100);
@@ -1607,27 +1622,41 @@ pub fn check_irc_session(data: &[u8]) {
                 instant: start + elapsed,
                 unix_ms: 1_796_119_200_000 + u64::try_from(elapsed.as_millis()).unwrap_or(0),
             };
-            for effect in server.handle(time, input) {
-                let Effect::Deliver { to, event } = effect else {
-                    continue;
-                };
-                let Some(i) = ids.iter().position(|&id| id == to) else {
-                    continue;
-                };
-                match sessions[i].on_event(&event) {
-                    Delivery::Nothing => {}
-                    Delivery::Lines(bytes) => check_lines(&bytes),
-                    Delivery::Shared => {
-                        let caps = sessions[i].caps();
-                        let bytes = encode_shared(&event, caps, &config);
-                        check_lines(&bytes);
-                        let key = (event.id(), format!("{:?}", caps.dialect()));
-                        let first = shared.entry(key).or_insert_with(|| bytes.clone());
-                        assert_eq!(*first, bytes, "one dialect, one encoding");
+            // Each answer may let queued lines ask again: bounded rounds.
+            let mut inputs = vec![input];
+            for _ in 0..16 {
+                let Some(input) = inputs.pop() else { break };
+                for effect in server.handle(time, input) {
+                    let (to, event) = match effect {
+                        Effect::Deliver { to, event } => (to, event),
+                        Effect::Store(op) => {
+                            store.keep(&op);
+                            continue;
+                        }
+                        Effect::Request { id, request } => {
+                            inputs.insert(0, Input::Answer(id, store.answer(&request)));
+                            continue;
+                        }
+                        Effect::Close { .. } => continue,
+                    };
+                    let Some(i) = ids.iter().position(|&id| id == to) else {
+                        continue;
+                    };
+                    match sessions[i].on_event(&event) {
+                        Delivery::Nothing => {}
+                        Delivery::Lines(bytes) => check_lines(&bytes),
+                        Delivery::Shared => {
+                            let caps = sessions[i].caps();
+                            let bytes = encode_shared(&event, caps, &config);
+                            check_lines(&bytes);
+                            let key = (event.id(), format!("{:?}", caps.dialect()));
+                            let first = shared.entry(key).or_insert_with(|| bytes.clone());
+                            assert_eq!(*first, bytes, "one dialect, one encoding");
+                        }
                     }
                 }
+                server.check_invariants().unwrap();
             }
-            server.check_invariants().unwrap();
         };
 
     for &id in ids.iter().chain([&native]) {
