@@ -658,3 +658,49 @@ fn the_number_of_scopes_kept_is_bounded_least_recent_first() {
         assert!(got.contains(&format!("REPLAYED {g} {replayed}")), "{got:?}");
     }
 }
+
+#[test]
+fn an_unregistration_answered_after_the_session_was_replaced_logs_the_new_one_out() {
+    let mut w = with_alice();
+    log_in(&mut w, "a1", "alice");
+    w.send("a1", "/unregister hunter22");
+    let (id, _) = w.request();
+    log_in(&mut w, "a2", "alice"); // replaces a1, whose request is still out
+    w.input(Input::Answer(id, Answer::Done));
+    assert_eq!(w.take("a2"), lines(&["ACCOUNT alice unregistered"]));
+    let a2 = w.conn("a2");
+    assert_eq!(w.server.account_of(a2), None);
+    assert_eq!(w.server.account_count(), 0);
+}
+
+#[test]
+fn a_failed_registration_answered_late_keeps_a_name_someone_logged_in_to() {
+    let mut w = World::with_config(config(false));
+    w.user("n");
+    w.send("n", "/register hunter22");
+    let (id, _) = w.request();
+    w.drop_conn("n", CloseReason::ConnectionLost);
+    // Meanwhile the store did create the account, and someone logs in.
+    log_in(&mut w, "m", "n");
+    w.input(Input::Answer(id, Answer::Failed));
+    let m = w.conn("m");
+    assert_eq!(w.server.account_of(m), Some(&name("n")));
+    assert_eq!(w.server.account_count(), 1);
+}
+
+#[test]
+fn a_login_answered_after_the_account_was_unregistered_finds_none() {
+    let mut w = with_alice();
+    log_in(&mut w, "a1", "alice");
+    w.send("a2", "/login alice hunter22");
+    let (login, _) = w.request();
+    w.send("a1", "/unregister hunter22");
+    let _ = w.answer(Answer::Done);
+    w.take_all();
+    w.input(Input::Answer(login, Answer::LoggedIn { offline: vec![] }));
+    assert_eq!(
+        w.take("a2"),
+        lines(&["ERR no-such-account no account is named alice"])
+    );
+    assert_eq!(w.take("a1"), Vec::<String>::new(), "not replaced");
+}

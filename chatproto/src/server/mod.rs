@@ -1085,14 +1085,19 @@ impl Server {
                 }
             }
             Asked::Unregister(account) => {
-                self.accounts.remove(&account.key());
-                if waiting {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.account = None;
-                    }
+                let key = account.key();
+                self.accounts.remove(&key);
+                // Whoever is logged in to it now: the asker, or (had it been
+                // replaced meanwhile) the session that replaced it.
+                let holder = self.users.get(&key).map(|(_, c)| *c);
+                let logged_in = holder
+                    .and_then(|h| self.conns.get_mut(&h))
+                    .filter(|c| c.account.as_ref().is_some_and(|a| a.key() == key));
+                if let (Some(c), Some(holder)) = (logged_in, holder) {
+                    c.account = None;
                     let state = AccountState::Unregistered;
                     out.event(
-                        conn,
+                        holder,
                         Event::Account {
                             name: account,
                             state,
@@ -1127,7 +1132,17 @@ impl Server {
             }
             return;
         }
-        self.accounts.remove(&name.key());
+        // The name is free again, unless someone logged in to it meanwhile
+        // (the store had it after all).
+        let key = name.key();
+        let logged_in = self.users.get(&key).is_some_and(|(_, c)| {
+            self.conns
+                .get(c)
+                .is_some_and(|c| c.account.as_ref().is_some_and(|a| a.key() == key))
+        });
+        if !logged_in {
+            self.accounts.remove(&key);
+        }
         let Some(conn) = conn else { return };
         match answer {
             Answer::NameTaken => {
@@ -1192,9 +1207,11 @@ impl Server {
     /// while it was offline.
     fn logged_in(&mut self, conn: ConnId, account: Name, offline: Vec<Past>, out: &mut Out) {
         let key = account.key();
-        // The account's spelling now (the store's answer may race an
-        // unregistration; then the name as asked).
-        let account = self.accounts.get(&key).map_or(account, |a| a.name.clone());
+        // Unregistered while the password was checked: it is gone.
+        let Some(account) = self.accounts.get(&key).map(|a| a.name.clone()) else {
+            let msg = format!("no account is named {account}");
+            return out.error(conn, ErrorCode::NoSuchAccount, &msg);
+        };
         let holder = self.users.get(&key).map(|(_, c)| *c).filter(|c| *c != conn);
         if let Some(old) = holder {
             self.close(old, CloseReason::SessionReplaced, None, true, out);
