@@ -47,7 +47,9 @@ impl From<Instant> for Time {
 /// once per dialect the same way.
 ///
 /// Every event made while handling an input gets the next message id (ids only
-/// grow) and that input's wall time. Constant replies (`HELLO`, the `/help`
+/// grow) and that input's wall time, except a `HISTORY` event, which has the
+/// id and time of the line it repeats (so one id can be live and replayed in
+/// the same input's effects). Constant replies (`HELLO`, the `/help`
 /// lines, the presence notice) have id 0 and time 0; cached listings (`USERS`,
 /// `GROUPS`) keep the stamp of when they were built.
 #[derive(Debug)]
