@@ -67,42 +67,30 @@ pub(crate) fn serve(
         shared.connect(Outbox::new(io.clone())).await;
         // Boxed: only TLS connections have this state, and only until the
         // handshake is done; inline it would enlarge every idle connection.
-        let handshake = match io.tls() {
-            None => Ok(Ok(())),
-            Some(_) => guarded(Box::pin(tls_handshake(&io))).await,
-        };
-        let reason = match handshake {
-            Ok(Ok(())) => {
-                // Built inside the call: a future bound to a local first would be
-                // stored twice in this task (once moved-from), doubling an idle
-                // connection's cost.
-                let outcome = guarded(future::zip(read_loop(&shared, &io), async {
-                    let result = write_loop(&io).await;
-                    match result {
-                        // Flushed: a FIN follows the last line. The socket stays open for
-                        // reading until the client closes its end (see `discard_input`).
-                        Ok(()) => io.end_writes(),
-                        // The peer is gone: end both ways, which also wakes the reader.
-                        Err(_) => io.shut_down(),
-                    }
-                    result
-                }))
-                .await;
-                match outcome {
-                    Ok(((), Err(e))) => format!("write failed: {e}"),
-                    Ok(((), Ok(()))) => io
-                        .close_reason()
-                        .map_or_else(|| "connection-lost".to_owned(), ToString::to_string),
-                    Err(_) => panicked(&shared, &io).await,
-                }
+        if io.tls().is_some() && !Box::pin(start_tls(&shared, &io)).await {
+            drop(permit);
+            return;
+        }
+        // Built inside the call: a future bound to a local first would be stored
+        // twice in this task (once moved-from), doubling an idle connection's cost.
+        let outcome = guarded(future::zip(read_loop(&shared, &io), async {
+            let result = write_loop(&io).await;
+            match result {
+                // Flushed: a FIN follows the last line. The socket stays open for
+                // reading until the client closes its end (see `discard_input`).
+                Ok(()) => io.end_writes(),
+                // The peer is gone: end both ways, which also wakes the reader.
+                Err(_) => io.shut_down(),
             }
-            Ok(Err(e)) => {
-                // No TLS, no goodbye: the client sees the connection end.
-                shared.disconnect(id, CloseReason::ConnectionLost).await;
-                io.shut_down();
-                e.to_string()
-            }
-            Err(_) => panicked(&shared, &io).await,
+            result
+        }))
+        .await;
+        let reason = match outcome {
+            Ok(((), Err(e))) => format!("write failed: {e}"),
+            Ok(((), Ok(()))) => io
+                .close_reason()
+                .map_or_else(|| "connection-lost".to_owned(), ToString::to_string),
+            Err(_) => Box::pin(panicked(&shared, &io)).await,
         };
         log::info!("{id:?} closed: {reason}");
         drop(permit);
@@ -111,6 +99,7 @@ pub(crate) fn serve(
 
 /// A connection's task panicked (the panic hook already printed the message
 /// and location): drop the connection, log the state machine's health.
+/// Called boxed: its state would otherwise enlarge every connection's task.
 async fn panicked(shared: &Shared, io: &ConnIo) -> String {
     shared.disconnect(io.id, CloseReason::ConnectionLost).await;
     io.shut_down();
@@ -120,6 +109,23 @@ async fn panicked(shared: &Shared, io: &ConnIo) -> String {
         shared.health().await
     );
     "panic".to_owned()
+}
+
+/// Runs a TLS connection's handshake (see [`tls_handshake`]); true if the
+/// connection goes on. If not, it is dropped and its close logged here.
+async fn start_tls(shared: &Shared, io: &ConnIo) -> bool {
+    let reason = match guarded(tls_handshake(io)).await {
+        Ok(Ok(())) => return true,
+        // No TLS, no goodbye: the client sees the connection end.
+        Ok(Err(e)) => {
+            shared.disconnect(io.id, CloseReason::ConnectionLost).await;
+            io.shut_down();
+            e.to_string()
+        }
+        Err(_) => panicked(shared, io).await,
+    };
+    log::info!("{:?} closed: {reason}", io.id);
+    false
 }
 
 /// Runs a TLS connection's handshake, until it is done or the server closes

@@ -29,17 +29,16 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::task::{Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use chatproto::irc::IrcSession;
 use chatproto::server::ConnId;
 use chatproto::CloseReason;
-use futures_lite::AsyncWriteExt;
 use futures_rustls::rustls::ServerConfig;
 use smol::{Async, Timer};
 
@@ -248,12 +247,14 @@ impl ConnIo {
         .await;
     }
 
-    /// Writes all of `bytes` to the socket, through TLS if it has it.
-    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        match &self.tls {
-            None => (&self.stream).write_all(bytes).await,
-            Some(tls) => tls.write_all(&self.stream, bytes).await,
-        }
+    /// Writes all of `bytes` to the socket, through TLS if it has it. One
+    /// `poll_fn` for both, so the writer's future (part of every idle
+    /// connection) stores two pointers here and no nested future.
+    fn write_all<'a>(&'a self, mut bytes: &'a [u8]) -> impl Future<Output = io::Result<()>> + 'a {
+        poll_fn(move |cx| match &self.tls {
+            None => poll_write_plain(&self.stream, cx, &mut bytes),
+            Some(tls) => tls.poll_write_all(&self.stream, cx, &mut bytes),
+        })
     }
 
     /// True for a connection that speaks IRC.
@@ -530,11 +531,34 @@ async fn write_all_queued(io: &ConnIo) -> io::Result<()> {
     if let Some(bye) = last {
         io.write_all(&bye).await?;
     }
-    match &io.tls {
+    if let Some(tls) = &io.tls {
         // The TLS way to say the stream ends here (not cut off).
-        Some(tls) => tls.close_notify(&io.stream).await,
-        None => (&io.stream).flush().await,
+        tls.queue_close_notify();
+        io.write_all(&[]).await?;
     }
+    Ok(())
+}
+
+/// Writes `bytes` to a plaintext socket, advancing it past what was written,
+/// waiting for writability as needed: what `AsyncWriteExt::write_all` does
+/// over `Async`, the same system calls.
+fn poll_write_plain(
+    stream: &Async<TcpStream>,
+    cx: &mut Context<'_>,
+    bytes: &mut &[u8],
+) -> Poll<io::Result<()>> {
+    while !bytes.is_empty() {
+        match stream.get_ref().write(bytes) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => *bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready!(stream.poll_writable(cx))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    Poll::Ready(Ok(()))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::task::{ready, Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_rustls::pki_types::pem::{self, PemObject};
@@ -349,13 +350,16 @@ impl TlsSession {
         }
     }
 
-    /// Encrypts and writes all of `bytes`, waiting for the socket as needed.
-    /// The session is locked only between waits.
-    pub(crate) async fn write_all(
+    /// Encrypts and writes `bytes`, advancing it past what was taken, until
+    /// all of it and everything rustls holds went to the socket (`Ready`), or
+    /// the socket is full (`Pending`, woken when it is writable). The session
+    /// is locked only within this call.
+    pub(crate) fn poll_write_all(
         &self,
         stream: &Async<TcpStream>,
-        mut bytes: &[u8],
-    ) -> io::Result<()> {
+        cx: &mut Context<'_>,
+        bytes: &mut &[u8],
+    ) -> Poll<io::Result<()>> {
         loop {
             let blocked = {
                 let mut session = self.session()?;
@@ -365,26 +369,31 @@ impl TlsSession {
                     if n == 0 {
                         break;
                     }
-                    bytes = &bytes[n..];
+                    *bytes = &bytes[n..];
                 }
                 match send_queued(&mut session, stream.get_ref()) {
                     Ok(()) => false,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
-                    Err(e) => return Err(e),
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
             };
             if blocked {
-                stream.writable().await?;
+                // Ready means the socket became writable since: try again.
+                ready!(stream.poll_writable(cx))?;
             } else if bytes.is_empty() {
-                return Ok(());
+                return Poll::Ready(Ok(()));
             }
         }
     }
 
-    /// Sends close_notify after everything written so far.
-    pub(crate) async fn close_notify(&self, stream: &Async<TcpStream>) -> io::Result<()> {
-        self.session()?.send_close_notify();
-        self.write_all(stream, &[]).await
+    /// Queues close_notify after everything written so far; a write (of
+    /// nothing) sends it.
+    pub(crate) fn queue_close_notify(&self) {
+        // Without a session (cannot happen: the writer starts after the
+        // handshake) there is nothing to close, and the write reports it.
+        if let Ok(mut session) = self.session() {
+            session.send_close_notify();
+        }
     }
 }
 
