@@ -745,3 +745,42 @@ fn idle_tls_connections_hold_little_memory() {
         "TLS {tls_each} B, plaintext {plain_each} B"
     );
 }
+
+#[test]
+fn per_address_limits_count_tls_connections_too() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (chatd, addr) = start_tls(&dir, &cert, &["--max-per-ip", "2", "--limit-loopback"]);
+    let mut ann = TlsClient::user(addr, &cert.der, "ann");
+    let _plain = chatd.connect();
+    // The third from 127.0.0.1 is refused before any handshake: the TLS
+    // client sees the connection close.
+    assert!(TlsClient::try_connect(addr, &cert.der).is_err());
+    ann.send("/ping still");
+    ann.expect("PONG still");
+    drop(ann);
+    // Its place comes back once it is gone.
+    assert!(eventually(Duration::from_secs(5), || {
+        TlsClient::try_connect(addr, &cert.der).is_ok()
+    }));
+}
+
+#[test]
+fn flood_pacing_holds_over_tls_and_drops_nothing() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (chatd, addr) = start_tls(&dir, &cert, &["--flood-burst", "2", "--flood-rate", "20"]);
+    let mut flooder = TlsClient::user(addr, &cert.der, "flooder");
+    let mut reader = chatd.user("reader");
+    flooder.expect("JOIN * reader");
+    let start = Instant::now();
+    let lines: String = (0..12).map(|i| format!("line {i}\n")).collect();
+    flooder.tls.write_all(lines.as_bytes()).unwrap();
+    flooder.tls.flush().unwrap();
+    for i in 0..12 {
+        reader.expect(&format!("MSG * flooder line {i}"));
+    }
+    // Two lines of burst, then 20 a second: ten more take about 0.5 s.
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(400), "not paced: {took:?}");
+}
