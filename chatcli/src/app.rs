@@ -288,6 +288,8 @@ impl App {
                 self.conn = Some(conn);
                 self.session = Session::new();
                 self.roster.scope_changed();
+                // Replies to /users sent on the old connection will not come.
+                self.auto_users = 0;
                 self.last_heard = Instant::now();
                 self.probing = None;
                 if let Some(name) = &self.last_name {

@@ -527,6 +527,11 @@ pub(crate) fn help() -> Vec<Line> {
          Alt+B/F) move, Ctrl+W/U/K cut, Ctrl+Y pastes the cut, Ctrl+L clears the screen, \
          Ctrl+C clears the line or quits on an empty one, Ctrl+D quits on an empty line",
     ));
+    lines.push(Line::default().push(
+        Style::Dim,
+        "full screen: Alt+1..9/0, Ctrl+N, Ctrl+P switch views, PgUp/PgDn scroll, \
+         Ctrl+R searches, Alt+T shows seconds",
+    ));
     lines
 }
 
@@ -844,8 +849,8 @@ mod tests {
         let help: Vec<String> = help().iter().map(Line::text).collect();
         assert_eq!(
             help.len(),
-            COMMAND_HELP.len() + 1,
-            "all but /pong, and the keys"
+            COMMAND_HELP.len() + 2,
+            "all but /pong, and two of keys"
         );
         assert!(!help.iter().any(|l| l.contains("/pong")), "{help:?}");
         assert!(help.iter().any(|l| l.contains("/join <group>")));

@@ -7,10 +7,13 @@ use std::collections::VecDeque;
 
 use chatproto::{Event, Scope, Session};
 
-use crate::render::{Line, Style};
+use crate::render::{Line, Span, Style};
 
 /// Lines kept per view; older ones are dropped.
 pub(crate) const SCROLLBACK: usize = 5000;
+/// Characters kept of one line: a `USERS` reply can be megabytes, and the view
+/// wraps what it shows at every draw.
+pub(crate) const LINE_MAX_CHARS: usize = 20_000;
 
 /// Which conversation a line belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +130,33 @@ impl View {
             self.entries.pop_front();
         }
         self.entries.push_back(entry);
+    }
+}
+
+/// Cuts `line` to `max` characters, saying how many were left out.
+fn clip(line: &mut Line, max: usize) {
+    let mut left = max;
+    let mut cut = 0;
+    for span in &mut line.0 {
+        let n = span.text.chars().count();
+        if n <= left {
+            left -= n;
+            continue;
+        }
+        let at = span
+            .text
+            .char_indices()
+            .nth(left)
+            .map_or(span.text.len(), |(i, _)| i);
+        cut += n - left;
+        span.text.truncate(at);
+        left = 0;
+    }
+    if cut > 0 {
+        line.0.push(Span {
+            style: Style::Dim,
+            text: format!(" … ({cut} more characters)"),
+        });
     }
 }
 
@@ -266,6 +296,7 @@ impl Views {
                 line.0.remove(0);
             }
         }
+        clip(&mut line, LINE_MAX_CHARS);
         let text: String = line.0.iter().map(|s| s.text.as_str()).collect();
         let mention = from_other && me.is_some_and(|me| mentions(&text, me));
         let view = &mut self.views[i];
@@ -351,7 +382,6 @@ mod tests {
     use chatproto::parse_event;
 
     use super::*;
-    use crate::render::Span;
 
     const DAY: i32 = 20_423; // 2025-12-01
     fn at(day: i32, minute: u8) -> When {
@@ -499,6 +529,33 @@ mod tests {
             "[rust] bob: hi",
             "an answer keeps it"
         );
+    }
+
+    #[test]
+    fn huge_lines_are_clipped() {
+        let mut v = Views::default();
+        let huge = "n".repeat(LINE_MAX_CHARS + 500);
+        v.add(
+            &Target::Current,
+            "",
+            at(DAY, 1),
+            msg(&huge),
+            None,
+            true,
+            false,
+        );
+        match &v.current().entries[0] {
+            Entry::Line { line, .. } => {
+                let text: String = line.0.iter().map(|s| s.text.as_str()).collect();
+                assert!(
+                    text.ends_with(" … (500 more characters)"),
+                    "{}",
+                    &text[text.len() - 40..]
+                );
+                assert!(text.chars().count() < LINE_MAX_CHARS + 40);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
