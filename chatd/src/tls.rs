@@ -259,8 +259,15 @@ fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
             ))
         }
     }
-    fs::create_dir_all(dir)
-        .map_err(|e| format!("--data-dir {}: cannot create: {e}", dir.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Owner only when chatd makes it: it holds keys (and later accounts).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("--data-dir {}: cannot create: {e}", dir.display()))?;
+    }
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
         .map_err(|e| format!("--tls-self-signed: cannot make a certificate: {e}"))?;
     let write = |path: &Path, text: &str, mode: u32| {

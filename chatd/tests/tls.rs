@@ -615,6 +615,8 @@ fn a_self_signed_certificate_is_made_once_and_reused() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "key readable by its owner only");
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "data dir made for its owner only");
     }
     let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
     use futures_rustls::pki_types::pem::PemObject;
