@@ -374,7 +374,9 @@ fn closed_within(sock: &mut TcpStream, within: Duration) -> bool {
 fn a_stalled_handshake_is_dropped_at_the_register_timeout() {
     let dir = TempDir::new();
     let cert = Cert::new();
-    let (chatd, addr) = start_tls(&dir, &cert, &["--register-timeout", "1s"]);
+    // One executor thread: a handshake that held it would stall everyone.
+    let flags = ["--register-timeout", "1s", "--threads", "1"];
+    let (chatd, addr) = start_tls(&dir, &cert, &flags);
     let start = Instant::now();
     // One sends nothing after connecting, one half a ClientHello.
     let mut silent = TcpStream::connect(addr).unwrap();
