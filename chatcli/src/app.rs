@@ -123,6 +123,8 @@ struct App {
     /// `/users` sent by the client itself (full-screen mode, for the member
     /// list) whose replies are not shown.
     auto_users: u32,
+    /// The same for `/groups` (for completing group names).
+    auto_groups: u32,
 }
 
 /// The local time of day, for stamps.
@@ -181,6 +183,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         last_heard: Instant::now(),
         probing: None,
         auto_users: 0,
+        auto_groups: 0,
     };
     app.start_connect();
     let exit = app.main_loop().await;
@@ -290,6 +293,7 @@ impl App {
                 self.roster.scope_changed();
                 // Replies to /users sent on the old connection will not come.
                 self.auto_users = 0;
+                self.auto_groups = 0;
                 self.last_heard = Instant::now();
                 self.probing = None;
                 if let Some(name) = &self.last_name {
@@ -690,6 +694,13 @@ impl App {
                 let line = render::hello_short(&server, &version, at);
                 self.print(&[line]);
             }
+            NetEvent::Event(Event::Groups(_)) if self.auto_groups > 0 => {
+                // Group names for completion, asked for by the client itself.
+                self.auto_groups -= 1;
+                if let NetEvent::Event(event) = ev {
+                    self.roster.handle(&event, &self.session);
+                }
+            }
             NetEvent::Event(Event::Users { .. }) if self.auto_users > 0 => {
                 // The member list asked for by the client itself: not shown as a line.
                 self.auto_users -= 1;
@@ -732,6 +743,10 @@ impl App {
                     // The member list of the new scope.
                     self.auto_users += 1;
                     self.send(&Command::Users).await;
+                }
+                if registered && self.console.is_full_screen() {
+                    self.auto_groups += 1;
+                    self.send(&Command::Groups).await;
                 }
                 self.members_changed();
             }

@@ -246,8 +246,7 @@ pub(crate) fn event(ev: &Event, session: &Session, at: Stamp) -> Option<Line> {
             let line = stamped(at)
                 .push(Style::Scope, scope_label(scope))
                 .push(Style::Plain, " ");
-            name_span(line, from.as_str())
-                .push(Style::Plain, format!(": {}", sanitize(text.as_str())))
+            who(line, session, from).push(Style::Plain, format!(": {}", sanitize(text.as_str())))
         }
         Event::Me { scope, from, text } => {
             let mut line = stamped(at);
@@ -257,8 +256,7 @@ pub(crate) fn event(ev: &Event, session: &Session, at: Stamp) -> Option<Line> {
                     .push(Style::Plain, " ");
             }
             let line = line.push(Style::Plain, "* ");
-            name_span(line, from.as_str())
-                .push(Style::Plain, format!(" {}", sanitize(text.as_str())))
+            who(line, session, from).push(Style::Plain, format!(" {}", sanitize(text.as_str())))
         }
         Event::Dm { from, to, text } => {
             let line = stamped(at)
@@ -773,6 +771,25 @@ mod tests {
         assert!(
             join.0.iter().skip(1).all(|s| s.style == Style::Dim),
             "{join:?}"
+        );
+    }
+
+    #[test]
+    fn own_lines_stand_out() {
+        let me = alice();
+        let say = chatproto::parse_line("hello").unwrap();
+        let line = own(&say, &me, AT).unwrap();
+        assert!(
+            line.0
+                .iter()
+                .any(|s| s.style == Style::Own && s.text == "alice"),
+            "{line:?}"
+        );
+        assert!(paint(&line, true).contains("\x1b[1malice\x1b[0m"));
+        let theirs = event(&parse_event("MSG * bob hi").unwrap(), &me, AT).unwrap();
+        assert!(
+            !theirs.0.iter().any(|s| s.style == Style::Own),
+            "{theirs:?}"
         );
     }
 

@@ -52,6 +52,9 @@ fn views_unread_marks_bell_and_completion() {
     }
     let server = Server::start();
     let mut bob = Peer::join(server.port, "bob");
+    let mut cat = Peer::join(server.port, "cat");
+    cat.send("/join rustaceans");
+    cat.expect("JOIN rustaceans cat");
     let tmux = Tmux::start_sized(
         "views",
         &shell_for(&format!("--port {} --name alice", server.port)),
@@ -66,6 +69,14 @@ fn views_unread_marks_bell_and_completion() {
     tmux.wait_for("the member list", |s| s.contains("│ bob"));
     bob.send("hello everyone");
     tmux.wait_text("bob: hello everyone");
+
+    // Group names complete after /join (the client asked /groups itself).
+    tmux.type_text("/join ru");
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the completed group", |s| {
+        bottom(s) == "[Global]> /join rustaceans"
+    });
+    tmux.keys(&["C-u"]);
 
     // A group joined comes to the front, in its own view.
     tmux.type_text("/join rust");
