@@ -211,9 +211,22 @@ impl App {
             "connecting…".to_owned()
         } else if self.conn.is_none() {
             match self.reconnect_at {
+                // A clock time rather than a countdown: the status line is
+                // not redrawn every second.
                 Some(at) => {
-                    let secs = at.saturating_duration_since(Instant::now()).as_secs();
-                    format!("OFFLINE, retrying in {secs} s")
+                    let wait = at.saturating_duration_since(Instant::now()).as_secs();
+                    let now = now_when();
+                    let secs = (u64::from(now.hour) * 3600
+                        + u64::from(now.minute) * 60
+                        + u64::from(now.second)
+                        + wait)
+                        % 86_400;
+                    format!(
+                        "OFFLINE, next try at {:02}:{:02}:{:02}",
+                        secs / 3600,
+                        secs / 60 % 60,
+                        secs % 60
+                    )
                 }
                 None => "OFFLINE".to_owned(),
             }
