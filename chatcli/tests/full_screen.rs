@@ -311,3 +311,72 @@ fn a_panic_gives_the_terminal_back() {
         "still on the alternate screen"
     );
 }
+
+/// A hostile server's escapes are shown inert in the view, the status line,
+/// the member list and the title: the screen is not cleared, the title not set.
+#[test]
+fn hostile_server_is_inert_in_every_part_of_the_screen() {
+    use std::io::{BufRead, Write};
+    use std::net::TcpListener;
+    if skip("hostile_server_is_inert_in_every_part_of_the_screen") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut s, mut r) = support::accept_registration(&listener, "eve");
+        s.write_all(b"MSG * bob before the attack\n").unwrap();
+        s.write_all(b"INFO \x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\n")
+            .unwrap();
+        s.write_all("MSG * bob \u{9b}2J\n".as_bytes()).unwrap();
+        // Bidi controls parse (they are not C0/C1): shown escaped in a view.
+        s.write_all("MSG * bob \u{202e}gnirts\n".as_bytes())
+            .unwrap();
+        // Names that are not names do not parse: no member list or DM view
+        // is made of them, the lines are shown escaped.
+        s.write_all(b"USERS * eve b\x1bob\n").unwrap();
+        s.write_all(b"DM x\x1b]0;pwned\x07 eve hi\n").unwrap();
+        s.write_all(b"INFO after the attack\n").unwrap();
+        // Read until the client leaves.
+        let mut line = String::new();
+        while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line.starts_with("/quit") {
+                let _ = s.write_all(b"BYE quit\n");
+                return true;
+            }
+            line.clear();
+        }
+        false
+    });
+    let tmux = Tmux::start_sized(
+        "hostile",
+        &shell_for(&format!("--port {port} --name eve --title")),
+        200,
+        16,
+    );
+    let screen = tmux.wait_text("-- after the attack");
+    assert!(
+        screen.contains("bob: before the attack"),
+        "screen cleared:\n{screen}"
+    );
+    assert!(
+        screen.contains("\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07"),
+        "{screen}"
+    );
+    assert!(screen.contains("bob: \\u{202e}gnirts"), "{screen}");
+    assert!(screen.contains("MSG * bob \\u{9b}2J"), "{screen}");
+    assert!(screen.contains("DM x\\x1b]0;pwned\\x07 eve hi"), "{screen}");
+    assert!(
+        status(&screen).ends_with("1:Global"),
+        "a view from a bad DM:\n{screen}"
+    );
+    let title = tmux.run(&["display-message", "-p", "-t", "t", "#{pane_title}"]);
+    let title = String::from_utf8_lossy(&title.stdout).into_owned();
+    assert!(
+        !title.contains("pwned") || title.contains("\\x1b"),
+        "title set: {title:?}"
+    );
+    tmux.keys(&["C-c"]);
+    assert_left_cleanly(&tmux);
+    assert!(server.join().expect("fake server"), "no /quit");
+}
