@@ -36,6 +36,9 @@ pub(crate) struct FullUi {
     title_shown: String,
     /// The members of our scope, and the view that scope is.
     members: (ViewKey, Vec<String>),
+    /// The terminal window is in front (from focus reports; terminals that
+    /// send none count as always in front).
+    pub(crate) focused: bool,
 }
 
 impl FullUi {
@@ -52,6 +55,7 @@ impl FullUi {
             alerts,
             title_shown: String::new(),
             members: (ViewKey::Global, Vec::new()),
+            focused: true,
         })
     }
 
@@ -74,7 +78,7 @@ impl FullUi {
                 self.screen
                     .views
                     .add(target, title, when, line.clone(), me, from_other, private);
-            alert |= added.alert;
+            alert |= added.alert || (added.wanted && !self.focused);
         }
         if alert && self.alerts.bell {
             let mut out = io::stdout().lock();

@@ -468,6 +468,12 @@ impl Term {
                 "paste of {bytes} bytes refused (at most {PASTE_MAX_BYTES})"
             ))),
             TermInput::Key(key) => self.key(&key, roster),
+            TermInput::Focus(front) => {
+                if let Ui::Full(full) = &mut self.ui {
+                    full.focused = front;
+                }
+                None
+            }
         }
     }
 

@@ -28,6 +28,8 @@ pub(crate) enum TermInput {
     Paste(String),
     /// A bracketed paste over [`PASTE_MAX_BYTES`]; its size.
     PasteTooLarge(usize),
+    /// The terminal window came to the front (`true`) or left it.
+    Focus(bool),
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +93,10 @@ impl KeyDecoder {
                     self.paste = Some((Vec::new(), 0));
                     i += used;
                 }
+                Decoded::Focus(front, used) => {
+                    out.push_back(TermInput::Focus(front));
+                    i += used;
+                }
                 Decoded::Incomplete => {
                     self.pending = buf[i..].to_vec();
                     return;
@@ -107,6 +113,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 enum Decoded {
     Key(Key, usize),
     PasteStart(usize),
+    Focus(bool, usize),
     Incomplete,
 }
 
@@ -169,6 +176,9 @@ fn csi(b: &[u8]) -> Decoded {
     let first = nums.next().unwrap_or(1);
     let modifier = nums.next().unwrap_or(1);
     let key = match b[2 + end] {
+        // Focus reports: `ESC [ I` in front, `ESC [ O` behind.
+        b'I' if params.is_empty() => return Decoded::Focus(true, used),
+        b'O' if params.is_empty() => return Decoded::Focus(false, used),
         b'~' => match first {
             1 | 7 => Key::Home,
             4 | 8 => Key::End,
@@ -326,6 +336,20 @@ mod tests {
         assert_eq!(keys(&["é日".as_bytes()]), [Key::Char('é'), Key::Char('日')]);
         let bytes = "日".as_bytes();
         assert_eq!(keys(&[&bytes[..1], &bytes[1..]]), [Key::Char('日')]);
+    }
+
+    #[test]
+    fn focus_reports() {
+        assert_eq!(
+            decode(&[b"\x1b[O\x1b[Ix"]),
+            [
+                TermInput::Focus(false),
+                TermInput::Focus(true),
+                TermInput::Key(Key::Char('x'))
+            ]
+        );
+        // SS3 (ESC O) is not a focus report.
+        assert_eq!(keys(&[b"\x1bOA"]), [Key::Up]);
     }
 
     #[test]

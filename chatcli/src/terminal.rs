@@ -19,7 +19,12 @@ pub(crate) fn restore() {
         return;
     }
     let mut out = io::stdout();
-    let _ = execute!(out, event::DisableBracketedPaste, cursor::Show);
+    let _ = execute!(
+        out,
+        event::DisableBracketedPaste,
+        event::DisableFocusChange,
+        cursor::Show
+    );
     if ALTERNATE.swap(false, Ordering::SeqCst) {
         let _ = execute!(out, terminal::LeaveAlternateScreen);
     }
@@ -28,7 +33,8 @@ pub(crate) fn restore() {
 }
 
 /// The terminal in raw mode with bracketed paste (so a paste arrives as one
-/// event, not as keys, and its line breaks are not Enter); restored on drop.
+/// event, not as keys, and its line breaks are not Enter) and focus reports;
+/// restored on drop.
 #[derive(Debug)]
 pub(crate) struct TerminalGuard(());
 
@@ -39,7 +45,8 @@ impl TerminalGuard {
         TAKEN.store(true, Ordering::SeqCst);
         let guard = Self(());
         let mut out = io::stdout();
-        execute!(out, event::EnableBracketedPaste)?;
+        // Focus reports tell whether the terminal is in front, for the bell.
+        execute!(out, event::EnableBracketedPaste, event::EnableFocusChange)?;
         if alternate {
             execute!(out, terminal::EnterAlternateScreen)?;
             ALTERNATE.store(true, Ordering::SeqCst);

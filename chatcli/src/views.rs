@@ -207,6 +207,9 @@ pub(crate) struct Added {
     /// A mention or private message arrived where the person is not looking:
     /// ring the bell (if so configured).
     pub(crate) alert: bool,
+    /// A mention or private message arrived, wherever: worth the bell when
+    /// the terminal is not in front.
+    pub(crate) wanted: bool,
 }
 
 impl Views {
@@ -323,8 +326,10 @@ impl Views {
                 view.activity.marked = true;
             }
         }
+        let wanted = from_other && (mention || private);
         Added {
-            alert: from_other && (mention || private) && !in_front,
+            alert: wanted && !in_front,
+            wanted,
         }
     }
 

@@ -380,3 +380,37 @@ fn hostile_server_is_inert_in_every_part_of_the_screen() {
     assert_left_cleanly(&tmux);
     assert!(server.join().expect("fake server"), "no /quit");
 }
+
+/// A mention in the view in front rings the bell only when the terminal
+/// window is not in front (from the terminal's focus reports).
+#[test]
+fn a_mention_rings_when_the_window_is_behind() {
+    if skip("a_mention_rings_when_the_window_is_behind") {
+        return;
+    }
+    let server = Server::start();
+    let mut bob = Peer::join(server.port, "bob");
+    let tmux = Tmux::start_sized(
+        "focus",
+        &shell_for(&format!("--port {} --name alice", server.port)),
+        80,
+        12,
+    );
+    tmux.wait_for("the member list", |s| s.contains("│ bob"));
+    bob.send("alice: you are looking");
+    tmux.wait_text("bob: alice: you are looking");
+    // Nothing else that could ring comes before the next check.
+    thread::sleep(Duration::from_millis(300));
+    assert!(!tmux.rang(), "a bell for a mention in front");
+    // The terminal reports that its window left the front (ESC [ O).
+    let out = tmux.run(&["send-keys", "-t", "t", "-H", "1b", "5b", "4f"]);
+    assert!(out.status.success(), "send-keys -H");
+    // A key after it, seen in the input row: the report was read.
+    tmux.type_text("z");
+    tmux.wait_for("the key after the report", |s| bottom(s) == "[Global]> z");
+    bob.send("alice: are you there?");
+    tmux.wait_text("bob: alice: are you there?");
+    wait_bell(&tmux);
+    tmux.keys(&["C-u", "C-d"]);
+    assert_left_cleanly(&tmux);
+}
