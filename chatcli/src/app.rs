@@ -738,10 +738,14 @@ impl App {
                 }
                 let scope_before = self.session.scope().clone();
                 let was_registered = self.session.is_registered();
+                let old_name = self.session.name().cloned();
                 if let Some(reply) = self.session.handle(&event) {
                     self.send(&reply).await;
                 }
                 self.roster.handle(&event, &self.session);
+                if let (Event::Welcome(new), Some(old)) = (&event, &old_name) {
+                    self.roster.rename(old.as_str(), new.as_str());
+                }
                 self.after_event(&event);
                 let moved = *self.session.scope() != scope_before;
                 let registered = !was_registered && self.session.is_registered();

@@ -57,6 +57,20 @@ impl Roster {
         }
     }
 
+    /// `old` is now called `new` (a `NICK`, or our own `WELCOME` after `/nick`,
+    /// which the server sends us instead of a `NICK`).
+    pub(crate) fn rename(&mut self, old: &str, new: &str) {
+        self.everyone.remove(&key(old));
+        self.everyone.insert(key(new), new.to_owned());
+        let had = self
+            .members
+            .as_mut()
+            .is_some_and(|m| m.remove(&key(old)).is_some());
+        if had {
+            self.add_member(new);
+        }
+    }
+
     /// Takes in one event; `session` is the session *after* it was handled, so
     /// its scope is the current one.
     pub(crate) fn handle(&mut self, ev: &Event, session: &Session) {
@@ -100,18 +114,7 @@ impl Roster {
                     self.remove_member(name.as_str());
                 }
             }
-            Event::Nick { old, new } => {
-                self.everyone.remove(&key(old.as_str()));
-                self.everyone
-                    .insert(key(new.as_str()), new.as_str().to_owned());
-                let had = self
-                    .members
-                    .as_mut()
-                    .is_some_and(|m| m.remove(&key(old.as_str())).is_some());
-                if had {
-                    self.add_member(new.as_str());
-                }
-            }
+            Event::Nick { old, new } => self.rename(old.as_str(), new.as_str()),
             Event::Msg { from, scope, .. } | Event::Me { from, scope, .. } => {
                 self.everyone
                     .insert(key(from.as_str()), from.as_str().to_owned());
@@ -180,6 +183,8 @@ mod tests {
         assert_eq!(r.members(), ["alice", "dan"], "eve is not in rust");
         feed(&mut r, &mut s, &["JOIN rust eve", "PART rust dan"]);
         assert_eq!(r.members(), ["alice", "eve"]);
+        r.rename("alice", "alicia");
+        assert_eq!(r.members(), ["alicia", "eve"]);
     }
 
     #[test]
