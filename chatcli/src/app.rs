@@ -150,6 +150,43 @@ fn now_when() -> When {
     }
 }
 
+/// A line typed in the view in front of the full-screen mode (none in the
+/// other modes), as the command it means there: see [`App::meant_in_view`].
+/// `Err` with the reason and the line when it cannot be sent from there.
+fn route(line: String, console: &Console, session: &Session) -> Result<String, (String, String)> {
+    let Some((view, title)) = console.current_view() else {
+        return Ok(line);
+    };
+    route_in(line, &view, &title, session)
+}
+
+/// [`route`] for the view `view` titled `title`. Pure.
+fn route_in(
+    line: String,
+    view: &ViewKey,
+    title: &str,
+    session: &Session,
+) -> Result<String, (String, String)> {
+    let command = line.starts_with('/') && !line.starts_with("//");
+    if line.is_empty() || command || !session.is_registered() {
+        return Ok(line);
+    }
+    // `//text` is text starting with a slash; inside /say and /msg it is literal.
+    let text = line
+        .strip_prefix('/')
+        .filter(|t| t.starts_with('/'))
+        .unwrap_or(&line);
+    match view {
+        _ if *view == ViewKey::of_scope(session.scope()) => Ok(line),
+        ViewKey::Global => Ok(format!("/say * {text}")),
+        ViewKey::Dm(_) => Ok(format!("/msg {title} {text}")),
+        ViewKey::Group(_) => Err((
+            format!("you are not in {title} now (/join {title}); the line is kept in the input"),
+            line,
+        )),
+    }
+}
+
 /// Runs the client until the person quits or the server is gone.
 pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
     let console = Console::open(TermOptions {
@@ -241,24 +278,10 @@ impl App {
     /// in a group is `/say *`. `None` (with a message) when it cannot be sent
     /// from there.
     fn meant_in_view(&mut self, line: String) -> Option<String> {
-        let Some((view, title)) = self.console.current_view() else {
-            return Some(line);
-        };
-        if line.is_empty() || (line.starts_with('/') && !line.starts_with("//")) {
-            return Some(line);
-        }
-        if !self.session.is_registered() {
-            return Some(line);
-        }
-        let here = ViewKey::of_scope(self.session.scope());
-        match view {
-            _ if view == here => Some(line),
-            ViewKey::Global => Some(format!("/say * {line}")),
-            ViewKey::Dm(_) => Some(format!("/msg {title} {line}")),
-            ViewKey::Group(_) => {
-                self.error(&format!(
-                    "you are not in {title} now (/join {title}); the line is kept in the input"
-                ));
+        match route(line, &self.console, &self.session) {
+            Ok(line) => Some(line),
+            Err((why, line)) => {
+                self.error(&why);
                 self.console.restore(line);
                 None
             }
@@ -352,6 +375,7 @@ impl App {
             signals,
             pending,
             roster,
+            session,
             ..
         } = self
         else {
@@ -370,12 +394,18 @@ impl App {
             }
             loop {
                 match console.next(roster).await {
+                    // Routed now, in the view where it was typed.
                     Ok(Input::Line(line)) if pending.len() < MAX_PENDING => {
-                        pending.push_back(line);
+                        if let Ok(line) = route(line, console, session) {
+                            pending.push_back(line);
+                        }
                     }
                     Ok(Input::Lines(lines)) => {
                         let room = MAX_PENDING.saturating_sub(pending.len());
-                        pending.extend(lines.into_iter().take(room));
+                        let routed = lines
+                            .into_iter()
+                            .filter_map(|l| route(l, console, session).ok());
+                        pending.extend(routed.take(room));
                     }
                     // A full queue drops the line, here without a word:
                     // printing needs `self`, which the write borrows.
@@ -885,5 +915,58 @@ impl App {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatproto::parse_event;
+
+    use super::*;
+
+    fn session(lines: &[&str]) -> Session {
+        let mut s = Session::new();
+        for l in lines {
+            let _ = s.handle(&parse_event(l).unwrap());
+        }
+        s
+    }
+
+    #[test]
+    fn a_line_is_meant_for_the_view_it_is_typed_in() {
+        let in_rust = session(&["WELCOME alice", "JOIN rust alice"]);
+        let r = |line: &str, view: ViewKey, title: &str, s: &Session| {
+            route_in(line.to_owned(), &view, title, s)
+        };
+        assert_eq!(
+            r("hi", ViewKey::group("rust"), "rust", &in_rust),
+            Ok("hi".into())
+        );
+        assert_eq!(
+            r("hi", ViewKey::Global, "Global", &in_rust),
+            Ok("/say * hi".into())
+        );
+        assert_eq!(
+            r("hi", ViewKey::dm("bob"), "Bob", &in_rust),
+            Ok("/msg Bob hi".into())
+        );
+        assert_eq!(
+            r("/users", ViewKey::dm("bob"), "Bob", &in_rust),
+            Ok("/users".into())
+        );
+        assert_eq!(
+            r("//x", ViewKey::dm("bob"), "Bob", &in_rust),
+            Ok("/msg Bob /x".into())
+        );
+        let (why, kept) = r("hi", ViewKey::group("go"), "go", &in_rust).unwrap_err();
+        assert!(why.contains("not in go"), "{why}");
+        assert_eq!(kept, "hi");
+        let global = session(&["WELCOME alice"]);
+        assert_eq!(r("hi", ViewKey::Global, "Global", &global), Ok("hi".into()));
+        // Before registration a line is the name, wherever it is typed.
+        assert_eq!(
+            r("alice", ViewKey::dm("bob"), "bob", &Session::new()),
+            Ok("alice".into())
+        );
     }
 }
