@@ -826,7 +826,7 @@ impl App {
         }
     }
 
-    /// Tells the full-screen mode the members of our scope.
+    /// Tells the full-screen mode the members of our scope, and everyone.
     fn members_changed(&mut self) {
         let members = self
             .roster
@@ -834,8 +834,14 @@ impl App {
             .into_iter()
             .map(str::to_owned)
             .collect();
+        let everyone = self
+            .roster
+            .everyone()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         self.console
-            .set_members(ViewKey::of_scope(self.session.scope()), members);
+            .set_members(ViewKey::of_scope(self.session.scope()), members, everyone);
     }
 
     /// State changes that follow an event, beyond the session's own.

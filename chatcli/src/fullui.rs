@@ -36,6 +36,9 @@ pub(crate) struct FullUi {
     title_shown: String,
     /// The members of our scope, and the view that scope is.
     members: (ViewKey, Vec<String>),
+    /// Everyone known to be connected: the global view's list while our
+    /// scope is a group (`/users` there lists the group).
+    everyone: Vec<String>,
     /// The terminal window is in front (from focus reports; terminals that
     /// send none count as always in front).
     pub(crate) focused: bool,
@@ -55,6 +58,7 @@ impl FullUi {
             alerts,
             title_shown: String::new(),
             members: (ViewKey::Global, Vec::new()),
+            everyone: Vec::new(),
             focused: true,
         })
     }
@@ -87,8 +91,14 @@ impl FullUi {
         }
     }
 
-    pub(crate) fn set_members(&mut self, scope: ViewKey, members: Vec<String>) {
+    pub(crate) fn set_members(
+        &mut self,
+        scope: ViewKey,
+        members: Vec<String>,
+        everyone: Vec<String>,
+    ) {
         self.members = (scope, members);
+        self.everyone = everyone;
     }
 
     pub(crate) fn current_view(&self) -> (ViewKey, String) {
@@ -205,7 +215,8 @@ impl FullUi {
         s.members = match &in_front {
             key if *key == self.members.0 => self.members.1.clone(),
             ViewKey::Dm(_) => vec![s.name.clone(), s.views.current().title.clone()],
-            _ => Vec::new(),
+            ViewKey::Global => self.everyone.clone(),
+            ViewKey::Group(_) => Vec::new(),
         };
         let mut max = 0;
         let _ = self.terminal.draw(|f| max = draw(f, s));

@@ -315,10 +315,15 @@ impl Console {
         }
     }
 
-    pub(crate) fn set_members(&mut self, scope: ViewKey, members: Vec<String>) {
+    pub(crate) fn set_members(
+        &mut self,
+        scope: ViewKey,
+        members: Vec<String>,
+        everyone: Vec<String>,
+    ) {
         if let Self::Terminal(term) = self {
             if let Ui::Full(full) = &mut term.ui {
-                full.set_members(scope, members);
+                full.set_members(scope, members, everyone);
             }
         }
     }

@@ -102,6 +102,11 @@ fn views_unread_marks_bell_and_completion() {
     tmux.keys(&["M-1"]);
     let screen = tmux.wait_for("global in front", |s| bottom(s) == "[Global]>");
     assert!(screen.contains("bob: alice: look here"), "{screen}");
+    // Everyone connected, though /users now lists rust.
+    assert!(
+        screen.contains("│ bob") && screen.contains("│ cat"),
+        "{screen}"
+    );
     assert!(
         status(&screen).contains("1:Global 2:rust 3:bob(1!)"),
         "{screen}"
