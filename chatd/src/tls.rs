@@ -268,7 +268,7 @@ fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
             .create(dir)
             .map_err(|e| format!("--data-dir {}: cannot create: {e}", dir.display()))?;
     }
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+    let made = rcgen::generate_simple_self_signed(self_signed_names())
         .map_err(|e| format!("--tls-self-signed: cannot make a certificate: {e}"))?;
     let write = |path: &Path, text: &str, mode: u32| {
         use std::os::unix::fs::OpenOptionsExt;
@@ -290,6 +290,29 @@ fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
         key.display()
     );
     Ok((cert, key))
+}
+
+/// The names a self-signed certificate is for: loopback and this host's
+/// name, so a client that trusts the file (`--ca-file`) can also check the
+/// name it connects to. (Pinning the fingerprint needs no name.)
+fn self_signed_names() -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let dns_like = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if dns_like(host) && host != "localhost" {
+        names.push(host.to_owned());
+    }
+    names
 }
 
 /// One connection's TLS state: the configuration until the handshake is

@@ -106,6 +106,15 @@ struct TlsClient {
 impl TlsClient {
     /// Connects and finishes the handshake, or says why it failed.
     fn try_connect(addr: SocketAddr, trusted: &CertificateDer<'static>) -> std::io::Result<Self> {
+        Self::try_connect_as(addr, trusted, "localhost")
+    }
+
+    /// The same, checking the certificate for `name` (a DNS name or an IP).
+    fn try_connect_as(
+        addr: SocketAddr,
+        trusted: &CertificateDer<'static>,
+        name: &str,
+    ) -> std::io::Result<Self> {
         let mut roots = RootCertStore::empty();
         roots.add(trusted.clone()).unwrap();
         let config =
@@ -114,7 +123,7 @@ impl TlsClient {
                 .unwrap()
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-        let name = ServerName::try_from("localhost").unwrap();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
         let conn = ClientConnection::new(Arc::new(config), name).unwrap();
         let sock = TcpStream::connect(addr)?;
         sock.set_read_timeout(Some(LINE_TIMEOUT))?;
@@ -565,14 +574,26 @@ fn an_expired_certificate_is_a_warning() {
         ..Launch::default()
     };
     let (mut chatd, addr) = start_tls_with(&dir, &expired, &[], how);
-    assert!(chatd.stderr().contains("has expired"), "{}", chatd.stderr());
+    assert!(
+        eventually(Duration::from_secs(5), || chatd
+            .stderr()
+            .contains("has expired")),
+        "{}",
+        chatd.stderr()
+    );
     assert!(chatd.is_running());
     // A verifying client refuses it.
     assert!(TlsClient::try_connect(addr, &expired.der).is_err());
 }
 
-/// The fingerprint chatd logged after `SHA-256 fingerprint `.
-fn logged_fingerprint(stderr: &str) -> String {
+/// The fingerprint chatd logged after `SHA-256 fingerprint ` (started with
+/// its stderr captured, at log level info). The log is copied from a pipe
+/// by a thread of the harness: wait for the line.
+fn logged_fingerprint(chatd: &Chatd) -> String {
+    eventually(Duration::from_secs(5), || {
+        chatd.stderr().contains("SHA-256 fingerprint ")
+    });
+    let stderr = chatd.stderr();
     let at = stderr
         .find("SHA-256 fingerprint ")
         .unwrap_or_else(|| panic!("no fingerprint in {stderr}"));
@@ -622,17 +643,23 @@ fn a_self_signed_certificate_is_made_once_and_reused() {
     }
     let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
     use futures_rustls::pki_types::pem::PemObject;
-    let fp = logged_fingerprint(&first.stderr());
+    let fp = logged_fingerprint(&first);
     assert_eq!(fp, sha256_fingerprint(&der));
     // A client that trusts exactly this certificate talks to it.
     let client = TlsClient::user(addr, &der, "ann");
     assert_eq!(sha256_fingerprint(&client.server_cert()), fp);
+    // It names loopback by address too, so a client trusting the file can
+    // check the name it connected to.
+    for ip in ["127.0.0.1", "::1"] {
+        assert!(TlsClient::try_connect_as(addr, &der, ip).is_ok(), "{ip}");
+    }
+    assert!(TlsClient::try_connect_as(addr, &der, "elsewhere.example").is_err());
     drop((client, first));
 
     let second = Chatd::launch(&flags, how);
     let addr = second.tls_addr();
     assert_eq!(std::fs::read_to_string(&cert_file).unwrap(), pem, "reused");
-    assert_eq!(logged_fingerprint(&second.stderr()), fp);
+    assert_eq!(logged_fingerprint(&second), fp);
     TlsClient::user(addr, &der, "ann");
 }
 
@@ -657,7 +684,7 @@ fn openssl_s_client_talks_to_it() {
         .unwrap();
     let openssl = String::from_utf8_lossy(&out.stdout);
     let theirs = openssl.trim().rsplit('=').next().unwrap();
-    assert_eq!(theirs, logged_fingerprint(&chatd.stderr()), "{openssl}");
+    assert_eq!(theirs, logged_fingerprint(&chatd), "{openssl}");
 
     let mut s_client = Command::new("openssl")
         .args(["s_client", "-quiet", "-connect", &addr.to_string()])
