@@ -12,11 +12,11 @@ use futures_lite::future::{self, BoxedLocal};
 use smol::Timer;
 
 use crate::fullui::Alerts;
-use crate::input::{Console, Input, Meta, TermOptions, PASTE_MAX_LINES};
+use crate::input::{Console, Input, TermOptions, PASTE_MAX_LINES};
 use crate::net::{Connection, NetEvent};
 use crate::render::{self, Line, Stamp};
 use crate::roster::Roster;
-use crate::views::{self, Target, ViewKey, When};
+use crate::views::{self, Origin, Target, ViewKey, When};
 
 /// How long to wait for the server's `BYE` after `/quit` before closing anyway.
 const QUIT_WAIT: Duration = Duration::from_secs(3);
@@ -234,7 +234,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
 impl App {
     /// Shows lines in the view in front (or prints them).
     fn print(&mut self, lines: &[Line]) {
-        self.console.show(lines, &Meta::current(), now_when());
+        self.console.show(lines, &Origin::current(), now_when());
     }
 
     /// The status line of the full-screen mode.
@@ -668,14 +668,15 @@ impl App {
                 _ => self.session.scope().clone(),
             };
             let title = render::scope_title(&scope);
-            let meta = Meta {
-                target: Target::View(ViewKey::of_scope(&scope)),
+            let target = Target::View(ViewKey::of_scope(&scope));
+            let origin = Origin {
+                target: &target,
                 title: &title,
                 me: None,
                 from_other: false,
                 private: false,
             };
-            self.console.show(&[echo], &meta, now_when());
+            self.console.show(&[echo], &origin, now_when());
         }
     }
 
@@ -757,14 +758,14 @@ impl App {
                 if let Some(line) = render::event(&event, &self.session, at) {
                     let (target, title, from_other, private) = self.meta_of(&event);
                     let me = self.session.name().map(|n| n.as_str().to_owned());
-                    let meta = Meta {
-                        target,
+                    let origin = Origin {
+                        target: &target,
                         title: &title,
                         me: me.as_deref(),
                         from_other,
                         private,
                     };
-                    self.console.show(&[line], &meta, now_when());
+                    self.console.show(&[line], &origin, now_when());
                 }
                 let scope_before = self.session.scope().clone();
                 let was_registered = self.session.is_registered();

@@ -325,7 +325,7 @@ mod tests {
 
     use super::*;
     use crate::render::{Line, Span};
-    use crate::views::{Target, ViewKey, When};
+    use crate::views::{Origin, Target, ViewKey, When};
 
     fn when(second: u8) -> When {
         When {
@@ -359,13 +359,15 @@ mod tests {
         };
         let msg = |s: &mut Screen, t: &Target, title: &str, text: &str, sec| {
             s.views.add(
-                t,
-                title,
+                &Origin {
+                    target: t,
+                    title,
+                    me: Some("alice"),
+                    from_other: true,
+                    private: matches!(t, Target::View(ViewKey::Dm(_))),
+                },
                 when(sec),
                 line(&[(Style::Name(32), "bob"), (Style::Plain, text)]),
-                Some("alice"),
-                true,
-                matches!(t, Target::View(ViewKey::Dm(_))),
             );
         };
         msg(
@@ -447,13 +449,15 @@ mod tests {
         let mut s = screen();
         let long = "x".repeat(50);
         s.views.add(
-            &Target::Current,
-            "",
+            &Origin {
+                target: &Target::Current,
+                title: "",
+                me: None,
+                from_other: true,
+                private: false,
+            },
             when(9),
             line(&[(Style::Plain, &long)]),
-            None,
-            true,
-            false,
         );
         let rows = render(&s, 20, 4);
         assert_eq!(rows[..2], ["x".repeat(20), "x".repeat(16)]);

@@ -11,7 +11,7 @@ use ratatui::Terminal;
 use crate::editor::{Editor, Key};
 use crate::fullscreen::{draw, rows_from_end, window_title, Screen};
 use crate::render::Line;
-use crate::views::{Target, ViewKey, When};
+use crate::views::{Origin, ViewKey, When};
 
 /// A search of the view in front (Ctrl+R): what is typed, and the match shown.
 #[derive(Debug)]
@@ -64,24 +64,11 @@ impl FullUi {
     }
 
     /// Adds lines to a view; rings the bell for a mention or a DM away from
-    /// the view in front.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn add(
-        &mut self,
-        target: &Target,
-        title: &str,
-        when: When,
-        lines: &[Line],
-        me: Option<&str>,
-        from_other: bool,
-        private: bool,
-    ) {
+    /// the view in front (or while the window is behind).
+    pub(crate) fn add(&mut self, origin: &Origin<'_>, when: When, lines: &[Line]) {
         let mut alert = false;
         for line in lines {
-            let added =
-                self.screen
-                    .views
-                    .add(target, title, when, line.clone(), me, from_other, private);
+            let added = self.screen.views.add(origin, when, line.clone());
             alert |= added.alert || (added.wanted && !self.focused);
         }
         if alert && self.alerts.bell {

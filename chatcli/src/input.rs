@@ -19,7 +19,7 @@ use crate::linescreen::{prompt_row, LineScreen};
 use crate::render::{self, Line};
 use crate::roster::Roster;
 use crate::terminal::TerminalGuard;
-use crate::views::{Target, ViewKey, When};
+use crate::views::{Origin, ViewKey, When};
 
 /// A paste of more lines than this is refused: it is not a message.
 pub(crate) const PASTE_MAX_LINES: usize = 500;
@@ -99,33 +99,6 @@ pub(crate) struct TermOptions {
     pub(crate) colour: bool,
     pub(crate) full_screen: bool,
     pub(crate) alerts: Alerts,
-}
-
-/// Metadata of lines for the full-screen mode: where they go and what they are.
-#[derive(Clone, Debug)]
-pub(crate) struct Meta<'a> {
-    pub(crate) target: Target,
-    /// The view's title if it must be opened.
-    pub(crate) title: &'a str,
-    /// Our name, for mentions.
-    pub(crate) me: Option<&'a str>,
-    /// Said by someone else (counts as unread).
-    pub(crate) from_other: bool,
-    /// A private message to us.
-    pub(crate) private: bool,
-}
-
-impl Meta<'_> {
-    /// Local notices and answers: the view in front, never unread.
-    pub(crate) fn current() -> Meta<'static> {
-        Meta {
-            target: Target::Current,
-            title: "",
-            me: None,
-            from_other: false,
-            private: false,
-        }
-    }
 }
 
 /// The commands offered by Tab: those of the protocol a person types
@@ -238,7 +211,7 @@ impl Console {
 
     /// Shows lines: in their view in the full-screen mode, painted above the
     /// prompt in the line mode, plain on a pipe.
-    pub(crate) fn show(&mut self, lines: &[Line], meta: &Meta<'_>, when: When) {
+    pub(crate) fn show(&mut self, lines: &[Line], origin: &Origin<'_>, when: When) {
         match self {
             Self::Terminal(term) => {
                 match &mut term.ui {
@@ -246,9 +219,11 @@ impl Console {
                         let mut text = String::new();
                         for line in lines {
                             let words: String = line.0.iter().map(|s| s.text.as_str()).collect();
-                            let mention = meta.from_other
-                                && meta.me.is_some_and(|me| crate::views::mentions(&words, me));
-                            if (mention || meta.private) && term.bell {
+                            let mention = origin.from_other
+                                && origin
+                                    .me
+                                    .is_some_and(|me| crate::views::mentions(&words, me));
+                            if (mention || origin.private) && term.bell {
                                 // The line mode has no views to mark: the bell
                                 // says someone wants us.
                                 text.push('\x07');
@@ -266,15 +241,7 @@ impl Console {
                         }
                         screen.print(&text);
                     }
-                    Ui::Full(full) => full.add(
-                        &meta.target,
-                        meta.title,
-                        when,
-                        lines,
-                        meta.me,
-                        meta.from_other,
-                        meta.private,
-                    ),
+                    Ui::Full(full) => full.add(origin, when, lines),
                 }
                 term.draw();
             }

@@ -51,6 +51,33 @@ pub(crate) enum Target {
     View(ViewKey),
 }
 
+/// Where a line goes and what it is, for [`Views::add`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin<'a> {
+    pub(crate) target: &'a Target,
+    /// The view's title, if the line opens it.
+    pub(crate) title: &'a str,
+    /// Our name, for mentions.
+    pub(crate) me: Option<&'a str>,
+    /// Said by someone else (a message, not a notice): it counts as unread.
+    pub(crate) from_other: bool,
+    /// A private message to us.
+    pub(crate) private: bool,
+}
+
+impl Origin<'_> {
+    /// Local notices and answers to commands: the view in front, never unread.
+    pub(crate) fn current() -> Origin<'static> {
+        Origin {
+            target: &Target::Current,
+            title: "",
+            me: None,
+            from_other: false,
+            private: false,
+        }
+    }
+}
+
 /// The view an event from the server belongs to; `session` is the one before
 /// the event (as for rendering).
 pub(crate) fn target_of(ev: &Event, session: &Session) -> Target {
@@ -267,21 +294,15 @@ impl Views {
         v.scroll = v.scroll.saturating_add_signed(rows).min(max_scroll);
     }
 
-    /// Adds a line to the view `target` names (opened if new; `title` is the
-    /// name as shown). `me` is our name, for mentions; `from_other` says the
-    /// line was said by someone else (a message, not a notice), and `private`
-    /// that it is a DM to us.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn add(
-        &mut self,
-        target: &Target,
-        title: &str,
-        when: When,
-        mut line: Line,
-        me: Option<&str>,
-        from_other: bool,
-        private: bool,
-    ) -> Added {
+    /// Adds a line to the view its origin names (opened if new).
+    pub(crate) fn add(&mut self, origin: &Origin<'_>, when: When, mut line: Line) -> Added {
+        let Origin {
+            target,
+            title,
+            me,
+            from_other,
+            private,
+        } = *origin;
         let i = match target {
             Target::Current => self.current,
             Target::View(key) => self.open(key.clone(), title),
@@ -431,42 +452,50 @@ mod tests {
         let rust = Target::View(ViewKey::group("rust"));
         let bob = Target::View(ViewKey::dm("bob"));
         let a = v.add(
-            &rust,
-            "rust",
+            &Origin {
+                target: &rust,
+                title: "rust",
+                me: Some("alice"),
+                from_other: true,
+                private: false,
+            },
             at(DAY, 1),
             msg("bob: hi"),
-            Some("alice"),
-            true,
-            false,
         );
         assert!(!a.alert);
         v.add(
-            &rust,
-            "rust",
+            &Origin {
+                target: &rust,
+                title: "rust",
+                me: Some("alice"),
+                from_other: true,
+                private: false,
+            },
             at(DAY, 1),
             msg("bob: alice, look"),
-            Some("alice"),
-            true,
-            false,
         );
         let a = v.add(
-            &bob,
-            "bob",
+            &Origin {
+                target: &bob,
+                title: "bob",
+                me: Some("alice"),
+                from_other: true,
+                private: true,
+            },
             at(DAY, 2),
             msg("psst"),
-            Some("alice"),
-            true,
-            true,
         );
         assert!(a.alert, "a DM away from the front");
         let global = v.add(
-            &Target::View(ViewKey::Global),
-            "Global",
+            &Origin {
+                target: &Target::View(ViewKey::Global),
+                title: "Global",
+                me: Some("alice"),
+                from_other: true,
+                private: false,
+            },
             at(DAY, 2),
             msg("alice!"),
-            Some("alice"),
-            true,
-            false,
         );
         assert!(!global.alert, "the view in front needs no bell");
         let titles: Vec<(&str, usize, bool)> = v
@@ -489,13 +518,15 @@ mod tests {
         // Our own lines and notices are never unread.
         v.switch(0);
         v.add(
-            &rust,
-            "rust",
+            &Origin {
+                target: &rust,
+                title: "rust",
+                me: Some("alice"),
+                from_other: false,
+                private: false,
+            },
             at(DAY, 3),
             msg("alice: me"),
-            Some("alice"),
-            false,
-            false,
         );
         assert_eq!(v.all()[1].activity.unread, 0);
     }
@@ -522,8 +553,28 @@ mod tests {
             },
         ]);
         let rust = Target::View(ViewKey::group("rust"));
-        v.add(&rust, "rust", at(DAY, 1), line.clone(), None, true, false);
-        v.add(&Target::Current, "", at(DAY, 1), line, None, true, false);
+        v.add(
+            &Origin {
+                target: &rust,
+                title: "rust",
+                me: None,
+                from_other: true,
+                private: false,
+            },
+            at(DAY, 1),
+            line.clone(),
+        );
+        v.add(
+            &Origin {
+                target: &Target::Current,
+                title: "",
+                me: None,
+                from_other: true,
+                private: false,
+            },
+            at(DAY, 1),
+            line,
+        );
         let text = |e: &Entry| match e {
             Entry::Line { line, .. } => line.0.iter().map(|s| s.text.as_str()).collect::<String>(),
             Entry::DayChange(t) => t.clone(),
@@ -541,13 +592,15 @@ mod tests {
         let mut v = Views::default();
         let huge = "n".repeat(LINE_MAX_CHARS + 500);
         v.add(
-            &Target::Current,
-            "",
+            &Origin {
+                target: &Target::Current,
+                title: "",
+                me: None,
+                from_other: true,
+                private: false,
+            },
             at(DAY, 1),
             msg(&huge),
-            None,
-            true,
-            false,
         );
         match &v.current().entries[0] {
             Entry::Line { line, .. } => {
@@ -578,8 +631,28 @@ mod tests {
     fn a_new_day_gets_a_line_and_stamps_are_kept_apart() {
         let mut v = Views::default();
         let g = Target::Current;
-        v.add(&g, "", at(DAY, 1), msg("one"), None, true, false);
-        v.add(&g, "", at(DAY + 1, 1), msg("two"), None, true, false);
+        v.add(
+            &Origin {
+                target: &g,
+                title: "",
+                me: None,
+                from_other: true,
+                private: false,
+            },
+            at(DAY, 1),
+            msg("one"),
+        );
+        v.add(
+            &Origin {
+                target: &g,
+                title: "",
+                me: None,
+                from_other: true,
+                private: false,
+            },
+            at(DAY + 1, 1),
+            msg("two"),
+        );
         let e = &v.current().entries;
         assert_eq!(e.len(), 3);
         assert_eq!(
@@ -602,13 +675,15 @@ mod tests {
         let mut v = Views::default();
         for i in 0..SCROLLBACK + 10 {
             v.add(
-                &Target::Current,
-                "",
+                &Origin {
+                    target: &Target::Current,
+                    title: "",
+                    me: None,
+                    from_other: true,
+                    private: false,
+                },
                 at(DAY, 0),
                 msg(&format!("line {i}")),
-                None,
-                true,
-                false,
             );
         }
         assert_eq!(v.current().entries.len(), SCROLLBACK);
@@ -625,13 +700,15 @@ mod tests {
         // Scrolled up, new lines keep the view in place.
         v.scroll(5, 100);
         v.add(
-            &Target::Current,
-            "",
+            &Origin {
+                target: &Target::Current,
+                title: "",
+                me: None,
+                from_other: true,
+                private: false,
+            },
             at(DAY, 0),
             msg("new"),
-            None,
-            true,
-            false,
         );
         assert_eq!(v.current().scroll, 6);
         v.scroll(-100, 100);
