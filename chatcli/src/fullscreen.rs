@@ -46,6 +46,15 @@ pub(crate) struct Screen {
     pub(crate) question: Option<String>,
     /// Rows the view in front can scroll up at most, from the last draw.
     pub(crate) max_scroll: usize,
+    /// Columns of the view area at the last draw.
+    pub(crate) view_width: usize,
+}
+
+/// What a draw found out about the layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Drawn {
+    pub(crate) max_scroll: usize,
+    pub(crate) view_width: usize,
 }
 
 fn tui_style(style: Style, colour: bool, mention: bool) -> TuiStyle {
@@ -207,12 +216,22 @@ fn view_list(s: &Screen) -> Vec<(String, TuiStyle)> {
     out
 }
 
-/// Draws the whole screen; returns the view's largest scroll for the caller
-/// to keep in [`Screen::max_scroll`].
-pub(crate) fn draw(f: &mut Frame<'_>, s: &Screen) -> usize {
+/// Rows the last line of view `view` takes at `width` columns.
+pub(crate) fn last_entry_rows(s: &Screen, view: usize, width: usize) -> usize {
+    s.views
+        .all()
+        .get(view)
+        .and_then(|v| v.entries.back())
+        .map_or(0, |e| wrap(pieces(e, s.seconds, s.colour), width).len())
+}
+
+/// Draws the whole screen; returns what the caller keeps in
+/// [`Screen::max_scroll`] and [`Screen::view_width`].
+pub(crate) fn draw(f: &mut Frame<'_>, s: &Screen) -> Drawn {
     let area = f.area();
+    let none = Drawn::default();
     if area.width == 0 || area.height == 0 {
-        return 0;
+        return none;
     }
     let input_y = area.bottom() - 1;
     // The input row.
@@ -230,7 +249,7 @@ pub(crate) fn draw(f: &mut Frame<'_>, s: &Screen) -> usize {
         .min(area.width - 1);
     f.set_cursor_position(Position::new(area.x + cursor_x, input_y));
     if area.height < 2 {
-        return 0;
+        return none;
     }
     // The status line.
     let status_y = input_y - 1;
@@ -255,7 +274,7 @@ pub(crate) fn draw(f: &mut Frame<'_>, s: &Screen) -> usize {
         Rect::new(area.x, status_y, area.width, 1),
     );
     if area.height < 3 {
-        return 0;
+        return none;
     }
     // The view, and the member list beside it when there is room.
     let height = status_y - area.y;
@@ -304,7 +323,10 @@ pub(crate) fn draw(f: &mut Frame<'_>, s: &Screen) -> usize {
         Paragraph::new(rows),
         Rect::new(view_area.x, top, view_area.width, view_area.bottom() - top),
     );
-    max_scroll
+    Drawn {
+        max_scroll,
+        view_width: usize::from(view_area.width),
+    }
 }
 
 /// The window title: ours, with the count of views that want attention.
@@ -467,6 +489,37 @@ mod tests {
         s.views.scroll(100, 100);
         let rows = render(&s, 20, 4);
         assert_eq!(rows[1], "12:04 xxxxxxxxxxxxxx", "not past the top");
+    }
+
+    #[test]
+    fn a_scrolled_view_stays_in_place_when_long_lines_come() {
+        let mut s = screen();
+        for i in 0..10 {
+            let text = format!("old {i}");
+            s.views.add(
+                &Origin::current(),
+                when(0),
+                line(&[(Style::Plain, text.as_str())]),
+            );
+        }
+        let mut t = Terminal::new(TestBackend::new(20, 5)).unwrap();
+        let mut drawn = Drawn::default();
+        t.draw(|f| drawn = draw(f, &s)).unwrap();
+        s.views.scroll(4, drawn.max_scroll);
+        let before = render(&s, 20, 5);
+        assert!(
+            before[..3].contains(&"12:04 old 5".to_owned()),
+            "{before:?}"
+        );
+        let long = "z".repeat(40);
+        let added = s
+            .views
+            .add(&Origin::current(), when(0), line(&[(Style::Plain, &long)]));
+        s.views.keep_place(
+            added.view,
+            last_entry_rows(&s, added.view, drawn.view_width) - 1,
+        );
+        assert_eq!(render(&s, 20, 5)[..3], before[..3]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
 use crate::editor::{Editor, Key};
-use crate::fullscreen::{draw, rows_from_end, window_title, Screen};
+use crate::fullscreen::{draw, last_entry_rows, rows_from_end, window_title, Drawn, Screen};
 use crate::render::Line;
 use crate::views::{Origin, ViewKey, When};
 
@@ -69,6 +69,10 @@ impl FullUi {
         let mut alert = false;
         for line in lines {
             let added = self.screen.views.add(origin, when, line.clone());
+            let rows = last_entry_rows(&self.screen, added.view, self.screen.view_width);
+            self.screen
+                .views
+                .keep_place(added.view, rows.saturating_sub(1));
             alert |= added.alert || (added.wanted && !self.focused);
         }
         if alert && self.alerts.bell {
@@ -205,9 +209,10 @@ impl FullUi {
             ViewKey::Global => self.everyone.clone(),
             ViewKey::Group(_) => Vec::new(),
         };
-        let mut max = 0;
-        let _ = self.terminal.draw(|f| max = draw(f, s));
-        s.max_scroll = max;
+        let mut drawn = Drawn::default();
+        let _ = self.terminal.draw(|f| drawn = draw(f, s));
+        s.max_scroll = drawn.max_scroll;
+        s.view_width = drawn.view_width;
         if self.alerts.title {
             let title = window_title(s);
             if title != self.title_shown {

@@ -237,6 +237,8 @@ pub(crate) struct Added {
     /// A mention or private message arrived, wherever: worth the bell when
     /// the terminal is not in front.
     pub(crate) wanted: bool,
+    /// The view the line went to.
+    pub(crate) view: usize,
 }
 
 impl Views {
@@ -337,7 +339,8 @@ impl Views {
             mention,
         });
         if view.scroll > 0 {
-            // Keep what the person reads in place.
+            // Keep what the person reads in place (one row here; the layout,
+            // which knows the width, adds the rest: `keep_place`).
             view.scroll += 1;
         }
         let in_front = i == self.current;
@@ -351,6 +354,17 @@ impl Views {
         Added {
             alert: wanted && !in_front,
             wanted,
+            view: i,
+        }
+    }
+
+    /// A line added to view `i` took `extra` rows more than one: a view
+    /// scrolled up moves by as much, so what the person reads stays in place.
+    pub(crate) fn keep_place(&mut self, i: usize, extra: usize) {
+        if let Some(v) = self.views.get_mut(i) {
+            if v.scroll > 0 {
+                v.scroll += extra;
+            }
         }
     }
 
