@@ -69,10 +69,13 @@ impl FullUi {
         let mut alert = false;
         for line in lines {
             let added = self.screen.views.add(origin, when, line.clone());
-            let rows = last_entry_rows(&self.screen, added.view, self.screen.view_width);
-            self.screen
-                .views
-                .keep_place(added.view, rows.saturating_sub(1));
+            // Nothing drawn yet, nothing scrolled: no width to count rows at.
+            if self.screen.view_width > 0 {
+                let rows = last_entry_rows(&self.screen, added.view, self.screen.view_width);
+                self.screen
+                    .views
+                    .keep_place(added.view, rows.saturating_sub(1));
+            }
             alert |= added.alert || (added.wanted && !self.focused);
         }
         if alert && self.alerts.bell {
