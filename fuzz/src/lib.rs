@@ -1343,6 +1343,10 @@ pub fn check_server_accounts(data: &[u8]) {
             )
         };
         let outstanding_before = server.outstanding_requests();
+        let unregistered: Vec<ConnId> = (0..CONNS)
+            .map(|n| ConnId::new(u64::from(n)))
+            .filter(|&c| server.name_of(c).is_none())
+            .collect();
         let effects = server.handle(now, input);
         if let Some((true, _)) = gave {
             assert!(
@@ -1363,6 +1367,7 @@ pub fn check_server_accounts(data: &[u8]) {
         };
         observe_accounts(
             &server,
+            &unregistered,
             &effects,
             &mut store,
             &mut pending,
@@ -1387,6 +1392,7 @@ pub fn check_server_accounts(data: &[u8]) {
 /// [`check_server_accounts`]); keeps the store and the pending requests.
 fn observe_accounts(
     server: &Server,
+    unregistered: &[ConnId],
     effects: &[Effect],
     store: &mut FuzzStore,
     pending: &mut Vec<(RequestId, Request)>,
@@ -1454,7 +1460,15 @@ fn observe_accounts(
                         }
                     }
                     Event::Welcome(name) => {
-                        replaying.insert(*to, (Some(format!("WELCOME {name}")), Vec::new()));
+                        // Registration replays global; a rename (or a
+                        // second WELCOME in the step) replays nothing.
+                        let registers =
+                            unregistered.contains(to) && !welcomed.iter().any(|(c, _)| c == to);
+                        if registers {
+                            replaying.insert(*to, (Some(format!("WELCOME {name}")), Vec::new()));
+                        } else {
+                            replaying.remove(to);
+                        }
                         welcomed.push((*to, name.clone()));
                     }
                     Event::Join {
