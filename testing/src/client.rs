@@ -1053,7 +1053,8 @@ impl Conn {
             Signal,
         }
         let next = |b: &B| b.next_send().map_or(deadline, |t| t.min(deadline));
-        let mut timer = Timer::at(next(b));
+        let mut armed = next(b);
+        let mut timer = Timer::at(armed);
         let end = loop {
             let wake = future::or(async { Wake::Read(self.read().await) }, async {
                 future::or(
@@ -1073,6 +1074,14 @@ impl Conn {
                 Wake::Read(Ok(Some(at))) => {
                     self.drain(at, |line, first, out| b.line(line, first, out));
                     b.read_done();
+                    // A line may have changed the schedule (a reply that
+                    // lets the client go on): re-arm only then, since
+                    // re-arming on every read costs the hot clients.
+                    let due = next(b);
+                    if due != armed {
+                        armed = due;
+                        timer.set_at(due);
+                    }
                 }
                 Wake::Read(Ok(None)) => break End::Closed,
                 Wake::Read(Err(e)) => break End::Failed(e),
@@ -1085,7 +1094,8 @@ impl Conn {
                     if b.next_send().is_some_and(|t| t <= now) {
                         b.send(now, &mut self.out);
                     }
-                    timer.set_at(next(b));
+                    armed = next(b);
+                    timer.set_at(armed);
                 }
             }
             let sent = self.out.len() as u64;

@@ -8,8 +8,10 @@ mod cascade;
 mod client;
 mod dmflood;
 mod fanout;
+mod fill;
 mod handshakes;
 mod idle;
+mod replay;
 mod report;
 mod runtime;
 mod sendqmem;
@@ -102,6 +104,8 @@ enum Scenario {
     Cascade(cascade::CascadeArgs),
     BigReply(bigreply::BigReplyArgs),
     Handshakes(handshakes::HandshakesArgs),
+    Replay(replay::ReplayArgs),
+    Fill(fill::FillArgs),
 }
 
 /// Resolves `addr` (given as `flag`), refusing anything but loopback unless
@@ -227,6 +231,8 @@ fn run(args: Args) -> Result<(), String> {
                 Scenario::Cascade(a) => emit(json, cascade::run(ctx, a).await),
                 Scenario::BigReply(a) => emit(json, bigreply::run(ctx, a).await),
                 Scenario::Handshakes(a) => emit(json, handshakes::run(ctx, a).await),
+                Scenario::Replay(a) => emit(json, replay::run(ctx, a).await),
+                Scenario::Fill(a) => emit(json, fill::run(ctx, a).await),
             }
         })
         .await;

@@ -1,0 +1,329 @@
+//! The store scenarios, `fill` and `replay`, run as the real `chatload`
+//! binary with few clients. `fill` runs against the real chatd on 127.0.0.1.
+//! `replay` runs against chatd if it keeps history, and always against a
+//! small in-process server built on chatproto's state machine with history
+//! on, which can also drop or repeat one replayed line, so that the
+//! scenario's order checks are shown to catch both.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chatproto::server::{ConnId, Effect, HistoryConfig, Input, Server, ServerConfig, Time};
+use chatproto::{parse_line, CloseReason, Event, LineFramer, Refusal, DEFAULT_MAX_LINE};
+use serde_json::Value;
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+const RUN_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Runs `cmd`, killing it if it outlives `limit`.
+fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "{cmd:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The chatd of the same profile (see against_chatd.rs), or `CHATD_BIN`.
+fn chatd_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CHATD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let chatload = Path::new(env!("CARGO_BIN_EXE_chatload"));
+    let dir = chatload.parent().expect("binary has a directory");
+    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cmd.args(["build", "--quiet", "-p", "chatd"]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    if let Some(target) = dir.parent() {
+        cmd.arg("--target-dir").arg(target);
+    }
+    let out = run_bounded(cmd, BUILD_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "cargo build -p chatd failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("chatd")
+}
+
+/// A chatd on 127.0.0.1 with an ephemeral port, killed when dropped. With
+/// `--ephemeral` when it has the flag, so no test writes a data directory.
+struct Chatd {
+    child: Child,
+    addr: String,
+}
+
+impl Chatd {
+    fn start() -> Self {
+        let bin = chatd_binary();
+        let help = run_bounded(
+            {
+                let mut c = Command::new(&bin);
+                c.arg("--help");
+                c
+            },
+            Duration::from_secs(10),
+        );
+        let has_ephemeral = String::from_utf8_lossy(&help.stdout).contains("--ephemeral");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--listen", "127.0.0.1:0", "--threads", "1"]);
+        if has_ephemeral {
+            cmd.arg("--ephemeral");
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chatd");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut guard = Self {
+            child,
+            addr: String::new(),
+        };
+        // Its first lines may be about the data directory: a bounded look.
+        for _ in 0..10 {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("chatd printed its address");
+            if let Some(a) = line.strip_prefix("listening on ") {
+                guard.addr = a.to_owned();
+                break;
+            }
+        }
+        assert!(guard.addr.starts_with("127.0.0.1:"), "{:?}", guard.addr);
+        guard
+    }
+}
+
+impl Drop for Chatd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `chatload --json --addr addr args...`: its report, or its stderr.
+fn chatload(addr: &str, args: &[&str]) -> Result<Value, String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatload"));
+    cmd.args(["--addr", addr, "--json", "-q", "--timeout", "60"])
+        .args(args);
+    let out = run_bounded(cmd, RUN_TIMEOUT);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("the report is JSON"))
+}
+
+fn num(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+#[test]
+fn fill_counts_what_chatd_took_within_its_pacing() {
+    let chatd = Chatd::start();
+    // 8 clients x 50 lines: the burst of 40 and 10 more at 20/s.
+    let r = chatload(
+        &chatd.addr,
+        &[
+            "fill", "--total", "403", "-c", "8", "--rate", "20", "-d", "20",
+        ],
+    )
+    .expect("fill ran");
+    assert_eq!(num(&r, "sent"), 403, "{r}");
+    assert_eq!(num(&r, "taken"), 403, "{r}");
+    assert_eq!(num(&r, "unconfirmed_clients"), 0, "{r}");
+    assert_eq!(num(&r, "closed_early"), 0, "{r}");
+    // The paced part takes about half a second: never instantaneous.
+    let secs = r["duration_s"].as_f64().expect("duration_s");
+    assert!((0.3..20.0).contains(&secs), "{r}");
+
+    // Time runs out first: what was sent by then is all taken.
+    let r = chatload(
+        &chatd.addr,
+        &[
+            "fill", "--total", "100000", "-c", "4", "--rate", "10", "-d", "1",
+        ],
+    )
+    .expect("fill ran");
+    let (sent, taken) = (num(&r, "sent"), num(&r, "taken"));
+    assert!((160..=300).contains(&sent), "4 x (40 + ~10): {r}");
+    assert_eq!(taken, sent, "{r}");
+}
+
+/// Which replayed line the fake server spoils.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    None,
+    /// Leaves out the n-th `HISTORY` line it delivers (counted from 0).
+    Drop(usize),
+    /// Sends the n-th `HISTORY` line it delivers twice.
+    Repeat(usize),
+}
+
+/// A chat server on 127.0.0.1 made of chatproto's state machine with history
+/// on: a thread per connection, writes done under the one lock (fine for the
+/// few fast readers of a test). Lives as long as the test process.
+fn fake_history_server(fault: Fault) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let mut config = ServerConfig::default();
+    config.history = Some(HistoryConfig::default());
+    let shared = Arc::new(Mutex::new((
+        Server::new(config),
+        HashMap::<ConnId, TcpStream>::new(),
+        0usize,
+    )));
+    let handle = move |shared: &Mutex<(Server, HashMap<ConnId, TcpStream>, usize)>, input| {
+        let mut guard = shared.lock().expect("no test thread panics holding it");
+        let (server, writers, history_seen) = &mut *guard;
+        let now = Time::new(Instant::now(), std::time::SystemTime::now());
+        for effect in server.handle(now, input) {
+            match effect {
+                Effect::Deliver { to, event } => {
+                    let mut times = 1;
+                    if matches!(event.event(), Event::History(_)) {
+                        match fault {
+                            Fault::Drop(n) if n == *history_seen => times = 0,
+                            Fault::Repeat(n) if n == *history_seen => times = 2,
+                            _ => {}
+                        }
+                        *history_seen += 1;
+                    }
+                    if let Some(w) = writers.get_mut(&to) {
+                        for _ in 0..times {
+                            let _ = w.write_all(event.line());
+                        }
+                    }
+                }
+                Effect::Close { conn, .. } => {
+                    if let Some(w) = writers.remove(&conn) {
+                        let _ = w.shutdown(Shutdown::Write);
+                    }
+                }
+                // Nothing is stored, and /join asks the store nothing.
+                _ => {}
+            }
+        }
+    };
+    thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_nodelay(true);
+            let conn = ConnId::new(n as u64 + 1);
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let Ok(writer) = stream.try_clone() else {
+                    return;
+                };
+                shared.lock().expect("not poisoned").1.insert(conn, writer);
+                handle(&shared, Input::Connected(conn));
+                let mut framer = LineFramer::new(DEFAULT_MAX_LINE);
+                let mut buf = [0u8; 8192];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    framer.push(&buf[..n]);
+                    let mut inputs = Vec::new();
+                    while let Some(line) = framer.next_line() {
+                        inputs.push(match line.map(parse_line) {
+                            Ok(Ok(cmd)) => Input::Line(conn, cmd),
+                            Ok(Err(e)) => Input::Refused(conn, Refusal::from(e)),
+                            Err(e) => Input::Refused(conn, Refusal::from(e)),
+                        });
+                    }
+                    for input in inputs {
+                        handle(&shared, input);
+                    }
+                }
+                handle(
+                    &shared,
+                    Input::Disconnected(conn, CloseReason::ConnectionLost),
+                );
+                shared.lock().expect("not poisoned").1.remove(&conn);
+            });
+        }
+    });
+    addr
+}
+
+fn replay(addr: &str, extra: &[&str]) -> Result<Value, String> {
+    let mut args = vec!["replay", "-n", "12", "--lines", "25", "--fill-rate", "200"];
+    args.extend_from_slice(extra);
+    chatload(addr, &args)
+}
+
+#[test]
+fn replay_checks_every_joiners_lines_against_a_server_with_history() {
+    let addr = fake_history_server(Fault::None);
+    let r = replay(&addr, &[]).expect("replay ran");
+    assert_eq!(num(&r, "joined"), 12, "{r}");
+    assert_eq!(num(&r, "replayed"), 12, "{r}");
+    assert_eq!(num(&r, "expected_per_client"), 20, "{r}");
+    assert_eq!(num(&r, "clients_with_errors"), 0, "{r}");
+    assert_eq!(r["to_replayed"]["count"].as_u64(), Some(12), "{r}");
+    assert_eq!(r["to_last_history"]["count"].as_u64(), Some(12), "{r}");
+
+    // Spread over half a second, with live lines going on meanwhile: the
+    // live lines follow each replay without a gap.
+    let r = replay(&addr, &["--spread", "0.5", "--live-rate", "40"]).expect("replay ran");
+    assert_eq!(num(&r, "replayed"), 12, "{r}");
+    assert_eq!(num(&r, "clients_with_errors"), 0, "{r}");
+    assert!(num(&r, "live_lines_checked") >= 12, "{r}");
+}
+
+#[test]
+fn replay_counts_a_dropped_or_repeated_history_line_as_an_error() {
+    for (fault, what) in [(Fault::Drop(7), "a gap"), (Fault::Repeat(3), "repeat")] {
+        let addr = fake_history_server(fault);
+        let r = replay(&addr, &[]).expect("replay ran");
+        assert_eq!(num(&r, "clients_with_errors"), 1, "{fault:?}: {r}");
+        let errors = r["errors"].to_string();
+        assert!(errors.contains(what), "{fault:?}: {errors}");
+    }
+}
+
+#[test]
+fn replay_against_chatd_needs_its_history() {
+    let chatd = Chatd::start();
+    match replay(&chatd.addr, &[]) {
+        // chatd with its store: the same checks as against the fake.
+        Ok(r) => {
+            assert_eq!(num(&r, "replayed"), 12, "{r}");
+            assert_eq!(num(&r, "clients_with_errors"), 0, "{r}");
+        }
+        // chatd without: one clear line, no report that measured nothing.
+        Err(e) => assert!(e.contains("keeps no history"), "{e}"),
+    }
+}
