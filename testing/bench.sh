@@ -18,6 +18,15 @@
 #   P-256 certificate made by openssl in $OUT; chatload's --tls does not verify it
 #   (loopback) so that the tester spends no CPU on that; handshakes is the same
 #   scenario in plaintext (fresh TCP connections up to HELLO) to compare with
+#   and (issue 10, chatd only) the store against --ephemeral:
+#   fanout1000x500store fanout1000x500eph ttfb1000store ttfb1000eph: the same load
+#     with chatd's store on (its default, in a fresh $OUT/chatd-data) and with $EPHEMERAL
+#   replay1000: 1000 clients /join a group holding 20 lines at once (replay1000spread:
+#     spread over 2 s); p99 from /join to the last HISTORY line, every replay checked
+#   fill1m: FILL_TOTAL (1,000,000) messages through chatd into a fresh store, then
+#     RESTARTS (3) restarts of chatd on it timed up to its `listening on` line, and the
+#     data directory's size per message: $OUT/chatd.startup1m.json
+# Every chatd runs with --data-dir $OUT/chatd-data, emptied before each scenario.
 # Environment:
 #   SERVERS="floor chatd chatd-mt"  which servers to run
 #   DURATION=20        seconds of load per run (slowreader: SLOW_DURATION=60)
@@ -26,6 +35,13 @@
 #   PORT=18090 IRC_PORT=$((PORT + 1)) TLS_PORT=$((PORT + 2))   the servers' ports
 #                      (IRC: fanout1000irc; TLS: the *tls scenarios)
 #   PERF=1             record a cpu-clock profile of each chatd run ($OUT/*.perf.data)
+#   EPHEMERAL=--ephemeral  the flag of the *eph scenarios (default: --ephemeral if
+#                      `chatd --help` lists it, else nothing: the run then keeps a store too)
+#   HISTORY_FLAGS=     more chatd flags for the store scenarios (e.g. --history-replay 20,
+#                      --store-flush 100ms)
+#   FILL_TOTAL=1000000 FILL_CLIENTS=2000 FILL_FLAGS=   fill1m's messages, clients, and extra
+#                      chatload fill options (e.g. "--unpaced" with HISTORY_FLAGS=--flood-rate 0)
+#   RESTARTS=3         fill1m's timed restarts
 # Every step is bounded: chatload has --timeout, floorsrv --max-runtime, and
 # each server is killed after its scenario.
 set -euo pipefail
@@ -43,8 +59,15 @@ ALL="ttfb200 ttfb5000 sweep fanout100 fanout1000 fanout1000x500 idle10000 slowre
 ALL="$ALL storm10000 sendqmem sendqmemping dmflood cascade cascadeloud bigreply"
 ALL="$ALL fanout1000irc"
 ALL="$ALL ttfb1000 ttfb1000tls fanout1000tls idle10000tls handshakes handshakestls"
+ALL="$ALL fanout1000x500store fanout1000x500eph ttfb1000store ttfb1000eph replay1000 replay1000spread fill1m"
 SCENARIOS=${*:-$ALL}
 mkdir -p "$OUT"
+DATA="$OUT/chatd-data"
+HISTORY_FLAGS=${HISTORY_FLAGS:-}
+FILL_TOTAL=${FILL_TOTAL:-1000000}
+FILL_CLIENTS=${FILL_CLIENTS:-2000}
+FILL_FLAGS=${FILL_FLAGS:-}
+RESTARTS=${RESTARTS:-3}
 
 cargo build --release -p chatd -p chatload
 if [[ " $SERVERS " == *" floor "* ]]; then
@@ -54,6 +77,15 @@ fi
 # the binaries under a run.
 mkdir -p "$OUT/bin"
 cp target/release/chatd target/release/chatload "$OUT/bin/"
+# The *eph scenarios' flag, working before and after chatd has --ephemeral.
+if [[ -z "${EPHEMERAL+set}" ]]; then
+    EPHEMERAL=
+    if "$OUT/bin/chatd" --help 2>&1 | grep -q -- --ephemeral; then
+        EPHEMERAL=--ephemeral
+    elif [[ " $SCENARIOS " == *eph\ * ]]; then
+        echo "chatd has no --ephemeral yet: the *eph scenarios run with its default" >&2
+    fi
+fi
 [[ " $SERVERS " != *" floor "* ]] || cp target/floorsrv/release/floorsrv "$OUT/bin/"
 ulimit -n 20000 2>/dev/null || true
 # The certificate the *tls scenarios' chatd serves (P-256, as rcgen and most
@@ -92,6 +124,8 @@ chatd_flags_for() { # scenario
         cascadeloud) echo "--flood-rate 0 --sendq 64KiB --presence-limit 100000" ;;
         fanout1000irc) echo "--irc-listen 127.0.0.1:$IRC_PORT" ;;
         *tls) echo "--tls-listen 127.0.0.1:$TLS_PORT --tls-cert $OUT/tls.crt --tls-key $OUT/tls.key" ;;
+        *eph) echo "$EPHEMERAL" ;;
+        *store|replay*|fill*) echo "$HISTORY_FLAGS" ;;
         *) echo "" ;;
     esac
 }
@@ -101,9 +135,13 @@ listening() { # port
     ss -Hltn "sport = :$1" | grep -q .
 }
 
-start_server() { # name scenario
+start_server() { # name scenario [keep: reuse $DATA as it is]
     local flags
     flags=$(chatd_flags_for "$2")
+    # A fresh data directory for every chatd (a store's files, a run's certificate):
+    # never the default chatd-data in the working directory.
+    [[ "${3:-}" == keep ]] || rm -rf "$DATA"
+    [[ "$1" == floor ]] || flags="--data-dir $DATA $flags"
     case "$1" in
         floor) taskset -c 1 "$OUT/bin/floorsrv" --addr 127.0.0.1 --port "$PORT" --max-runtime 900 \
                    >/dev/null 2>"$OUT/$1.stderr" & ;;
@@ -160,6 +198,13 @@ args_for() { # scenario
         # A ping every millisecond, so the cascade (tens of ms) holds enough samples.
         cascade|cascadeloud) echo "cascade -n 2000 -d 10 --probe-interval-ms 1" ;;
         bigreply) echo "bigreply -u 3000 -d $d" ;;
+        fanout1000x500store|fanout1000x500eph) echo "fanout -n 1000 -s 50 -m 500 -d $d" ;;
+        ttfb1000store|ttfb1000eph) echo "ttfb -n 1000 -r 0.5 -d $d" ;;
+        # 20 lines, chatd's --history-replay default; the filler stays under its pacing.
+        replay1000) echo "replay -n 1000 --lines 20 --history-replay 20 --wait 60" ;;
+        replay1000spread) echo "replay -n 1000 --lines 20 --history-replay 20 --spread 2 --wait 60" ;;
+        # Each client in a group of its own, under chatd's pacing; bounded at 600 s.
+        fill1m) echo "fill --total $FILL_TOTAL -c $FILL_CLIENTS -d 600 $FILL_FLAGS" ;;
         *) echo "unknown scenario $1" >&2; exit 2 ;;
     esac
 }
@@ -174,8 +219,51 @@ global_args_for() { # scenario
     esac
 }
 
+# After fill1m: chatd stopped (SIGTERM, a clean shutdown), then started RESTARTS
+# times on the filled store, each timed from its start to its `listening on` line
+# (polled every 10 ms), and the data directory's size divided by the messages taken.
+measure_startup() { # server
+    local server=$1 taken bytes times=() t0 t1
+    taken=$FILL_TOTAL
+    if command -v jq >/dev/null && [[ -s "$OUT/$server.fill1m.json" ]]; then
+        taken=$(jq -r '.taken' "$OUT/$server.fill1m.json")
+    fi
+    bytes=$(du -sb "$DATA" | cut -f1)
+    for _ in $(seq "$RESTARTS"); do
+        local flags
+        flags="--data-dir $DATA $(chatd_flags_for fill1m)"
+        t0=$(date +%s%N)
+        # shellcheck disable=SC2086
+        "$OUT/bin/chatd" --listen "127.0.0.1:$PORT" --log-level info $flags \
+            >"$OUT/$server.startup.out" 2>"$OUT/$server.startup.stderr" &
+        SERVER_PID=$!
+        t1=
+        for _ in $(seq 6000); do # at most about 60 s
+            if grep -q '^listening on' "$OUT/$server.startup.out"; then
+                t1=$(date +%s%N)
+                break
+            fi
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.01
+        done
+        stop_server
+        [[ -n "$t1" ]] || { echo "   (chatd did not start on the filled store)" >&2; break; }
+        times+=("$(( (t1 - t0) / 1000000 ))")
+    done
+    local list
+    list=$(IFS=,; echo "${times[*]}")
+    printf '{"messages":%s,"data_bytes":%s,"bytes_per_message":%s,"startup_ms":[%s]}\n' \
+        "$taken" "$bytes" "$(( taken > 0 ? bytes / taken : 0 ))" "$list" \
+        >"$OUT/$server.startup1m.json"
+    echo "   startup on $taken messages: ${list} ms; $bytes bytes in $DATA" >&2
+}
+
 for scenario in $SCENARIOS; do
     for server in $SERVERS; do
+        if [[ "$server" == floor && "$scenario" =~ (store|eph|replay|fill) ]]; then
+            echo "== $server $scenario: skipped (floorsrv keeps no store)" >&2
+            continue
+        fi
         if [[ "$scenario" == *irc && "$server" == floor ]]; then
             echo "== $server $scenario: skipped (floorsrv speaks no IRC)" >&2
             continue
@@ -193,6 +281,7 @@ for scenario in $SCENARIOS; do
             $(global_args_for "$scenario") $(args_for "$scenario") \
             >"$OUT/$server.$scenario.json" || echo "   (chatload failed)" >&2
         stop_server
+        [[ "$scenario" != fill1m ]] || measure_startup "$server"
         sleep 2 # let TIME_WAIT and the kernel settle between runs
     done
 done
@@ -215,6 +304,8 @@ metric() { # scenario file
         cascade*) jq -r '"\(.cut)/\(.clients) cut, probe p50 \(.probe_rtt.p50_ms) p99 \(.probe_rtt.p99_ms) max \(.probe_rtt.max_ms) ms (\(.pings_answered)/\(.pings_sent)); during the cascade (\(.pings_during_cascade) pings): p50 \(.probe_rtt_cascade.p50_ms) p99 \(.probe_rtt_cascade.p99_ms) max \(.probe_rtt_cascade.max_ms) ms"' "$f" ;;
         handshakes*) jq -r '"\(.per_second | floor)/s (\(.failed) failed), \(.per_server_cpu_s // 0 | floor) per server CPU s, chatload CPU \(.client_cpu_s) s of \(.duration_s | floor), p50 \(.handshake.p50_ms) p99 \(.handshake.p99_ms) ms"' "$f" ;;
         bigreply) jq -r '"\(.bytes_per_s | floor) B/s, \(.replies_per_s | floor) replies/s"' "$f" ;;
+        replay*) jq -r '"/join to last HISTORY p50 \(.to_last_history.p50_ms) p99 \(.to_last_history.p99_ms) max \(.to_last_history.max_ms) ms; to REPLAYED p99 \(.to_replayed.p99_ms) ms; \(.replayed)/\(.joined) replayed, \(.clients_with_errors) with errors"' "$f" ;;
+        fill1m) jq -r '"\(.taken)/\(.total_asked) taken in \(.duration_s | floor) s, \(.messages_per_s | floor)/s; " + (input | "startup \(.startup_ms | map(tostring) | join(", ")) ms, \(.bytes_per_message) B/message")' "$f" "${f%fill1m.json}startup1m.json" 2>/dev/null || jq -r '"\(.taken) taken"' "$f" ;;
         slowreader) jq -r '"holds \(.holds): lost \(.lost), cut \(.slow.cut_with_bye + .slow.cut_seen_in_part)/\(.slow.slow_clients) at \(.slow.parts_seen | map(.[1]) | tostring) s, probe \(.slow.probe_answered)/\(.slow.probe_sent), p99 \(.latency.p99_ms) ms"' "$f" ;;
     esac
 }
