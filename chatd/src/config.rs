@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
+
+use crate::store::StoreConfig;
 use chatproto::irc::IrcConfig;
-use chatproto::server::ServerConfig;
+use chatproto::server::{AccountsConfig, HistoryConfig, ServerConfig};
 use chatproto::{Name, Text, Token};
 
 /// chatd: a chat server for the line protocol in PROTOCOL.md (try `nc localhost 8080`).
@@ -57,10 +59,46 @@ pub(crate) struct Args {
     #[argh(switch)]
     pub(crate) tls_self_signed: bool,
 
-    /// directory for the server's files, created when first needed
+    /// directory for the server's files (the store chatd.redb: accounts,
+    /// history, offline messages), created mode 0700 on first start
     /// (default chatd-data, in the working directory)
     #[argh(option, default = "PathBuf::from(\"chatd-data\")")]
     pub(crate) data_dir: PathBuf,
+
+    /// keep accounts, history and offline messages in memory only, lost at
+    /// exit (tests, throwaway servers); no store file is touched
+    #[argh(switch)]
+    pub(crate) ephemeral: bool,
+
+    /// longest a stored write may wait before it is synced to disk: the most
+    /// a crash or kill -9 can lose; a clean shutdown or SIGTERM loses nothing
+    /// (default 100ms)
+    #[argh(
+        option,
+        default = "Duration::from_millis(100)",
+        from_str_fn(parse_duration)
+    )]
+    pub(crate) store_flush: Duration,
+
+    /// lines of history kept per scope (global, each group); older ones are
+    /// deleted; 0 keeps no history at all (/history is unavailable, nothing
+    /// is replayed) (default 10000)
+    #[argh(option, default = "10_000")]
+    pub(crate) history_lines: u64,
+
+    /// days a line of history is kept (default 30)
+    #[argh(option, default = "30")]
+    pub(crate) history_days: u32,
+
+    /// latest lines of a group replayed on /join, and of the global scope on
+    /// registration (default 20)
+    #[argh(option, default = "20")]
+    pub(crate) history_replay: usize,
+
+    /// private messages kept per offline account until its next login; 0
+    /// keeps none (default 100)
+    #[argh(option, default = "100")]
+    pub(crate) offline_dms: usize,
 
     /// the server's name, in HELLO and as the IRC server name (default chatd)
     #[argh(option, default = "String::from(\"chatd\")")]
@@ -203,6 +241,7 @@ pub(crate) struct Config {
     pub(crate) tls_listen: Vec<SocketAddr>,
     pub(crate) irc_tls_listen: Vec<SocketAddr>,
     pub(crate) tls: TlsFlags,
+    pub(crate) store: StoreConfig,
 }
 
 /// The certificate flags as given; `tls::TlsSetup` checks their combination
@@ -311,7 +350,20 @@ impl Config {
                 Some(text.lines().map(|l| Text::lossy(l).to_string()).collect())
             }
         };
+        if args.history_days == 0 {
+            return Err(
+                "--history-days must be at least 1 (--history-lines 0 keeps no history)".into(),
+            );
+        }
+        if args.store_flush.is_zero() || args.store_flush > Duration::from_secs(60) {
+            return Err(format!(
+                "--store-flush {:?}: 1ms to 60s (it bounds what a crash loses)",
+                args.store_flush
+            ));
+        }
         let mut irc = IrcConfig::default();
+        // SASL PLAIN, PASS and NickServ map onto the native account commands.
+        irc.accounts = true;
         irc.server_name = server_name.to_string();
         irc.network = server_name.to_string();
         irc.global_channel = global_channel;
@@ -322,6 +374,24 @@ impl Config {
         server.ping_after = args.ping_after;
         server.idle_timeout = args.idle_timeout;
         server.presence_limit = args.presence_limit;
+        let mut accounts = AccountsConfig::default();
+        accounts.offline_dms = args.offline_dms;
+        server.accounts = Some(accounts);
+        if args.history_lines > 0 {
+            let mut history = HistoryConfig::default();
+            // The ring never holds more than the store keeps.
+            history.replay = args
+                .history_replay
+                .min(usize::try_from(args.history_lines).unwrap_or(usize::MAX));
+            server.history = Some(history);
+        }
+        let store = StoreConfig {
+            dir: (!args.ephemeral).then(|| args.data_dir.clone()),
+            flush: args.store_flush,
+            history_lines: args.history_lines,
+            history_days: args.history_days,
+            replay: server.history.as_ref().map_or(0, |h| h.replay),
+        };
         Ok(Self {
             listen,
             listen_explicit,
@@ -346,6 +416,7 @@ impl Config {
                 self_signed: args.tls_self_signed,
                 data_dir: args.data_dir,
             },
+            store,
         })
     }
 }

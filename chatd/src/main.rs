@@ -4,7 +4,8 @@
 //! Exit status: 0 after a clean shutdown (first SIGINT/SIGTERM), 130 when a
 //! second signal cuts the shutdown short, 1 for bad flags or an address that
 //! cannot be bound, 2 for a TLS certificate or key that cannot be used (or
-//! TLS flags that do not go together). SIGHUP re-reads the TLS certificate
+//! TLS flags that do not go together) and for a store that cannot be opened
+//! (another chatd has it, or its format version is unknown). SIGHUP re-reads the TLS certificate
 //! and key and does not stop the server.
 
 #![forbid(unsafe_code)]
@@ -15,7 +16,9 @@ mod dialect;
 mod listener;
 mod log_limit;
 mod outbox;
+mod passwords;
 mod shared;
+mod store;
 mod tls;
 
 use std::io::Write;
@@ -33,10 +36,15 @@ use crate::dialect::Dialect;
 use crate::listener::{Limits, Reserve};
 use crate::outbox::CLOSE_GRACE;
 use crate::shared::Shared;
+use crate::store::Store;
 use crate::tls::TlsSetup;
 
 /// Exit status when the TLS certificate, key or flags cannot be used.
 const EXIT_TLS: u8 = 2;
+
+/// Exit status when the store cannot be opened: in use by another chatd, of
+/// an unknown format version, or unreadable.
+const EXIT_STORE: u8 = 2;
 
 /// Exit status when a second signal interrupts the shutdown (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: i32 = 130;
@@ -58,6 +66,27 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_TLS);
         }
     };
+    // Opened before binding: a second chatd on the same --data-dir fails
+    // here, before it takes any port.
+    let (answers_tx, answers_rx) = async_channel::unbounded();
+    let started = Instant::now();
+    let (store, seed) = match Store::open(&config.store, answers_tx) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            let _ = writeln!(std::io::stderr(), "chatd: {e}");
+            return ExitCode::from(EXIT_STORE);
+        }
+    };
+    log::info!(
+        "store read in {:.0?}: {} accounts, {} stored lines, {} replay lines, next id {}",
+        started.elapsed(),
+        seed.accounts.len(),
+        seed.stored_lines,
+        seed.history.len(),
+        seed.next_id
+    );
+    let store = Arc::new(store);
     let fd_limit = raise_descriptor_limit();
 
     // Registered early, so a signal during start-up is queued rather than
@@ -149,7 +178,7 @@ fn main() -> ExitCode {
         config.limit_loopback,
     ));
     let threads = config.threads;
-    let (shared, kicks) = Shared::new(config, ex.clone());
+    let (shared, kicks) = Shared::new(config, ex.clone(), store.clone(), seed);
     let shared = Arc::new(shared);
 
     // Worker threads run the executor until `stop` closes; the main thread is one of them.
@@ -181,6 +210,7 @@ fn main() -> ExitCode {
             .collect();
         ex.spawn(tick(shared.clone())).detach();
         ex.spawn(shared.clone().kicker(kicks)).detach();
+        ex.spawn(shared.clone().answers(answers_rx)).detach();
 
         let _ = signal_rx.recv().await;
         log::info!("shutting down: {} connections", limits.live());
@@ -196,7 +226,10 @@ fn main() -> ExitCode {
         if left > 0 {
             log::warn!("{left} connections still open: not flushed, or the client did not close");
         }
-        log::info!("bye");
+        // Everything the state machine handed over is written and synced.
+        let closing = store.clone();
+        smol::unblock(move || closing.close()).await;
+        log::info!("store closed; bye");
     };
     smol::block_on(ex.run(run));
     stop_tx.close();

@@ -15,19 +15,24 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_lock::Mutex;
 use chatproto::irc::{encode_shared, Caps, Delivery, IrcSession};
-use chatproto::server::{ConnId, Effect, Input, Outgoing, Server, Time};
+use chatproto::server::{
+    Answer, ConnId, Effect, Input, Outgoing, PeerKey, RequestId, Server, Time,
+};
 use chatproto::CloseReason;
 use smol::Executor;
 
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::outbox::{Outbox, SendBudget};
+use crate::store::{Seed, Store};
 
 /// Slow consumers kicked per hold of the lock, at most. A kick costs a `PART`
 /// to every user (below the presence limit), so [`WORK_PER_HOLD`] usually
@@ -45,6 +50,24 @@ pub(crate) const WORK_PER_HOLD: usize = 4096;
 /// stamp (for history and IRC's `server-time`).
 fn now() -> Time {
     Time::new(Instant::now(), SystemTime::now())
+}
+
+/// Answers handled per hold of the lock, at most, so a burst of answers
+/// (history pages, logins) lets other inputs in between.
+const ANSWERS_PER_HOLD: usize = 64;
+
+/// What failed logins from `peer` count against: its IPv4 address, or its
+/// IPv6 /64 (one host usually holds a whole /64), as a hash.
+pub(crate) fn peer_key(peer: SocketAddr) -> PeerKey {
+    let mut h = DefaultHasher::new();
+    match peer.ip() {
+        IpAddr::V4(v4) => (4u8, v4.octets()).hash(&mut h),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (4u8, v4.octets()).hash(&mut h),
+            None => (6u8, &v6.octets()[..8]).hash(&mut h),
+        },
+    }
+    PeerKey::new(h.finish())
 }
 
 /// Shared by the listeners, every connection task and the ticker.
@@ -66,6 +89,8 @@ struct Hub {
     kick_tx: async_channel::Sender<()>,
     /// Runs the tasks that reap connections too slow to close.
     ex: Arc<Executor<'static>>,
+    /// Where stored writes and requests go (never waits).
+    store: Arc<Store>,
 }
 
 impl Shared {
@@ -74,8 +99,11 @@ impl Shared {
     pub(crate) fn new(
         config: Config,
         ex: Arc<Executor<'static>>,
+        store: Arc<Store>,
+        seed: Seed,
     ) -> (Self, async_channel::Receiver<()>) {
-        let server = Server::new(config.server.clone());
+        let mut server = Server::new(config.server.clone());
+        seed.apply(&mut server);
         let budget = Arc::new(SendBudget::new(config.sendq, config.sendq_total));
         let (kick_tx, kick_rx) = async_channel::bounded(1);
         let shared = Self {
@@ -87,6 +115,7 @@ impl Shared {
                 pending_kicks: VecDeque::new(),
                 kick_tx,
                 ex,
+                store,
             }),
             next_id: AtomicU64::new(1),
             budget,
@@ -104,8 +133,9 @@ impl Shared {
         ConnId::new(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Adds a connection and greets it, or, during shutdown, says goodbye.
-    pub(crate) async fn connect(&self, outbox: Outbox) {
+    /// Adds a connection from `peer` and greets it, or, during shutdown,
+    /// says goodbye.
+    pub(crate) async fn connect(&self, outbox: Outbox, peer: Option<SocketAddr>) {
         let now = now();
         let mut hub = self.hub.lock().await;
         let id = outbox.io().id;
@@ -121,7 +151,11 @@ impl Shared {
             return;
         }
         hub.outboxes.insert(id, outbox);
-        let effects = hub.server.handle(now, Input::Connected(id));
+        let input = match peer {
+            Some(peer) => Input::ConnectedFrom(id, peer_key(peer)),
+            None => Input::Connected(id),
+        };
+        let effects = hub.server.handle(now, input);
         let _ = hub.apply(now, effects, None, None);
     }
 
@@ -153,7 +187,33 @@ impl Shared {
     /// Lets time pass in the state machine (timeouts).
     pub(crate) async fn tick(&self) {
         let now = now();
-        let _ = self.hub.lock().await.handle(now, Input::Tick, None);
+        let mut hub = self.hub.lock().await;
+        let _ = hub.handle(now, Input::Tick, None);
+        // So ids keep growing after a crash even if no line was stored lately.
+        hub.store.record_next_id(hub.server.next_id());
+    }
+
+    /// Runs the answers task: each answer of the store or the password
+    /// threads is an input, handled under the lock like a line.
+    pub(crate) async fn answers(
+        self: Arc<Self>,
+        answers: async_channel::Receiver<(RequestId, Answer)>,
+    ) {
+        while let Ok(first) = answers.recv().await {
+            let now = now();
+            let mut hub = self.hub.lock().await;
+            let mut next = Some(first);
+            let mut handled = 0;
+            while let Some((id, answer)) = next.take() {
+                let _ = hub.handle(now, Input::Answer(id, answer), None);
+                handled += 1;
+                if handled < ANSWERS_PER_HOLD {
+                    next = answers.try_recv().ok();
+                }
+            }
+            drop(hub);
+            futures_lite::future::yield_now().await;
+        }
     }
 
     /// Kicks up to [`KICKS_PER_HOLD`] pending slow consumers; true if more
@@ -196,6 +256,7 @@ impl Shared {
         hub.shutting_down = true;
         let effects = hub.server.handle(now, Input::Shutdown);
         let _ = hub.apply(now, effects, None, None);
+        hub.store.record_next_id(hub.server.next_id());
         // Any outbox left was not known to the server (cannot happen, but they
         // must not outlive the shutdown either).
         let left: Vec<Outbox> = hub.outboxes.drain().map(|(_, o)| o).collect();
@@ -346,9 +407,10 @@ impl Hub {
                         self.spawn(reap);
                     }
                 }
-                // Accounts and history are off in chatd's ServerConfig until
-                // a store is wired, so the state machine returns neither.
-                Effect::Store(_) | Effect::Request { .. } => {}
+                // Handed over without waiting; answers come back through
+                // the answers task.
+                Effect::Store(op) => self.store.store(op),
+                Effect::Request { id, request } => self.store.request(id, request),
             }
         }
         fanout
@@ -403,7 +465,7 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         let id = shared.next_id();
         let io = ConnIo::new(id, Async::new(server).unwrap(), shared.budget().clone());
-        shared.connect(Outbox::new(Arc::new(io))).await;
+        shared.connect(Outbox::new(Arc::new(io)), None).await;
         let name = Name::try_from(name).unwrap();
         shared
             .handle(id, vec![Input::Line(id, Command::Nick(name))])
@@ -412,8 +474,17 @@ mod tests {
     }
 
     fn shared_with(flags: &[&str]) -> (Arc<Shared>, async_channel::Receiver<()>) {
-        let config = Config::from_args(Args::from_args(&["chatd"], flags).unwrap()).unwrap();
-        let (shared, wake) = Shared::new(config, Arc::new(Executor::new()));
+        let mut args = vec!["--ephemeral"];
+        args.extend_from_slice(flags);
+        let config = Config::from_args(Args::from_args(&["chatd"], &args).unwrap()).unwrap();
+        new_shared(config)
+    }
+
+    /// Shared state with an in-memory store (answers are not handled).
+    fn new_shared(config: Config) -> (Arc<Shared>, async_channel::Receiver<()>) {
+        let (answers, _) = async_channel::unbounded();
+        let (store, seed) = Store::open(&config.store, answers).unwrap();
+        let (shared, wake) = Shared::new(config, Arc::new(Executor::new()), Arc::new(store), seed);
         (Arc::new(shared), wake)
     }
 
@@ -476,7 +547,7 @@ mod tests {
         let io = ConnIo::new(id, Async::new(server).unwrap(), shared.budget().clone())
             .with_session(Some(session));
         let io = Arc::new(io);
-        shared.connect(Outbox::new(io.clone())).await;
+        shared.connect(Outbox::new(io.clone()), None).await;
         for line in [format!("NICK {nick}"), format!("USER {nick} 0 * :{nick}")] {
             let from = io.irc().unwrap().on_line(Ok(line.as_str()));
             let inputs = from
@@ -538,9 +609,12 @@ mod tests {
     #[test]
     fn a_cascade_of_slow_consumers_is_kicked_in_rounds() {
         const SLOW: usize = 40;
-        let args = Args::from_args(&["chatd"], &["--sendq", "16KiB", "--presence-limit", "0"]);
+        let args = Args::from_args(
+            &["chatd"],
+            &["--ephemeral", "--sendq", "16KiB", "--presence-limit", "0"],
+        );
         let config = Config::from_args(args.unwrap()).unwrap();
-        let (shared, wake) = Shared::new(config, Arc::new(Executor::new()));
+        let (shared, wake) = new_shared(config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut peers = Vec::new();
         let mut ids = Vec::new();
@@ -550,7 +624,7 @@ mod tests {
                 let (server, _) = listener.accept().unwrap();
                 let id = shared.next_id();
                 let io = ConnIo::new(id, Async::new(server).unwrap(), shared.budget().clone());
-                shared.connect(Outbox::new(Arc::new(io))).await;
+                shared.connect(Outbox::new(Arc::new(io)), None).await;
                 let name = Name::try_from(format!("u{i:02}")).unwrap();
                 shared
                     .handle(id, vec![Input::Line(id, Command::Nick(name))])

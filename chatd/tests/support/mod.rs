@@ -90,6 +90,23 @@ impl Chatd {
             } else {
                 &["--threads", "2"][..]
             })
+            // In memory unless the test gives a --data-dir (no chatd-data
+            // left in the crate, no store file locked by tests running at
+            // once), and without history unless it sets --history-lines:
+            // the replies as before history (no REPLAYED after WELCOME and
+            // /join) for the tests that are not about it.
+            .args(
+                if args.contains(&"--data-dir") || args.contains(&"--ephemeral") {
+                    &[][..]
+                } else {
+                    &["--ephemeral"][..]
+                },
+            )
+            .args(if args.contains(&"--history-lines") {
+                &[][..]
+            } else {
+                &["--history-lines", "0"][..]
+            })
             .args(args)
             .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
             .stdin(Stdio::null())

@@ -1,0 +1,946 @@
+//! The store: accounts, history and offline messages in one redb file
+//! (`<data-dir>/chatd.redb`), or in memory with `--ephemeral`.
+//!
+//! Nothing here runs on the executor or under the hub lock. The hub hands
+//! [`StoreOp`]s and [`Request`]s to [`Store`] without waiting (a channel
+//! send); one writer thread applies them in order and group-commits, and the
+//! password threads ([`crate::passwords`]) hash and verify. Answers come back
+//! on a channel that a task turns into [`Input::Answer`](chatproto::server::Input::Answer)s
+//! under the lock, like any other input.
+//!
+//! Group commit: each batch the writer drains is one transaction committed
+//! with [`Durability::None`] (visible at once, not yet synced); the first
+//! commit at least `--store-flush` after the oldest unsynced one is
+//! [`Durability::Immediate`], which makes it and every earlier commit durable.
+//! A stop ([`Store::close`]) commits immediately. redb's two-phase commit is
+//! on, so a crash leaves the file at its last durable commit: a prefix of the
+//! writes, in order.
+//!
+//! # File layout (format version 1)
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `"format"`, `"next_id"`, `"clean"` | u64 |
+//! | `lines` | (scope, id) | (unix ms, line) |
+//! | `scopes` | scope | (last id, line count) |
+//! | `accounts` | case-folded name | (name as registered, argon2id PHC string) |
+//! | `offline` | (case-folded account, id) | (unix ms, `DM` line) |
+//!
+//! A scope is `*` (global) or a group's case-folded name; a line is the
+//! event's native encoding without its LF. Start-up reads `meta`, `scopes`
+//! (one row per scope), the last `--history-replay` rows of each of the
+//! 1000 most recent scopes, the accounts and their offline counts: never
+//! the whole `lines` table.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use chatproto::server::{Answer, Outgoing, Request, RequestId, Server, StoreOp};
+use chatproto::{Event, Name, Past, Scope};
+use redb::backends::InMemoryBackend;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+
+use crate::passwords::{HashJob, Passwords};
+
+/// The file in `--data-dir`.
+pub(crate) const FILE_NAME: &str = "chatd.redb";
+
+/// The layout above. A file with another version is refused, never touched.
+pub(crate) const FORMAT_VERSION: u64 = 1;
+
+/// After a crash, message ids continue this far above the last id recorded
+/// (the writer records the server's next id every second), so no id handed
+/// out in the lost interval is handed out again.
+pub(crate) const ID_GAP_AFTER_CRASH: u64 = 1_000_000;
+
+/// Jobs the writer may have queued before lines to store are dropped (with
+/// an error logged): about a second of writes at the heaviest load seen, so
+/// only a store that stopped keeping up (a full or failing disk) gets here.
+/// Account operations and requests are never dropped: requests are answered
+/// `Failed` instead.
+const MAX_QUEUED_JOBS: usize = 1 << 20;
+
+/// Jobs per transaction at most, so a backlog is committed in pieces.
+const MAX_BATCH: usize = 4096;
+
+/// How often the `--history-days` sweep runs, and lines it deletes per run
+/// at most (a long backlog is cleared over several runs).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+const SWEEP_BUDGET: usize = 20_000;
+
+/// Scopes whose latest lines start-up reads (the state machine keeps no more).
+const SEEDED_SCOPES: usize = 1000;
+
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const LINES: TableDefinition<'_, (&str, u64), (u64, &str)> = TableDefinition::new("lines");
+const SCOPES: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("scopes");
+const ACCOUNTS: TableDefinition<'_, &str, (&str, &str)> = TableDefinition::new("accounts");
+const OFFLINE: TableDefinition<'_, (&str, u64), (u64, &str)> = TableDefinition::new("offline");
+
+/// The store's settings, from the flags.
+#[derive(Clone, Debug)]
+pub(crate) struct StoreConfig {
+    /// The data directory; `None` with `--ephemeral`.
+    pub(crate) dir: Option<PathBuf>,
+    /// `--store-flush`: the longest a commit stays unsynced.
+    pub(crate) flush: Duration,
+    /// `--history-lines`: lines kept per scope.
+    pub(crate) history_lines: u64,
+    /// `--history-days`: lines older than this are deleted.
+    pub(crate) history_days: u32,
+    /// `--history-replay`: lines per scope read at start-up.
+    pub(crate) replay: usize,
+}
+
+/// Why the store could not be opened. Exit status 2, as for unusable TLS
+/// files: the flags were fine, the files are not.
+#[derive(Debug)]
+pub(crate) enum StoreError {
+    /// Another process (another chatd) has the file open.
+    Locked(PathBuf),
+    /// The file was written in a format this chatd does not know.
+    UnknownFormat { path: PathBuf, found: u64 },
+    /// The file is a redb file chatd did not write.
+    NotOurs(PathBuf),
+    /// Anything else: the directory, the file, redb.
+    Other { path: PathBuf, error: String },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Locked(p) => write!(
+                f,
+                "store {} is in use by another process (another chatd on the same \
+                 --data-dir?); stop it, or give this one its own --data-dir",
+                p.display()
+            ),
+            Self::UnknownFormat { path, found } => write!(
+                f,
+                "store {} has format version {found}, this chatd knows version \
+                 {FORMAT_VERSION}; the file was left untouched (run the chatd that wrote it, \
+                 or move the file away to start afresh)",
+                path.display()
+            ),
+            Self::NotOurs(p) => write!(
+                f,
+                "{} is a database chatd did not write (no format version); left untouched",
+                p.display()
+            ),
+            Self::Other { path, error } => write!(f, "store {}: {error}", path.display()),
+        }
+    }
+}
+
+/// What start-up reads from the store for the state machine.
+#[derive(Debug, Default)]
+pub(crate) struct Seed {
+    /// Accounts with their count of waiting offline messages.
+    pub(crate) accounts: Vec<(Name, usize)>,
+    /// The latest lines of each scope, oldest first, scopes spoken in most
+    /// recently last.
+    pub(crate) history: Vec<Past>,
+    /// The id the next event gets.
+    pub(crate) next_id: u64,
+    /// Lines stored in all (from the scope counts).
+    pub(crate) stored_lines: u64,
+}
+
+impl Seed {
+    /// Hands what was read to the state machine, before its first input.
+    pub(crate) fn apply(self, server: &mut Server) {
+        for (name, dms) in self.accounts {
+            server.add_account(name, dms);
+        }
+        server.seed_history(self.history);
+        server.set_next_id(self.next_id);
+    }
+}
+
+/// A job for the writer thread, in order.
+pub(crate) enum Job {
+    Op(StoreOp),
+    /// The state machine's next id, recorded so ids keep growing after a
+    /// restart even when the last events were not stored.
+    NextId(u64),
+    /// A request's first step (reads; hashing follows on a password thread).
+    Request(RequestId, Request),
+    /// A registration whose password is hashed: create the account.
+    Create {
+        id: RequestId,
+        account: Name,
+        hash: String,
+    },
+    /// A password change whose old password was right.
+    SetHash {
+        id: RequestId,
+        account: Name,
+        hash: String,
+    },
+    /// An unregistration whose password was right.
+    Delete {
+        id: RequestId,
+        account: Name,
+    },
+    /// A login whose password was right: read its offline messages now,
+    /// after every write queued before.
+    FinishLogin {
+        id: RequestId,
+        account: Name,
+    },
+    /// Commit durably, then say so.
+    Stop(mpsc::Sender<()>),
+}
+
+/// Where the writer's and the password threads' results go.
+pub(crate) type Answers = async_channel::Sender<(RequestId, Answer)>;
+
+/// The way to the writer thread, shared with the password threads.
+#[derive(Clone)]
+pub(crate) struct WriterTx {
+    tx: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl WriterTx {
+    /// Queues `job`; false if the writer is gone.
+    pub(crate) fn send(&self, job: Job) -> bool {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn backlog(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// The hub's handle on the store: sends only, never waits.
+pub(crate) struct Store {
+    writer: WriterTx,
+    passwords: Passwords,
+    answers: Answers,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set once dropped lines were logged, until the backlog clears.
+    dropping: AtomicBool,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Store {{ backlog: {} }}", self.writer.backlog())
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store, reads what start-up needs and starts
+    /// the writer and password threads. Answers go to `answers`.
+    pub(crate) fn open(cfg: &StoreConfig, answers: Answers) -> Result<(Self, Seed), StoreError> {
+        let (db, path) = open_database(cfg)?;
+        let seed = prepare(&db, cfg, &path)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = WriterTx {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+        };
+        let passwords = Passwords::start(writer.clone(), answers.clone());
+        let state = Writer {
+            db,
+            cfg: cfg.clone(),
+            passwords: passwords.clone(),
+            answers: answers.clone(),
+            queued: writer.queued.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("chatd-store".into())
+            .spawn(move || state.run(&rx))
+            .map_err(|e| StoreError::Other {
+                path: path.clone(),
+                error: format!("cannot start the store thread: {e}"),
+            })?;
+        let store = Self {
+            writer,
+            passwords,
+            answers,
+            thread: Mutex::new(Some(thread)),
+            dropping: AtomicBool::new(false),
+        };
+        Ok((store, seed))
+    }
+
+    /// Hands `op` to the writer (under the hub lock: never waits).
+    pub(crate) fn store(&self, op: StoreOp) {
+        let backlog = self.writer.backlog();
+        if backlog >= MAX_QUEUED_JOBS && matches!(op, StoreOp::Line(_)) {
+            if !self.dropping.swap(true, Ordering::Relaxed) {
+                log::error!(
+                    "the store is {backlog} writes behind: history lines are not stored \
+                     until it catches up"
+                );
+            }
+            return;
+        }
+        if backlog < MAX_QUEUED_JOBS / 2 && self.dropping.swap(false, Ordering::Relaxed) {
+            log::warn!("the store caught up: history lines are stored again");
+        }
+        if !self.writer.send(Job::Op(op)) {
+            log::error!("the store thread is gone: a write was lost");
+        }
+    }
+
+    /// Starts `request` (under the hub lock: never waits). Its answer comes
+    /// back on the answers channel.
+    pub(crate) fn request(&self, id: RequestId, request: Request) {
+        let sent = if self.writer.backlog() >= MAX_QUEUED_JOBS {
+            false
+        } else {
+            match request {
+                // Hashing first: nothing to read, the state machine already
+                // knows the name is free.
+                Request::Register { account, password } => self.passwords.send(HashJob::Register {
+                    id,
+                    account,
+                    password,
+                }),
+                other => self.writer.send(Job::Request(id, other)),
+            }
+        };
+        if !sent {
+            let _ = self.answers.try_send((id, Answer::Failed));
+        }
+    }
+
+    /// Records the state machine's next id (each tick, and at shutdown).
+    pub(crate) fn record_next_id(&self, next: u64) {
+        let _ = self.writer.send(Job::NextId(next));
+    }
+
+    /// Writes everything queued, commits durably, marks the file closed
+    /// cleanly and stops the writer. Blocks: call it off the executor.
+    pub(crate) fn close(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.writer.send(Job::Stop(tx)) {
+            let _ = rx.recv();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The database: the file in `cfg.dir`, or memory.
+fn open_database(cfg: &StoreConfig) -> Result<(Database, PathBuf), StoreError> {
+    let mut builder = Database::builder();
+    // redb's default cache may grow to 1 GiB; history reads are small.
+    builder.set_cache_size(64 << 20);
+    let Some(dir) = &cfg.dir else {
+        let path = PathBuf::from("(memory)");
+        let db = builder
+            .create_with_backend(InMemoryBackend::new())
+            .map_err(|e| StoreError::Other {
+                path: path.clone(),
+                error: e.to_string(),
+            })?;
+        return Ok((db, path));
+    };
+    let path = dir.join(FILE_NAME);
+    let other = |error: String| StoreError::Other {
+        path: path.clone(),
+        error,
+    };
+    make_private_dir(dir).map_err(|e| other(format!("cannot create {}: {e}", dir.display())))?;
+    let existed = path.exists();
+    let db = builder.create(&path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
+        e => other(e.to_string()),
+    })?;
+    if existed {
+        log::info!("store {} opened", path.display());
+    } else {
+        log::info!("store {} created", path.display());
+    }
+    Ok((db, path))
+}
+
+/// Creates `dir` (mode 0700: it holds password hashes) if it is missing.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    log::info!("created data directory {}", dir.display());
+    Ok(())
+}
+
+/// Checks the format version (writing it into a new file), marks the file
+/// in use, and reads the seed.
+fn prepare(db: &Database, cfg: &StoreConfig, path: &Path) -> Result<Seed, StoreError> {
+    let other = |e: redb::Error| StoreError::Other {
+        path: path.to_owned(),
+        error: e.to_string(),
+    };
+    let (format, tables, next_id, clean) = read_meta(db).map_err(other)?;
+    match format {
+        Some(FORMAT_VERSION) => {}
+        Some(found) => {
+            return Err(StoreError::UnknownFormat {
+                path: path.to_owned(),
+                found,
+            })
+        }
+        None if tables > 0 => return Err(StoreError::NotOurs(path.to_owned())),
+        None => {}
+    }
+    let mut seed = read_seed(db, cfg).map_err(other)?;
+    seed.next_id = seed.next_id.max(next_id);
+    if !clean {
+        seed.next_id = seed.next_id.saturating_add(ID_GAP_AFTER_CRASH);
+        log::warn!(
+            "the store was not closed cleanly (crash or kill -9): up to --store-flush of \
+             the last writes may be lost; message ids continue from {}",
+            seed.next_id
+        );
+    }
+    mark_open(db, seed.next_id).map_err(other)?;
+    Ok(seed)
+}
+
+/// The format version, the number of tables, the recorded next id and
+/// whether the last run closed the file cleanly.
+fn read_meta(db: &Database) -> Result<(Option<u64>, usize, u64, bool), redb::Error> {
+    let read = db.begin_read()?;
+    let tables = read.list_tables()?.count();
+    match read.open_table(META) {
+        Ok(meta) => Ok((
+            meta.get("format")?.map(|v| v.value()),
+            tables,
+            meta.get("next_id")?.map_or(1, |v| v.value()),
+            meta.get("clean")?.is_none_or(|v| v.value() == 1),
+        )),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok((None, tables, 1, true)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the format version and marks the file in use (not closed cleanly
+/// until [`Store::close`]), durably.
+fn mark_open(db: &Database, next_id: u64) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_two_phase_commit(true);
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert("format", FORMAT_VERSION)?;
+        meta.insert("clean", 0)?;
+        meta.insert("next_id", next_id)?;
+        // The other tables exist from now on, so reads never miss one.
+        txn.open_table(LINES)?;
+        txn.open_table(SCOPES)?;
+        txn.open_table(ACCOUNTS)?;
+        txn.open_table(OFFLINE)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Reads accounts, the latest lines of the most recent scopes and the
+/// highest id; see the module docs for what is (not) read.
+fn read_seed(db: &Database, cfg: &StoreConfig) -> Result<Seed, redb::Error> {
+    let read = db.begin_read()?;
+    let mut seed = Seed {
+        next_id: 1,
+        ..Seed::default()
+    };
+    let Ok(scopes) = read.open_table(SCOPES) else {
+        return Ok(seed); // A new file.
+    };
+    let lines = read.open_table(LINES)?;
+    let accounts = read.open_table(ACCOUNTS)?;
+    let offline = read.open_table(OFFLINE)?;
+    let mut recent: Vec<(u64, String)> = Vec::new();
+    for row in scopes.iter()? {
+        let (scope, v) = row?;
+        let (last, count) = v.value();
+        seed.next_id = seed.next_id.max(last + 1);
+        seed.stored_lines += count;
+        recent.push((last, scope.value().to_owned()));
+    }
+    recent.sort_unstable();
+    let skip = recent.len().saturating_sub(SEEDED_SCOPES);
+    for (_, scope) in &recent[skip..] {
+        let mut latest = Vec::new();
+        for row in lines
+            .range((scope.as_str(), 0)..=(scope.as_str(), u64::MAX))?
+            .rev()
+            .take(cfg.replay)
+        {
+            let (k, v) = row?;
+            let (unix_ms, line) = v.value();
+            match Past::from_stored(k.value().1, unix_ms, line) {
+                Ok(p) => latest.push(p),
+                Err(e) => log::warn!("store: skipping unreadable line {}: {e}", k.value().1),
+            }
+        }
+        latest.reverse();
+        seed.history.extend(latest);
+    }
+    for row in accounts.iter()? {
+        let (key, v) = row?;
+        let (name, _) = v.value();
+        let key = key.value();
+        let Ok(name) = Name::try_from(name) else {
+            log::warn!("store: skipping account with an invalid name {name:?}");
+            continue;
+        };
+        let mut waiting = 0;
+        for row in offline.range((key, 0)..=(key, u64::MAX))? {
+            let (k, _) = row?;
+            seed.next_id = seed.next_id.max(k.value().1 + 1);
+            waiting += 1;
+        }
+        seed.accounts.push((name, waiting));
+    }
+    Ok(seed)
+}
+
+/// The store key of a scope: `*` or the group's case-folded name.
+fn scope_key(scope: &Scope) -> String {
+    scope
+        .group()
+        .map_or_else(|| "*".to_owned(), |g| g.key().as_str().to_owned())
+}
+
+/// The line of an event without its LF.
+fn line_of(o: &Outgoing) -> &str {
+    let bytes = o.line();
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    // Encodings are UTF-8 (validated text and names).
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+/// The writer thread's state.
+struct Writer {
+    db: Database,
+    cfg: StoreConfig,
+    passwords: Passwords,
+    answers: Answers,
+    queued: Arc<AtomicUsize>,
+}
+
+/// What to do once a batch is committed.
+enum After {
+    Answer(RequestId, Answer),
+    Hash(HashJob),
+    Stopped(mpsc::Sender<()>),
+}
+
+impl Writer {
+    fn run(self, rx: &mpsc::Receiver<Job>) {
+        // Set while commits are visible but not yet synced: when to sync.
+        let mut sync_by: Option<Instant> = None;
+        let mut next_sweep = Instant::now();
+        loop {
+            let now = Instant::now();
+            let wake = sync_by.map_or(next_sweep, |s| s.min(next_sweep));
+            let mut batch = Vec::new();
+            match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(job) => batch.push(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Every sender is gone without a Stop: sync what is there.
+                    let _ = self.commit(Vec::new(), true, false);
+                    return;
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            let now = Instant::now();
+            let stopping = batch.iter().any(|j| matches!(j, Job::Stop(_)));
+            let durable = stopping || sync_by.is_some_and(|s| now >= s);
+            let sweep = now >= next_sweep;
+            if batch.is_empty() && !durable && !sweep {
+                continue;
+            }
+            if sweep {
+                next_sweep = now + SWEEP_EVERY;
+            }
+            let wrote = !batch.is_empty() || sweep;
+            let after = self.commit(batch, durable, sweep);
+            if durable {
+                sync_by = None;
+            } else if wrote && sync_by.is_none() {
+                sync_by = Some(now + self.cfg.flush);
+            }
+            for a in after {
+                match a {
+                    After::Answer(id, answer) => {
+                        let _ = self.answers.try_send((id, answer));
+                    }
+                    After::Hash(job) => {
+                        if let Some(id) = self.passwords.send_or_id(job) {
+                            let _ = self.answers.try_send((id, Answer::Failed));
+                        }
+                    }
+                    After::Stopped(tx) => {
+                        let _ = tx.send(());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a batch in one transaction; returns what to do next. On an
+    /// error every request of the batch is answered `Failed` (and logged):
+    /// the writes of that batch are lost, later ones are tried again.
+    fn commit(&self, batch: Vec<Job>, durable: bool, sweep: bool) -> Vec<After> {
+        let asked: Vec<RequestId> = batch.iter().filter_map(job_request).collect();
+        let stop: Vec<mpsc::Sender<()>> = batch
+            .iter()
+            .filter_map(|j| match j {
+                Job::Stop(tx) => Some(tx.clone()),
+                _ => None,
+            })
+            .collect();
+        match self.try_commit(batch, durable, sweep) {
+            Ok(after) => after,
+            Err(e) => {
+                log::error!("store write failed (these writes are lost): {e}");
+                let mut after: Vec<After> = asked
+                    .into_iter()
+                    .map(|id| After::Answer(id, Answer::Failed))
+                    .collect();
+                after.extend(stop.into_iter().map(After::Stopped));
+                after
+            }
+        }
+    }
+
+    fn try_commit(
+        &self,
+        batch: Vec<Job>,
+        durable: bool,
+        sweep: bool,
+    ) -> Result<Vec<After>, redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_two_phase_commit(true);
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability)
+            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        let mut after = Vec::new();
+        let mut touched = BTreeSet::new();
+        let mut stopped = None;
+        for job in batch {
+            match job {
+                Job::Stop(tx) => stopped = Some(tx),
+                job => self.apply(&txn, job, &mut touched, &mut after)?,
+            }
+        }
+        self.trim(&txn, &touched)?;
+        if sweep {
+            self.sweep(&txn)?;
+        }
+        if stopped.is_some() {
+            txn.open_table(META)?.insert("clean", 1)?;
+        }
+        txn.commit()?;
+        after.extend(stopped.map(After::Stopped));
+        Ok(after)
+    }
+
+    fn apply(
+        &self,
+        txn: &WriteTransaction,
+        job: Job,
+        touched: &mut BTreeSet<String>,
+        after: &mut Vec<After>,
+    ) -> Result<(), redb::Error> {
+        match job {
+            Job::Op(StoreOp::Line(o)) => {
+                let (Event::Msg { scope, .. } | Event::Me { scope, .. }) = o.event() else {
+                    return Ok(()); // Only MSG and ME are history.
+                };
+                let key = scope_key(scope);
+                txn.open_table(LINES)?
+                    .insert((key.as_str(), o.id()), (o.unix_ms(), line_of(&o)))?;
+                let mut scopes = txn.open_table(SCOPES)?;
+                let (last, count) = scopes.get(key.as_str())?.map_or((0, 0), |v| v.value());
+                scopes.insert(key.as_str(), (last.max(o.id()), count + 1))?;
+                touched.insert(key);
+            }
+            Job::Op(StoreOp::OfflineDm { account, event }) => {
+                txn.open_table(OFFLINE)?.insert(
+                    (account.key().as_str(), event.id()),
+                    (event.unix_ms(), line_of(&event)),
+                )?;
+                bump_next_id(txn, event.id() + 1)?;
+            }
+            Job::Op(StoreOp::DeleteOfflineDms { account, through }) => {
+                let key = account.key();
+                let key = key.as_str();
+                txn.open_table(OFFLINE)?
+                    .retain_in((key, 0)..=(key, through), |_, _| false)?;
+            }
+            Job::Op(other) => log::warn!("store: an operation this chatd does not know: {other:?}"),
+            Job::NextId(next) => bump_next_id(txn, next)?,
+            Job::Request(id, request) => after.push(self.first_step(txn, id, request)?),
+            Job::Create { id, account, hash } => {
+                let key = account.key();
+                let mut accounts = txn.open_table(ACCOUNTS)?;
+                let answer = if accounts.get(key.as_str())?.is_some() {
+                    Answer::NameTaken
+                } else {
+                    accounts.insert(key.as_str(), (account.as_str(), hash.as_str()))?;
+                    log::info!("account {account} registered");
+                    Answer::Done
+                };
+                after.push(After::Answer(id, answer));
+            }
+            Job::SetHash { id, account, hash } => {
+                let key = account.key();
+                let mut accounts = txn.open_table(ACCOUNTS)?;
+                let name = accounts.get(key.as_str())?.map(|v| v.value().0.to_owned());
+                let answer = match name {
+                    Some(name) => {
+                        accounts.insert(key.as_str(), (name.as_str(), hash.as_str()))?;
+                        log::info!("account {account}: password changed");
+                        Answer::Done
+                    }
+                    None => Answer::Failed, // Unregistered meanwhile.
+                };
+                after.push(After::Answer(id, answer));
+            }
+            Job::Delete { id, account } => {
+                let key = account.key();
+                let key = key.as_str();
+                txn.open_table(ACCOUNTS)?.remove(key)?;
+                txn.open_table(OFFLINE)?
+                    .retain_in((key, 0)..=(key, u64::MAX), |_, _| false)?;
+                log::info!("account {account} unregistered");
+                after.push(After::Answer(id, Answer::Done));
+            }
+            Job::FinishLogin { id, account } => {
+                let offline = read_offline(txn, &account)?;
+                after.push(After::Answer(id, Answer::LoggedIn { offline }));
+            }
+            Job::Stop(_) => {}
+        }
+        Ok(())
+    }
+
+    /// A request's reads; hashing, if any, is the next step.
+    fn first_step(
+        &self,
+        txn: &WriteTransaction,
+        id: RequestId,
+        request: Request,
+    ) -> Result<After, redb::Error> {
+        let hash_of = |account: &Name| -> Result<Option<String>, redb::Error> {
+            let accounts = txn.open_table(ACCOUNTS)?;
+            let hash = accounts
+                .get(account.key().as_str())?
+                .map(|v| v.value().1.to_owned());
+            Ok(hash)
+        };
+        Ok(match request {
+            Request::History {
+                scope,
+                before,
+                limit,
+            } => After::Answer(
+                id,
+                Answer::History(read_history(txn, &scope, before, limit)?),
+            ),
+            Request::Register { account, password } => After::Hash(HashJob::Register {
+                id,
+                account,
+                password,
+            }),
+            Request::Login { account, password } => match hash_of(&account)? {
+                None => After::Answer(id, Answer::NoSuchAccount),
+                Some(hash) => After::Hash(HashJob::Login {
+                    id,
+                    account,
+                    password,
+                    hash,
+                }),
+            },
+            Request::ChangePassword { account, old, new } => match hash_of(&account)? {
+                None => After::Answer(id, Answer::Failed),
+                Some(hash) => After::Hash(HashJob::ChangePassword {
+                    id,
+                    account,
+                    old,
+                    new,
+                    hash,
+                }),
+            },
+            Request::Unregister { account, password } => match hash_of(&account)? {
+                None => After::Answer(id, Answer::Failed),
+                Some(hash) => After::Hash(HashJob::Unregister {
+                    id,
+                    account,
+                    password,
+                    hash,
+                }),
+            },
+            _ => After::Answer(id, Answer::Failed),
+        })
+    }
+
+    /// `--history-lines`: deletes the oldest lines of the scopes just
+    /// written to, down to the limit.
+    fn trim(&self, txn: &WriteTransaction, touched: &BTreeSet<String>) -> Result<(), redb::Error> {
+        let mut scopes = txn.open_table(SCOPES)?;
+        let mut lines = txn.open_table(LINES)?;
+        for scope in touched {
+            let Some((last, count)) = scopes.get(scope.as_str())?.map(|v| v.value()) else {
+                continue;
+            };
+            if count <= self.cfg.history_lines {
+                continue;
+            }
+            let excess = count - self.cfg.history_lines;
+            let mut old = Vec::new();
+            for row in lines
+                .range((scope.as_str(), 0)..=(scope.as_str(), u64::MAX))?
+                .take(usize::try_from(excess).unwrap_or(usize::MAX))
+            {
+                old.push(row?.0.value().1);
+            }
+            for id in &old {
+                lines.remove((scope.as_str(), *id))?;
+            }
+            scopes.insert(scope.as_str(), (last, count - old.len() as u64))?;
+        }
+        Ok(())
+    }
+
+    /// `--history-days`: deletes lines older than that from the front of
+    /// each scope, at most [`SWEEP_BUDGET`] per run.
+    fn sweep(&self, txn: &WriteTransaction) -> Result<(), redb::Error> {
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let cutoff = now_ms.saturating_sub(u64::from(self.cfg.history_days) * 86_400_000);
+        let mut scopes = txn.open_table(SCOPES)?;
+        let mut lines = txn.open_table(LINES)?;
+        let all: Vec<(String, u64, u64)> = scopes
+            .iter()?
+            .map(|r| {
+                r.map(|(k, v)| {
+                    let (last, count) = v.value();
+                    (k.value().to_owned(), last, count)
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut budget = SWEEP_BUDGET;
+        for (scope, last, count) in all {
+            let mut old = Vec::new();
+            for row in lines.range((scope.as_str(), 0)..=(scope.as_str(), u64::MAX))? {
+                let (k, v) = row?;
+                if v.value().0 >= cutoff || old.len() >= budget {
+                    break;
+                }
+                old.push(k.value().1);
+            }
+            for id in &old {
+                lines.remove((scope.as_str(), *id))?;
+            }
+            budget -= old.len();
+            let left = count.saturating_sub(old.len() as u64);
+            if left == 0 {
+                scopes.remove(scope.as_str())?;
+                // The highest id must survive its lines.
+                bump_next_id(txn, last + 1)?;
+            } else if !old.is_empty() {
+                scopes.insert(scope.as_str(), (last, left))?;
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn job_request(job: &Job) -> Option<RequestId> {
+    match job {
+        Job::Request(id, _)
+        | Job::Create { id, .. }
+        | Job::SetHash { id, .. }
+        | Job::Delete { id, .. }
+        | Job::FinishLogin { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+fn bump_next_id(txn: &WriteTransaction, next: u64) -> Result<(), redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    let old = meta.get("next_id")?.map_or(1, |v| v.value());
+    if next > old {
+        meta.insert("next_id", next)?;
+    }
+    Ok(())
+}
+
+fn read_offline(txn: &WriteTransaction, account: &Name) -> Result<Vec<Past>, redb::Error> {
+    let key = account.key();
+    let key = key.as_str();
+    let offline = txn.open_table(OFFLINE)?;
+    let mut out = Vec::new();
+    for row in offline.range((key, 0)..=(key, u64::MAX))? {
+        let (k, v) = row?;
+        let (unix_ms, line) = v.value();
+        match Past::from_stored(k.value().1, unix_ms, line) {
+            Ok(p) => out.push(p),
+            Err(e) => log::warn!("store: skipping unreadable offline message: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// The latest `limit` lines of `scope` below `before`, oldest first.
+fn read_history(
+    txn: &WriteTransaction,
+    scope: &Scope,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Vec<Past>, redb::Error> {
+    let key = scope_key(scope);
+    let key = key.as_str();
+    let lines = txn.open_table(LINES)?;
+    let mut out = Vec::new();
+    let end = before.unwrap_or(u64::MAX);
+    for row in lines.range((key, 0)..(key, end))?.rev().take(limit) {
+        let (k, v) = row?;
+        let (unix_ms, line) = v.value();
+        match Past::from_stored(k.value().1, unix_ms, line) {
+            Ok(p) => out.push(p),
+            Err(e) => log::warn!("store: skipping unreadable line: {e}"),
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
