@@ -704,3 +704,44 @@ fn a_login_answered_after_the_account_was_unregistered_finds_none() {
     );
     assert_eq!(w.take("a1"), Vec::<String>::new(), "not replaced");
 }
+
+#[test]
+fn a_dm_stored_while_the_login_is_checked_comes_with_it() {
+    let mut w = with_alice();
+    w.user("bob");
+    w.send("a", "/login alice hunter22");
+    let (login, _) = w.request();
+    // The store read the (empty) mailbox already; then bob writes.
+    w.send("bob", "/msg alice just in time");
+    w.stored.clear();
+    w.input(Input::Answer(login, Answer::LoggedIn { offline: vec![] }));
+    let got = w.take("a");
+    assert!(
+        got.last().unwrap().ends_with(" DM bob alice just in time"),
+        "{got:?}"
+    );
+    assert!(matches!(w.stored[..], [StoreOp::DeleteOfflineDms { .. }]));
+    // Had the store's answer held it too, it would come once.
+    w.drop_conn("a", CloseReason::ConnectionLost);
+    w.send("a2", "/login alice hunter22");
+    let (again, _) = w.request();
+    w.send("bob", "/msg alice twice?");
+    let stored = w.stored.iter().rev().find_map(|op| match op {
+        StoreOp::OfflineDm { event, .. } => Some(event.clone()),
+        _ => None,
+    });
+    let dm = stored.expect("stored while a2's login is checked");
+    let past = Past::new(dm.id(), dm.unix_ms(), dm.event().clone()).unwrap();
+    w.input(Input::Answer(
+        again,
+        Answer::LoggedIn {
+            offline: vec![past],
+        },
+    ));
+    let got = w.take("a2");
+    let dms = got
+        .iter()
+        .filter(|l| l.contains(" DM bob alice twice?"))
+        .count();
+    assert_eq!(dms, 1, "{got:?}");
+}

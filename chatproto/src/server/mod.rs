@@ -288,6 +288,9 @@ struct Outstanding {
     conn: ConnId,
     peer: Option<PeerKey>,
     asked: Asked,
+    /// For a login: `DM`s to the account stored while it was checked, which
+    /// the store's answer may not hold; delivered with it if it succeeds.
+    late_dms: Vec<Past>,
 }
 
 #[derive(Debug)]
@@ -895,7 +898,16 @@ impl Server {
         };
         c.busy = Some(Busy::Asked(id));
         let peer = c.peer;
-        self.requests.insert(id, Outstanding { conn, peer, asked });
+        let late_dms = Vec::new();
+        self.requests.insert(
+            id,
+            Outstanding {
+                conn,
+                peer,
+                asked,
+                late_dms,
+            },
+        );
         out.effects.push(Effect::Request { id, request });
     }
 
@@ -1036,6 +1048,16 @@ impl Server {
             account: to.clone(),
             event: dm.clone(),
         });
+        // A login to it may be checked right now, its store read done: it
+        // gets this one too (logged_in drops what comes twice).
+        let key = to.key();
+        for o in self.requests.values_mut() {
+            if matches!(&o.asked, Asked::Login(a) if a.key() == key) {
+                if let Ok(past) = Past::new(dm.id(), dm.unix_ms(), dm.event().clone()) {
+                    o.late_dms.push(past);
+                }
+            }
+        }
         out.deliver(conn, &dm);
         let msg = format!("{to} is offline: your message is stored for their next login");
         out.event(conn, Event::Info(Text::lossy(&msg)));
@@ -1043,7 +1065,13 @@ impl Server {
 
     /// The driver answered request `id`.
     fn answer(&mut self, now: Instant, id: RequestId, answer: Answer, out: &mut Out) {
-        let Some(Outstanding { conn, peer, asked }) = self.requests.remove(&id) else {
+        let Some(Outstanding {
+            conn,
+            peer,
+            asked,
+            late_dms,
+        }) = self.requests.remove(&id)
+        else {
             return; // Unknown, or answered already.
         };
         let waiting = match self.conns.get_mut(&conn) {
@@ -1056,11 +1084,12 @@ impl Server {
         match asked {
             Asked::Register(name) => self.registered(waiting.then_some(conn), name, answer, out),
             Asked::Login(account) => {
-                if let Answer::LoggedIn { offline } = answer {
+                if let Answer::LoggedIn { mut offline } = answer {
                     if let Some(p) = peer {
                         self.failures.forget(&FailKey::Peer(p));
                     }
                     if waiting {
+                        offline.extend(late_dms);
                         self.logged_in(conn, account, offline, out);
                     }
                 } else {
