@@ -285,13 +285,13 @@ fn read_and_drop(mut stream: &TcpStream) -> io::Result<usize> {
 }
 
 /// One non-blocking read into `framer`, decrypted for TLS. The buffer lives
-/// only in this call.
+/// only in this call (TLS decrypts whole records, into the framer).
 fn read_into(io: &ConnIo, mut stream: &TcpStream, framer: &mut LineFramer) -> io::Result<usize> {
+    if let Some(tls) = io.tls() {
+        return tls.read(stream, &mut |plain| framer.push(plain));
+    }
     let mut buf = [0u8; READ_CHUNK];
-    let n = match io.tls() {
-        None => stream.read(&mut buf)?,
-        Some(tls) => tls.read(stream, &mut buf)?,
-    };
+    let n = stream.read(&mut buf)?;
     framer.push(&buf[..n]);
     Ok(n)
 }

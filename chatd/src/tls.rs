@@ -2,13 +2,18 @@
 //! files or made self-signed, re-read on SIGHUP) and one connection's session
 //! ([`TlsSession`]), which its reader and writer share.
 //!
-//! rustls runs with the ring provider only, TLS 1.2 and 1.3. The handshake is
-//! futures-rustls's acceptor over a borrowed `&Async<TcpStream>`; once it is
-//! done the `ServerConnection` moves into a `std::sync::Mutex` that the reader
-//! and the writer hold only inside non-blocking calls (`read_tls`,
-//! `process_new_packets`, `write_tls`), never across an `.await`: a rustls
-//! session is one state machine for both directions. Plaintext connections
-//! have no session and never touch this module.
+//! rustls runs with the ring provider only, TLS 1.2 and 1.3, through its
+//! unbuffered API (`UnbufferedServerConnection`): rustls holds keys and state,
+//! this module the bytes, and an idle connection keeps no buffer (only the
+//! start of a record that has not fully arrived, as the line framer keeps
+//! only a partial line). The handshake polls the borrowed `&Async<TcpStream>`
+//! with the session in its own future; once it is done the session moves
+//! into a `std::sync::Mutex` that the reader and the writer hold only inside
+//! non-blocking calls (decrypting what a read brought, encrypting and
+//! writing), never across an `.await`: a rustls session is one state machine
+//! for both directions. Reads and writes go through buffers of one record on
+//! the stack. Plaintext connections have no session and never touch this
+//! module.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -22,9 +27,12 @@ use futures_rustls::pki_types::pem::{self, PemObject};
 use futures_rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use futures_rustls::rustls::crypto::ring as ring_provider;
 use futures_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use futures_rustls::rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use futures_rustls::rustls::sign::CertifiedKey;
-use futures_rustls::rustls::{self, ServerConfig, ServerConnection};
-use futures_rustls::TlsAcceptor;
+use futures_rustls::rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, WriteTraffic,
+};
+use futures_rustls::rustls::{self, ServerConfig};
 use smol::Async;
 
 use crate::config::Config;
@@ -32,11 +40,6 @@ use crate::config::Config;
 /// The file names `--tls-self-signed` uses in `--data-dir`.
 pub(crate) const SELF_SIGNED_CERT: &str = "tls-self-signed.crt";
 pub(crate) const SELF_SIGNED_KEY: &str = "tls-self-signed.key";
-
-/// Encrypted bytes rustls keeps ready to send per connection before the
-/// writer must pass them to the socket (its default is 64 KiB). The queue in
-/// `outbox.rs` holds the backlog; this is only the hand-over.
-const SEND_BUFFER_LIMIT: usize = 16 * 1024;
 
 /// The server's TLS configuration and where its certificate comes from.
 #[derive(Debug)]
@@ -315,12 +318,72 @@ fn self_signed_names() -> Vec<String> {
     names
 }
 
+/// The largest TLS record on the wire: header, 16 KiB of payload and the most
+/// expansion TLS 1.2 allows (RFC 5246 6.2.3). rustls refuses records whose
+/// header says more; a handshake message longer than this (one that spans
+/// records) is refused here. Reads and writes use a buffer of this size on
+/// the stack, so no connection keeps one.
+const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
+
+/// Plaintext encrypted per call while writing: one full record.
+const MAX_PLAINTEXT: usize = 16 * 1024;
+
 /// One connection's TLS state: the configuration until the handshake is
 /// done, then the session the reader and writer share.
 #[derive(Debug)]
 pub(crate) struct TlsSession {
     config: Arc<ServerConfig>,
-    session: OnceLock<Mutex<ServerConnection>>,
+    session: OnceLock<Mutex<Session>>,
+}
+
+/// A session after its handshake. rustls's unbuffered API: rustls keeps no
+/// buffers of its own (its buffered `ServerConnection` keeps a 4 KiB receive
+/// buffer for good once a record was read), so an idle connection keeps only
+/// its keys and state here, plus what is in flight.
+struct Session {
+    conn: UnbufferedServerConnection,
+    /// The start of a record not yet complete (at most [`MAX_RECORD`]);
+    /// empty, without an allocation, between records.
+    incoming: Vec<u8>,
+    /// Encrypted bytes the socket did not take yet (at most about one
+    /// record, plus alerts); empty, without an allocation, once sent.
+    outgoing: Vec<u8>,
+    /// The peer sent close_notify (rustls reports it once, to whichever of
+    /// reader and writer asks first).
+    peer_closed: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("incoming", &self.incoming.len())
+            .field("outgoing", &self.outgoing.len())
+            .field("peer_closed", &self.peer_closed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the handshake does after one step of rustls.
+enum Next {
+    /// Ask rustls again.
+    Again,
+    /// Send what rustls encoded.
+    Send,
+    /// Read more from the client.
+    Read,
+    /// rustls is ready for application data (the handshake may still wait
+    /// for the client's Finished).
+    Traffic,
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+fn too_large() -> io::Error {
+    invalid(format!(
+        "TLS record or handshake message over {MAX_RECORD} bytes"
+    ))
 }
 
 impl TlsSession {
@@ -332,19 +395,70 @@ impl TlsSession {
     }
 
     /// Runs the handshake over `stream`. Nothing else uses the socket
-    /// meanwhile (the connection's reader and writer start after it).
+    /// meanwhile (the connection's reader and writer start after it), so the
+    /// state is this future's own until it is done.
     pub(crate) async fn handshake(&self, stream: &Async<TcpStream>) -> io::Result<()> {
-        let done = TlsAcceptor::from(self.config.clone())
-            .accept(stream)
-            .await?;
-        let (_, mut session) = done.into_inner();
-        session.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
+        let mut conn = UnbufferedServerConnection::new(self.config.clone()).map_err(invalid)?;
+        let mut incoming = Vec::new();
+        let mut outgoing = Vec::new();
+        loop {
+            let status = conn.process_tls_records(&mut incoming);
+            let discard = status.discard;
+            let next = match status.state {
+                Err(e) => {
+                    // rustls queued an alert saying why: best effort.
+                    let _ = send_alert(&mut conn, &mut outgoing, stream.get_ref());
+                    return Err(invalid(e));
+                }
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    encode(&mut data, &mut outgoing)?;
+                    Next::Again
+                }
+                Ok(ConnectionState::TransmitTlsData(data)) => {
+                    // Sent below, before rustls is asked again.
+                    data.done();
+                    Next::Send
+                }
+                Ok(ConnectionState::BlockedHandshake) => Next::Read,
+                // Also reported before the client's Finished (TLS 1.3's
+                // half round trip): the handshake is over once rustls says
+                // so. Application data that came right behind it stays in
+                // rustls for the reader's first call.
+                Ok(ConnectionState::WriteTraffic(_) | ConnectionState::ReadTraffic(_)) => {
+                    Next::Traffic
+                }
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed by the client",
+                    ))
+                }
+                Ok(other) => return Err(invalid(format!("unexpected TLS state {other:?}"))),
+            };
+            incoming.drain(..discard);
+            match next {
+                Next::Again => {}
+                Next::Send => {
+                    write_all_async(stream, &outgoing).await?;
+                    outgoing = Vec::new();
+                }
+                Next::Traffic if !conn.is_handshaking() => break,
+                Next::Traffic | Next::Read => read_more(stream, &mut incoming).await?,
+            }
+        }
+        let session = Session {
+            conn,
+            // Whatever followed the handshake, without its read buffer.
+            incoming: incoming.as_slice().to_vec(),
+            outgoing,
+            peer_closed: false,
+        };
         // Set once: the handshake runs once per connection.
         let _ = self.session.set(Mutex::new(session));
         Ok(())
     }
 
-    fn session(&self) -> io::Result<MutexGuard<'_, ServerConnection>> {
+    fn session(&self) -> io::Result<MutexGuard<'_, Session>> {
         let session = self
             .session
             .get()
@@ -353,37 +467,56 @@ impl TlsSession {
         Ok(session.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// One non-blocking read of decrypted bytes into `buf`: what rustls has
-    /// decrypted already, else what the socket has. `Ok(0)` at the end (the
+    /// One non-blocking read: decrypts what the socket has (and what was
+    /// left of a record before) and hands the plaintext to `sink`. Returns
+    /// how many plaintext bytes it handed over; `Ok(0)` at the end (the
     /// peer's close_notify, or EOF); `WouldBlock` when nothing is there.
-    pub(crate) fn read(&self, mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        let mut session = self.session()?;
+    pub(crate) fn read(
+        &self,
+        mut stream: &TcpStream,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<usize> {
+        let mut guard = self.session()?;
+        let session = &mut *guard;
+        if session.peer_closed {
+            return Ok(0);
+        }
+        let mut buf = [0u8; MAX_RECORD];
+        let mut used = session.incoming.len();
+        buf[..used].copy_from_slice(&session.incoming);
+        // First what is there already (what followed the handshake), then
+        // the socket, until some plaintext or the end.
+        let mut from_socket = false;
         loop {
-            match session.reader().read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => return done,
+            if from_socket {
+                if used == buf.len() {
+                    return Err(too_large());
+                }
+                match stream.read(&mut buf[used..]) {
+                    Ok(0) => return Ok(0),
+                    Ok(n) => used += n,
+                    Err(e) => {
+                        keep_incoming(session, &buf[..used]);
+                        return Err(e);
+                    }
+                }
             }
-            if session.read_tls(&mut stream)? == 0 {
-                return Ok(0);
-            }
-            if let Err(e) = session.process_new_packets() {
-                // rustls queued an alert saying why: best effort.
-                let _ = send_queued(&mut session, stream);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            // The peer's records may want an answer (a key update): send it
-            // now if the socket takes it, else the writer's next write does.
-            match send_queued(&mut session, stream) {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
-                _ => {}
+            from_socket = true;
+            let (taken, plain) = decrypt(session, stream, &mut buf[..used], sink)?;
+            buf.copy_within(taken..used, 0);
+            used -= taken;
+            if plain > 0 || session.peer_closed {
+                keep_incoming(session, &buf[..used]);
+                return Ok(plain);
             }
         }
     }
 
     /// Encrypts and writes `bytes`, advancing it past what was taken, until
-    /// all of it and everything rustls holds went to the socket (`Ready`), or
-    /// the socket is full (`Pending`, woken when it is writable). The session
-    /// is locked only within this call.
+    /// all of it and everything encrypted before went to the socket
+    /// (`Ready`), or the socket is full (`Pending`, woken when it is
+    /// writable). The session is locked only within this call, and holds at
+    /// most about one record the socket did not take.
     pub(crate) fn poll_write_all(
         &self,
         stream: &Async<TcpStream>,
@@ -392,26 +525,25 @@ impl TlsSession {
     ) -> Poll<io::Result<()>> {
         loop {
             let blocked = {
-                let mut session = self.session()?;
-                while !bytes.is_empty() {
-                    // 0 once SEND_BUFFER_LIMIT bytes wait: send those first.
-                    let n = session.writer().write(bytes)?;
-                    if n == 0 {
-                        break;
-                    }
-                    *bytes = &bytes[n..];
-                }
-                match send_queued(&mut session, stream.get_ref()) {
-                    Ok(()) => false,
+                let mut guard = self.session()?;
+                let session = &mut *guard;
+                match flush(&mut session.outgoing, stream.get_ref()) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                     Err(e) => return Poll::Ready(Err(e)),
+                    Ok(()) if bytes.is_empty() => return Poll::Ready(Ok(())),
+                    Ok(()) => {
+                        let n = bytes.len().min(MAX_PLAINTEXT);
+                        encrypt(session, Some(stream.get_ref()), |traffic, out| {
+                            traffic.encrypt(&bytes[..n], out)
+                        })?;
+                        *bytes = &bytes[n..];
+                        false
+                    }
                 }
             };
             if blocked {
                 // Ready means the socket became writable since: try again.
                 ready!(stream.poll_writable(cx))?;
-            } else if bytes.is_empty() {
-                return Poll::Ready(Ok(()));
             }
         }
     }
@@ -422,17 +554,262 @@ impl TlsSession {
         // Without a session (cannot happen: the writer starts after the
         // handshake) there is nothing to close, and the write reports it.
         if let Ok(mut session) = self.session() {
-            session.send_close_notify();
+            // On an error the connection is ending anyway: the write that
+            // follows reports what is wrong, or sends what there is.
+            let _ = encrypt(&mut session, None, |traffic, out| {
+                traffic.queue_close_notify(out)
+            });
         }
     }
 }
 
-/// Writes what rustls has ready to send until done or the socket is full.
-fn send_queued(session: &mut ServerConnection, mut stream: &TcpStream) -> io::Result<()> {
-    while session.wants_write() {
-        session.write_tls(&mut stream)?;
+/// Keeps the start of an incomplete record for the next read, in an
+/// allocation of its size (none when empty).
+fn keep_incoming(session: &mut Session, rest: &[u8]) {
+    session.incoming = rest.to_vec();
+}
+
+/// Decrypts the complete records in `buf`, handing their plaintext to
+/// `sink`, and answers what rustls wants answered (alerts, key updates) if
+/// the socket takes it now (else the writer's next write sends it). Returns
+/// the bytes of `buf` used up and the plaintext bytes handed over.
+fn decrypt(
+    session: &mut Session,
+    stream: &TcpStream,
+    buf: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]),
+) -> io::Result<(usize, usize)> {
+    let (mut taken, mut plain) = (0, 0);
+    loop {
+        let status = session.conn.process_tls_records(&mut buf[taken..]);
+        let discard = status.discard;
+        let mut transmit = false;
+        match status.state {
+            Err(e) => {
+                let _ = send_alert(&mut session.conn, &mut session.outgoing, stream);
+                return Err(invalid(e));
+            }
+            Ok(ConnectionState::ReadTraffic(mut records)) => {
+                while let Some(record) = records.next_record() {
+                    let record = record.map_err(invalid)?;
+                    sink(record.payload);
+                    plain += record.payload.len();
+                }
+            }
+            Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                encode(&mut data, &mut session.outgoing)?
+            }
+            Ok(ConnectionState::TransmitTlsData(data)) => {
+                data.done();
+                transmit = true;
+            }
+            Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                session.peer_closed = true;
+                return Ok((taken + discard, plain));
+            }
+            // Nothing more to decrypt without more bytes.
+            Ok(ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake) => {
+                return Ok((taken + discard, plain))
+            }
+            Ok(other) => return Err(invalid(format!("unexpected TLS state {other:?}"))),
+        }
+        taken += discard;
+        if transmit {
+            match flush(&mut session.outgoing, stream) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs `op` (encrypting data, or close_notify) once rustls is ready for
+/// application data. With a `stream`, writes the records to it if nothing
+/// waits before them; what it does not take waits in `outgoing`.
+fn encrypt(
+    session: &mut Session,
+    stream: Option<&TcpStream>,
+    mut op: impl FnMut(
+        &mut WriteTraffic<'_, ServerConnectionData>,
+        &mut [u8],
+    ) -> Result<usize, EncryptError>,
+) -> io::Result<()> {
+    let mut stack = [0u8; MAX_PLAINTEXT + 1024];
+    let mut spill = Vec::new();
+    // Bounded: each turn either finishes or hands rustls's queued records
+    // (alerts, a key update) to `outgoing`, which it does a few at most.
+    for _ in 0..8 {
+        // The reader decrypts every complete record before it lets go of
+        // the session, so `incoming` holds at most part of one and nothing
+        // is decrypted here; rustls is given it all the same, as it expects.
+        let status = session.conn.process_tls_records(&mut session.incoming);
+        let discard = status.discard;
+        let written = match status.state.map_err(invalid)? {
+            ConnectionState::WriteTraffic(mut traffic) => {
+                let out = match op(&mut traffic, &mut stack) {
+                    Ok(n) => &stack[..n],
+                    Err(EncryptError::InsufficientSize(s)) => {
+                        spill.resize(s.required_size, 0);
+                        let n = op(&mut traffic, &mut spill).map_err(invalid)?;
+                        &spill[..n]
+                    }
+                    Err(e) => return Err(invalid(e)),
+                };
+                // Straight from the stack if nothing waits before it: the
+                // usual case costs no allocation.
+                let sent = match stream {
+                    Some(stream) if session.outgoing.is_empty() => write_some(stream, out)?,
+                    _ => 0,
+                };
+                session.outgoing.extend_from_slice(&out[sent..]);
+                true
+            }
+            ConnectionState::EncodeTlsData(mut data) => {
+                encode(&mut data, &mut session.outgoing)?;
+                false
+            }
+            // What was encoded goes out before the records that follow.
+            ConnectionState::TransmitTlsData(data) => {
+                data.done();
+                false
+            }
+            ConnectionState::PeerClosed => {
+                session.peer_closed = true;
+                false
+            }
+            ConnectionState::Closed => {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "TLS session closed",
+                ))
+            }
+            other => return Err(invalid(format!("TLS not ready to write: {other:?}"))),
+        };
+        session.incoming.drain(..discard);
+        if written {
+            return Ok(());
+        }
+    }
+    Err(invalid("TLS session not ready to write"))
+}
+
+/// Appends what rustls wants sent to `out`.
+fn encode(data: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Vec<u8>) -> io::Result<()> {
+    let start = out.len();
+    let mut room = 512;
+    loop {
+        out.resize(start + room, 0);
+        match data.encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(s)) if s.required_size > room => {
+                room = s.required_size;
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(invalid(e));
+            }
+        }
+    }
+}
+
+/// Writes `outgoing` to the socket until it is empty (freeing it) or the
+/// socket is full (`WouldBlock`, the rest kept).
+fn flush(outgoing: &mut Vec<u8>, mut stream: &TcpStream) -> io::Result<()> {
+    let mut sent = 0;
+    let result = loop {
+        if sent == outgoing.len() {
+            break Ok(());
+        }
+        match stream.write(&outgoing[sent..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    if sent == outgoing.len() {
+        *outgoing = Vec::new();
+    } else {
+        outgoing.drain(..sent);
+    }
+    result
+}
+
+/// Writes what of `bytes` the socket takes now; `WouldBlock` is 0.
+fn write_some(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match stream.write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Best effort, after rustls failed: sends the alert it queued saying why,
+/// if the socket takes it now, after what waits in `outgoing`.
+fn send_alert(
+    conn: &mut UnbufferedServerConnection,
+    outgoing: &mut Vec<u8>,
+    stream: &TcpStream,
+) -> io::Result<()> {
+    if let Ok(ConnectionState::EncodeTlsData(mut data)) = conn.process_tls_records(&mut []).state {
+        encode(&mut data, outgoing)?;
+    }
+    flush(outgoing, stream)
+}
+
+/// Writes all of `bytes`, waiting for the socket as needed (handshake only).
+async fn write_all_async(stream: &Async<TcpStream>, bytes: &[u8]) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match stream.get_ref().write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
+}
+
+/// Reads more of the handshake into `incoming`, waiting for the socket as
+/// needed; EOF is an error here. Grows the buffer 4 KiB at a time, up to
+/// [`MAX_RECORD`].
+async fn read_more(stream: &Async<TcpStream>, incoming: &mut Vec<u8>) -> io::Result<()> {
+    let used = incoming.len();
+    if used >= MAX_RECORD {
+        return Err(too_large());
+    }
+    incoming.resize((used + 4096).min(MAX_RECORD), 0);
+    let result = loop {
+        match stream.get_ref().read(&mut incoming[used..]) {
+            Ok(0) => {
+                break Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed by the client",
+                ))
+            }
+            Ok(n) => break Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = stream.readable().await {
+                    break Err(e);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    incoming.truncate(used + *result.as_ref().unwrap_or(&0));
+    result.map(drop)
 }
 
 /// The end of a certificate's validity (notAfter) in seconds since the

@@ -771,10 +771,115 @@ fn idle_tls_connections_hold_little_memory() {
     let (_plain, plain_each) = grow_per_conn(&chatd, N, plain);
     let (_tls, tls_each) = grow_per_conn(&chatd, N, tls);
     println!("idle connection: plaintext {plain_each} B, TLS {tls_each} B");
+    // Issue 11's target. (The buffered rustls API kept a 4 KiB receive
+    // buffer per connection and measured about 9.7 KB here.)
     assert!(
-        tls_each < 16 << 10,
+        tls_each < 8 << 10,
         "TLS {tls_each} B, plaintext {plain_each} B"
     );
+}
+
+#[test]
+fn lines_spanning_full_size_records_arrive_whole_and_in_order() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (_chatd, addr) = start_tls(&dir, &cert, &["--flood-rate", "0"]);
+    let mut big = TlsClient::user(addr, &cert.der, "big");
+    big.send("/echo on");
+    // 60 KB in one write: rustls makes 16 KiB records of it, which TCP cuts
+    // anywhere, so the server reassembles records and lines across reads;
+    // the echoes come back as large records too.
+    let lines: Vec<String> = (0..60)
+        .map(|i| format!("{i:02} {}", "y".repeat(1000)))
+        .collect();
+    let all: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    big.tls.write_all(all.as_bytes()).unwrap();
+    big.tls.flush().unwrap();
+    for line in &lines {
+        big.expect(&format!("MSG * big {line}"));
+    }
+}
+
+#[test]
+fn a_line_sent_with_the_clients_finished_is_not_lost() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (_chatd, addr) = start_tls(&dir, &cert, &[]);
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::new(ring_provider::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    // Written before the handshake: rustls sends it right behind the
+    // client's Finished, often in the same segment, so the server finds it
+    // while finishing its handshake.
+    conn.writer().write_all(b"/ping early\n").unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    tls.flush().unwrap();
+    let mut c = TlsClient {
+        tls,
+        framer: LineFramer::new(1 << 20),
+    };
+    assert!(c.line().starts_with("HELLO "));
+    c.expect("PONG early");
+}
+
+#[test]
+fn key_updates_from_the_client_are_answered() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (_chatd, addr) = start_tls(&dir, &cert, &[]);
+    let mut c = TlsClient::user(addr, &cert.der, "ann");
+    for i in 0..3 {
+        // A TLS 1.3 KeyUpdate asking the server to update its keys too: the
+        // PONG only decrypts if the server answered it in order.
+        c.tls.conn.refresh_traffic_keys().unwrap();
+        c.send(&format!("/ping k{i}"));
+        c.expect(&format!("PONG k{i}"));
+    }
+}
+
+#[test]
+fn oversized_records_and_handshake_messages_are_refused() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    // A refusal must come at once, not at the register timeout.
+    let (_chatd, addr) = start_tls(&dir, &cert, &["--register-timeout", "60s"]);
+    // A record header announcing more than any TLS record may hold.
+    let mut huge_record = TcpStream::connect(addr).unwrap();
+    huge_record
+        .write_all(&[0x16, 0x03, 0x01, 0x50, 0x00])
+        .unwrap();
+    // A ClientHello announcing 64 KiB, sent as full-size records: more than
+    // one record's worth is never buffered.
+    let mut huge_hello = TcpStream::connect(addr).unwrap();
+    let mut first = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0xff, 0xff];
+    first.resize(5 + 0x4000, 0);
+    let more: Vec<u8> = [0x16, 0x03, 0x01, 0x40, 0x00]
+        .into_iter()
+        .chain(std::iter::repeat_n(0, 0x4000))
+        .collect();
+    // The server may close while this is still being sent.
+    let _ = huge_hello
+        .write_all(&first)
+        .and_then(|()| huge_hello.write_all(&more))
+        .and_then(|()| huge_hello.write_all(&more));
+    for sock in [&mut huge_record, &mut huge_hello] {
+        assert!(closed_within(sock, Duration::from_secs(5)), "not refused");
+    }
+    // Nothing else was lost.
+    let mut ann = TlsClient::user(addr, &cert.der, "ann");
+    ann.send("/ping fine");
+    ann.expect("PONG fine");
 }
 
 #[test]
