@@ -19,13 +19,6 @@ pub struct AccountsConfig {
     /// kept, as they were promised). 0: none are kept and such a `/msg` gets
     /// `ERR no-such-user` as before. Default 100, as the issue asks.
     pub offline_dms: usize,
-    /// Lines a connection may send while one of its account or history
-    /// commands is being answered: they wait and are handled in order after
-    /// the answer. A line beyond this is refused with `ERR busy`. Default 32:
-    /// a client that logs in and pipelines its first commands fits; a driver
-    /// that stops reading a connection while
-    /// [`Server::is_waiting`](super::Server::is_waiting) never gets there.
-    pub max_queued_lines: usize,
     /// The delay of the answer to a first failed login (or `/passwd`,
     /// `/unregister` with a wrong password); each further failure for the
     /// same account or from the same peer doubles it. Default 1 s.
@@ -44,7 +37,6 @@ impl Default for AccountsConfig {
     fn default() -> Self {
         Self {
             offline_dms: 100,
-            max_queued_lines: 32,
             failure_delay: Duration::from_secs(1),
             max_failure_delay: Duration::from_secs(16),
             failure_memory: Duration::from_secs(15 * 60),
