@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use async_channel::Receiver;
 use chatproto::{
-    parse_line, Command, Event, GroupName, Name, Scope, Session, Text, Token, DEFAULT_MAX_LINE,
+    parse_line, Command, ErrorCode, Event, GroupName, Name, Password, Scope, Session, Text, Token,
+    DEFAULT_MAX_LINE,
 };
 use futures_lite::future::{self, BoxedLocal};
 use smol::Timer;
 
 use crate::fullui::Alerts;
 use crate::input::{Console, Input, TermOptions, PASTE_MAX_LINES};
-use crate::net::{Connection, NetEvent};
+use crate::net::{Connection, NetEvent, OpenError, TlsSetup};
 use crate::render::{self, Line, Stamp};
 use crate::roster::Roster;
 use crate::views::{self, Origin, Target, ViewKey, When};
@@ -23,6 +24,9 @@ const QUIT_WAIT: Duration = Duration::from_secs(3);
 /// How long to wait for the answer to a name, `/join` or `/leave` before
 /// reading on regardless.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// The same for a `/login`: a server slows wrong passwords down (chatd: up to
+/// 16 s, PROTOCOL.md section 7).
+const LOGIN_WAIT: Duration = Duration::from_secs(30);
 /// Lines typed (or pasted) while an answer is awaited; past this they are refused.
 const MAX_PENDING: usize = PASTE_MAX_LINES;
 /// Reconnection back-off: first wait and ceiling.
@@ -33,7 +37,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) struct Options {
     pub(crate) addr: String,
+    /// TLS over each connection (`--tls`, `chats://`, ...), or plaintext.
+    pub(crate) tls: Option<TlsSetup>,
     pub(crate) name: Option<Name>,
+    /// With `name`: log in to that account at connect, and after each
+    /// reconnection (`--password-file`, `CHAT_PASSWORD`).
+    pub(crate) password: Option<Password>,
     pub(crate) colour: bool,
     pub(crate) reconnect: bool,
     /// The full-screen mode when stdin and stdout are a terminal (else `--plain`).
@@ -74,7 +83,7 @@ struct Awaiting {
 /// What woke the loop.
 enum Wake {
     Input(std::io::Result<Input>),
-    Connected(std::io::Result<Connection>),
+    Connected(Result<Connection, OpenError>),
     Net(NetEvent),
     Signal,
     Timer,
@@ -90,7 +99,7 @@ struct App {
     /// rest rather than awaited alone, so that keys and signals still work
     /// while a server that drops packets keeps the client waiting (up to the
     /// connect timeout).
-    connecting: Option<BoxedLocal<std::io::Result<Connection>>>,
+    connecting: Option<BoxedLocal<Result<Connection, OpenError>>>,
     /// A connection was made before: the next one is a reconnection.
     was_connected: bool,
     session: Session,
@@ -125,6 +134,18 @@ struct App {
     auto_users: u32,
     /// The same for `/groups` (for completing group names).
     auto_groups: u32,
+    /// The client's own `/login` (`--password-file`) awaits its answer; the
+    /// code of the `ERR` that refused it, once one came.
+    logging_in: Option<Option<ErrorCode>>,
+    /// `/history` lines sent whose `REPLAYED` has not come yet: that one
+    /// says so even when nothing earlier was found.
+    history_asked: u32,
+    /// The id of the oldest `HISTORY` line of the replay under way, for the
+    /// hint to page further back.
+    replay_first_id: Option<u64>,
+    /// Said on stderr once the terminal is given back (the full-screen
+    /// mode's screen is gone by then): why the client gave up.
+    farewell: Option<String>,
 }
 
 /// The local time of day, for stamps.
@@ -139,7 +160,19 @@ fn now_stamp() -> Stamp {
 
 /// The local time with seconds and the day, for the full-screen views.
 fn now_when() -> When {
-    let now = jiff::ZonedDateTime::now();
+    when_of(&jiff::ZonedDateTime::now())
+}
+
+/// When a `HISTORY` line was said (ms since the Unix epoch), in the local
+/// time zone; now if the server did not know.
+fn when_said(unix_ms: u64) -> When {
+    match render::said_at(unix_ms, &jiff::ZonedDateTime::now()) {
+        Some(at) => when_of(&at),
+        None => now_when(),
+    }
+}
+
+fn when_of(now: &jiff::ZonedDateTime) -> When {
     let local_secs = now.timestamp().as_second() + i64::from(now.offset().seconds());
     When {
         day: i32::try_from(local_secs.div_euclid(86_400)).unwrap_or(0),
@@ -221,13 +254,21 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         probing: None,
         auto_users: 0,
         auto_groups: 0,
+        logging_in: None,
+        history_asked: 0,
+        replay_first_id: None,
+        farewell: None,
     };
     app.start_connect();
     let exit = app.main_loop().await;
     if let Some(conn) = app.conn.take() {
         conn.close();
     }
+    let full_screen = app.console.is_full_screen();
     app.console.finish();
+    if let (true, Some(why)) = (full_screen, app.farewell) {
+        eprintln!("chatcli: {why}");
+    }
     exit
 }
 
@@ -312,16 +353,23 @@ impl App {
     /// Starts a connection attempt; [`connected`](Self::connected) takes its result.
     fn start_connect(&mut self) {
         let addr = self.opts.addr.clone();
-        self.connecting = Some(Box::pin(async move { Connection::open(&addr).await }));
+        let tls = self.opts.tls.clone();
+        self.connecting = Some(Box::pin(async move {
+            Connection::open(&addr, tls.as_ref()).await
+        }));
     }
 
     /// A connection attempt ended: register the known name, if any, or give
     /// up, or plan the next attempt.
-    async fn connected(&mut self, result: std::io::Result<Connection>) {
+    async fn connected(&mut self, result: Result<Connection, OpenError>) {
         match result {
             Ok(conn) => {
                 if self.was_connected {
                     self.notice("reconnected");
+                }
+                if self.opts.tls.as_ref().is_some_and(|t| t.insecure) {
+                    // On every connection, not once: it stays true each time.
+                    self.error(crate::tls::INSECURE_WARNING);
                 }
                 self.was_connected = true;
                 self.conn = Some(conn);
@@ -332,13 +380,33 @@ impl App {
                 self.auto_groups = 0;
                 self.last_heard = Instant::now();
                 self.probing = None;
-                if let Some(name) = &self.last_name {
+                self.history_asked = 0;
+                self.replay_first_id = None;
+                if let (Some(name), Some(password)) = (&self.opts.name, &self.opts.password) {
+                    // The account's name, even after a rename: logged in,
+                    // the name is the account's anyway.
+                    let login = Command::Login {
+                        name: name.clone(),
+                        password: password.clone(),
+                    };
+                    self.logging_in = Some(None);
+                    self.send(&login).await;
+                    self.await_answer(true).await;
+                } else if let Some(name) = &self.last_name {
                     // The plain first line is the most widely understood way
                     // to register (PROTOCOL.md); a valid name is valid text.
                     let line = Text::lossy(name.as_str());
                     self.send(&Command::Say(line)).await;
                     self.await_answer(true).await;
                 }
+            }
+            Err(e) if e.is_permanent() => {
+                // A certificate refused, or a port without TLS: no retry
+                // will change it, reconnecting or not.
+                let why = format!("cannot connect to {}: {e}", self.opts.addr);
+                self.error(&why);
+                self.farewell = Some(why);
+                self.exit = Some(Exit::Lost);
             }
             Err(e) => {
                 let addr = self.opts.addr.clone();
@@ -351,7 +419,9 @@ impl App {
                     self.reconnect_at = Some(Instant::now() + wait);
                     self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
                 } else {
-                    self.error(&format!("cannot connect to {addr}: {e}"));
+                    let why = format!("cannot connect to {addr}: {e}");
+                    self.error(&why);
+                    self.farewell = Some(why);
                     self.exit = Some(Exit::Lost);
                 }
             }
@@ -443,9 +513,14 @@ impl App {
         // "chatcli-" and the digits of a u64 are visible ASCII, well under 64 bytes.
         let token = Token::try_from(token.as_str()).expect("a valid token");
         // Set first: a failed send clears it along with the connection.
+        let wait = if self.logging_in.is_some() {
+            LOGIN_WAIT
+        } else {
+            ANSWER_WAIT
+        };
         self.awaiting = Some(Awaiting {
             token: token.clone(),
-            until: Instant::now() + ANSWER_WAIT,
+            until: Instant::now() + wait,
             automatic,
         });
         self.send(&Command::Ping(Some(token))).await;
@@ -454,6 +529,11 @@ impl App {
     /// The server answered everything up to the awaited line: re-join the group
     /// after a reconnection, then go on with the lines that waited.
     async fn answered(&mut self, awaited: Awaiting) {
+        if let Some(refused) = self.logging_in.take() {
+            if !self.session.is_registered() {
+                return self.login_refused(refused).await;
+            }
+        }
         if self.session.is_registered() {
             if let Some(group) = self.rejoin.take() {
                 self.send(&Command::Join(group)).await;
@@ -461,6 +541,34 @@ impl App {
             }
         } else if awaited.automatic && self.console.is_terminal() {
             self.notice("type another name to register");
+        }
+        self.flush_pending().await;
+    }
+
+    /// The client's own `/login` left it unregistered (refused with `code`,
+    /// or no answer in time). A server without accounts gets the name plainly;
+    /// otherwise the person is told, and stays connected to try again.
+    async fn login_refused(&mut self, code: Option<ErrorCode>) {
+        let Some(name) = self.opts.name.clone() else {
+            return;
+        };
+        if code == Some(ErrorCode::Unavailable) {
+            self.notice(&format!(
+                "this server keeps no accounts: registering as {name} without logging in"
+            ));
+            self.send(&Command::Say(Text::lossy(name.as_str()))).await;
+            return self.await_answer(true).await;
+        }
+        let why = match &code {
+            Some(code) => format!("logging in as {name} failed [{code}]"),
+            None => format!("logging in as {name}: no answer from the server"),
+        };
+        if self.console.is_terminal() {
+            self.error(&format!(
+                "{why}; type /login {name} <password>, or a name to register"
+            ));
+        } else {
+            self.error(&why);
         }
         self.flush_pending().await;
     }
@@ -652,8 +760,13 @@ impl App {
             Command::Say(_) => registering,
             Command::Nick(_) => true,
             Command::Join(_) | Command::Leave => !registering,
+            // A login registers, or renames.
+            Command::Login { .. } => true,
             _ => false,
         };
+        if matches!(cmd, Command::History { .. }) {
+            self.history_asked += 1;
+        }
         self.send(&cmd).await;
         if self.conn.is_none() {
             // The write failed and said so: no local copy of a line not sent.
@@ -675,6 +788,7 @@ impl App {
                 me: None,
                 from_other: false,
                 private: false,
+                history: false,
             };
             self.console.show(&[echo], &origin, now_when());
         }
@@ -753,7 +867,42 @@ impl App {
                     self.members_changed();
                 }
             }
+            NetEvent::Event(Event::Replayed { scope, count }) => {
+                let asked = self.history_asked > 0;
+                self.history_asked = self.history_asked.saturating_sub(1);
+                let first = self.replay_first_id.take();
+                if let Some(line) = render::replayed(&scope, count, first, asked, at) {
+                    let target = Target::View(ViewKey::of_scope(&scope));
+                    let title = render::scope_title(&scope);
+                    let origin = Origin {
+                        target: &target,
+                        title: &title,
+                        me: None,
+                        from_other: false,
+                        private: false,
+                        history: false,
+                    };
+                    self.console.show(&[line], &origin, now_when());
+                }
+            }
             NetEvent::Event(event) => {
+                if let (Event::Err { code, .. }, Some(refused @ None)) =
+                    (&event, &mut self.logging_in)
+                {
+                    // The answer to our own /login (the only line in flight).
+                    *refused = Some(code.clone());
+                }
+                let when = match &event {
+                    Event::History(past) => {
+                        if past.scope().is_some() {
+                            let id = past.id();
+                            self.replay_first_id =
+                                Some(self.replay_first_id.map_or(id, |f| f.min(id)));
+                        }
+                        when_said(past.unix_ms())
+                    }
+                    _ => now_when(),
+                };
                 // Render first: the old name must still be ours on a rename.
                 if let Some(line) = render::event(&event, &self.session, at) {
                     let (target, title, from_other, private) = self.meta_of(&event);
@@ -764,8 +913,9 @@ impl App {
                         me: me.as_deref(),
                         from_other,
                         private,
+                        history: matches!(event, Event::History(_)),
                     };
-                    self.console.show(&[line], &origin, now_when());
+                    self.console.show(&[line], &origin, when);
                 }
                 let scope_before = self.session.scope().clone();
                 let was_registered = self.session.is_registered();
@@ -801,6 +951,19 @@ impl App {
             NetEvent::Unparsed { raw, err } => self.print(&[render::unparsed(&raw, &err, at)]),
             NetEvent::Unframed(err) => self.print(&[render::frame_error(&err, at)]),
             NetEvent::Closed(err) => self.connection_lost(err),
+            NetEvent::SpeaksTls => {
+                // Not worth reconnecting: the port will want TLS again.
+                if let Some(conn) = self.conn.take() {
+                    conn.close();
+                }
+                let why = format!(
+                    "{} answered with TLS: it is a TLS port; connect with chats://{} (or --tls)",
+                    self.opts.addr, self.opts.addr
+                );
+                self.error(&why);
+                self.farewell = Some(why);
+                self.exit = Some(Exit::Lost);
+            }
         }
     }
 
@@ -809,6 +972,16 @@ impl App {
     fn meta_of(&self, event: &Event) -> (Target, String, bool, bool) {
         let target = views::target_of(event, &self.session);
         match event {
+            // In the view of the line it repeats. A DM said to us while we
+            // were away is news (unread, marked); other lines are not.
+            Event::History(past) => {
+                let (target, title, from_other, private) = self.meta_of(past.event());
+                if private {
+                    (target, title, from_other, private)
+                } else {
+                    (target, title, false, false)
+                }
+            }
             Event::Msg { scope, from, .. } | Event::Me { scope, from, .. } => (
                 target,
                 render::scope_title(scope),
@@ -879,6 +1052,7 @@ impl App {
             self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         } else {
             self.error(&why);
+            self.farewell = Some(why);
             self.exit = Some(Exit::Lost);
         }
     }

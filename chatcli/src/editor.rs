@@ -6,6 +6,8 @@
 //! refused before anything is drawn (a 5000-character paste is one error, not
 //! seconds of redrawing), and it never holds a control character other than TAB.
 
+use crate::secret;
+
 /// History kept for Up/Down, in lines.
 const HISTORY_MAX: usize = 500;
 
@@ -147,13 +149,23 @@ impl Editor {
         Edit::Changed
     }
 
+    /// The line as it may be drawn (passwords masked, `secret.rs`) and the
+    /// cursor's byte offset in it.
+    pub(crate) fn shown(&self) -> (std::borrow::Cow<'_, str>, usize) {
+        let cursor = secret::mask(&self.line[..self.cursor]).len();
+        (secret::mask(&self.line), cursor)
+    }
+
     /// Takes the line to send (recording it in the history) and empties the editor.
     pub(crate) fn take(&mut self) -> String {
         let line = std::mem::take(&mut self.line);
         self.cursor = 0;
         self.browsing = None;
         self.draft.clear();
-        if !line.is_empty() && self.history.last() != Some(&line) {
+        // A line with a password is not kept: Up would show it (and it
+        // would sit in memory for the whole session).
+        if !line.is_empty() && !secret::holds_password(&line) && self.history.last() != Some(&line)
+        {
             if self.history.len() == HISTORY_MAX {
                 self.history.remove(0);
             }

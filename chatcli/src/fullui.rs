@@ -191,8 +191,9 @@ impl FullUi {
     pub(crate) fn draw(&mut self, prompt: &str, editor: &Editor, question: Option<String>) {
         let s = &mut self.screen;
         prompt.clone_into(&mut s.prompt);
-        editor.line().clone_into(&mut s.line);
-        s.cursor = editor.cursor();
+        let (line, cursor) = editor.shown();
+        (*line).clone_into(&mut s.line);
+        s.cursor = cursor;
         s.question = match &self.search {
             Some(search) => Some(format!(
                 "search: {}{}",

@@ -364,12 +364,10 @@ impl Term {
                 let row = match question {
                     // Cut to the width so the row never wraps.
                     Some(text) => prompt_row("", &text, 0, self.width),
-                    None => prompt_row(
-                        &self.prompt,
-                        self.editor.line(),
-                        self.editor.cursor(),
-                        self.width,
-                    ),
+                    None => {
+                        let (line, cursor) = self.editor.shown();
+                        prompt_row(&self.prompt, &line, cursor, self.width)
+                    }
                 };
                 screen.draw(row);
             }

@@ -22,6 +22,7 @@ mod net;
 mod render;
 mod roster;
 mod sanitize;
+mod secret;
 mod terminal;
 mod tls;
 mod views;
@@ -68,7 +69,29 @@ struct Args {
     /// life, and again before it gives the connection up (default 60)
     #[argh(option, default = "60")]
     keepalive: u64,
-    /// server address as HOST:PORT or HOST, instead of --host and --port
+    /// TLS to the server, verified against the system's root certificates
+    /// (implied by chats:// and the three flags below)
+    #[argh(switch)]
+    tls: bool,
+    /// TLS, trusting the certificates in this PEM file instead of the
+    /// system's roots (a private CA, or a self-signed server certificate)
+    #[argh(option)]
+    ca_file: Option<std::path::PathBuf>,
+    /// TLS, accepting only the server certificate with this SHA-256
+    /// fingerprint (AB:CD:... as chatd logs it, or 64 hex digits)
+    #[argh(option)]
+    fingerprint: Option<String>,
+    /// TLS without verifying the server at all (a loud warning on every
+    /// connect): anyone on the path can pose as the server
+    #[argh(switch)]
+    insecure: bool,
+    /// with --name: log in to the account NAME with the password in this
+    /// file (its first line), at connect and after each reconnection; the
+    /// CHAT_PASSWORD environment variable does the same
+    #[argh(option)]
+    password_file: Option<std::path::PathBuf>,
+    /// server address: HOST:PORT or HOST, chat://HOST[:PORT] (plaintext) or
+    /// chats://HOST[:PORT] (TLS); port 8080 unless given
     #[argh(positional)]
     addr: Option<String>,
 }
@@ -76,8 +99,22 @@ struct Args {
 const DEFAULT_HOST: &str = "127.0.0.1";
 const DEFAULT_PORT: u16 = 8080;
 
-/// `host:port` to connect to, from the flags.
-fn address(args: &Args) -> Result<String, String> {
+/// Where to connect, from the flags and the address.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    /// `host:port` (`[v6]:port`), as `TcpStream::connect` takes it.
+    addr: String,
+    /// The host alone (no brackets): the name a TLS certificate must carry.
+    host: String,
+    /// `chats://` (true) or `chat://` (false) in the address; `None` without a scheme.
+    url_tls: Option<bool>,
+}
+
+/// Where to connect, from the flags. `chats://HOST:PORT` and `chat://HOST:PORT`
+/// are accepted as the address (a trailing `/` too), with the same default port
+/// as a bare `HOST`: chatd serves TLS on whatever port `--tls-listen` names, so
+/// no well-known TLS port would be right more often.
+fn target(args: &Args) -> Result<Target, String> {
     let join = |host: &str, port: u16| {
         if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}") // a bare IPv6 address
@@ -85,23 +122,120 @@ fn address(args: &Args) -> Result<String, String> {
             format!("{host}:{port}")
         }
     };
-    match &args.addr {
-        Some(_) if args.host.is_some() || args.port.is_some() => {
-            Err("give either ADDR or --host/--port, not both".to_owned())
-        }
-        Some(addr) if addr.parse::<std::net::SocketAddr>().is_ok() => Ok(addr.clone()),
-        Some(addr) => match addr.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
-                let port: u16 = port.parse().map_err(|_| format!("bad port in {addr:?}"))?;
-                Ok(join(host, port))
-            }
-            _ => Ok(join(addr, DEFAULT_PORT)),
-        },
-        None => Ok(join(
-            args.host.as_deref().unwrap_or(DEFAULT_HOST),
-            args.port.unwrap_or(DEFAULT_PORT),
-        )),
+    let bare = |host: &str| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    };
+    let Some(given) = &args.addr else {
+        let host = args.host.as_deref().unwrap_or(DEFAULT_HOST);
+        return Ok(Target {
+            addr: join(host, args.port.unwrap_or(DEFAULT_PORT)),
+            host: bare(host),
+            url_tls: None,
+        });
+    };
+    if args.host.is_some() || args.port.is_some() {
+        return Err("give either ADDR or --host/--port, not both".to_owned());
     }
+    let (url_tls, addr) = if let Some(rest) = given.strip_prefix("chats://") {
+        (Some(true), rest.strip_suffix('/').unwrap_or(rest))
+    } else if let Some(rest) = given.strip_prefix("chat://") {
+        (Some(false), rest.strip_suffix('/').unwrap_or(rest))
+    } else if given.contains("://") {
+        return Err(format!(
+            "{given:?}: only chat:// (plaintext) and chats:// (TLS) addresses are known"
+        ));
+    } else {
+        (None, given.as_str())
+    };
+    if addr.is_empty() || addr.contains('/') {
+        return Err(format!("{given:?} is not HOST, HOST:PORT or [v6]:PORT"));
+    }
+    if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
+        return Ok(Target {
+            addr: addr.to_owned(),
+            host: sock.ip().to_string(),
+            url_tls,
+        });
+    }
+    let (host, port) = match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            let port: u16 = port.parse().map_err(|_| format!("bad port in {given:?}"))?;
+            (host, port)
+        }
+        _ => (addr, DEFAULT_PORT),
+    };
+    Ok(Target {
+        addr: join(host, port),
+        host: bare(host),
+        url_tls,
+    })
+}
+
+/// TLS from the flags and the address's scheme: `None` for plaintext. Errors are
+/// bad arguments (exit 2): contradicting flags, an unreadable `--ca-file`, a
+/// malformed `--fingerprint`.
+fn tls_setup(args: &Args, target: &Target) -> Result<Option<net::TlsSetup>, String> {
+    let opts = tls::TlsOptions {
+        ca_file: args.ca_file.clone(),
+        fingerprint: args.fingerprint.clone(),
+        insecure: args.insecure,
+    };
+    let asked = args.tls || opts != tls::TlsOptions::default();
+    let wanted = match target.url_tls {
+        Some(false) if asked => {
+            return Err(format!(
+                "{} is a plaintext address (chat://), but TLS flags were given: use chats://",
+                args.addr.as_deref().unwrap_or_default()
+            ));
+        }
+        Some(url) => url,
+        None => asked,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let connector = tls::connector(&opts).map_err(|e| e.to_string())?;
+    Ok(Some(net::TlsSetup {
+        connector,
+        server_name: target.host.clone(),
+        insecure: opts.insecure,
+    }))
+}
+
+/// The password to log in with at connect: the first line of `--password-file`
+/// (its line ending removed), else `CHAT_PASSWORD` (`env`) if set. Only with
+/// `--name`: a password file without it is an error, the variable is ignored.
+fn password(
+    args: &Args,
+    env: Option<std::ffi::OsString>,
+) -> Result<Option<chatproto::Password>, String> {
+    let (raw, from) = match &args.password_file {
+        Some(path) => {
+            if args.name.is_none() {
+                return Err("--password-file needs --name (the account to log in to)".to_owned());
+            }
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("--password-file {}: {e}", path.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("--password-file {}: not UTF-8", path.display()))?;
+            let first = text.lines().next().unwrap_or_default().to_owned();
+            (first, format!("--password-file {}", path.display()))
+        }
+        None => match env {
+            Some(v) if args.name.is_some() => (
+                v.into_string()
+                    .map_err(|_| "CHAT_PASSWORD: not UTF-8".to_owned())?,
+                "CHAT_PASSWORD".to_owned(),
+            ),
+            _ => return Ok(None),
+        },
+    };
+    // The error names the rule (length, spaces), never the password itself.
+    chatproto::Password::try_from(raw.as_str())
+        .map(Some)
+        .map_err(|e| format!("{from}: {e}"))
 }
 
 /// Colours unless asked not to (flag or `NO_COLOR`, see no-color.org) or
@@ -147,8 +281,22 @@ fn main() -> ExitCode {
         eprintln!("chatcli: give either --reconnect or --no-reconnect, not both");
         return ExitCode::from(2);
     }
-    let addr = match address(&args) {
-        Ok(a) => a,
+    let target = match target(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chatcli: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tls = match tls_setup(&args, &target) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chatcli: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let password = match password(&args, std::env::var_os("CHAT_PASSWORD")) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("chatcli: {e}");
             return ExitCode::from(2);
@@ -170,8 +318,10 @@ fn main() -> ExitCode {
         eprintln!("chatcli: no signal handler ({e}); Ctrl+C will not say goodbye");
     }
     let opts = app::Options {
-        addr,
+        addr: target.addr,
+        tls,
         name,
+        password,
         colour: want_colour(args.no_color),
         reconnect: !args.no_reconnect,
         full_screen: !args.plain,
@@ -197,22 +347,128 @@ mod tests {
 
     #[test]
     fn addresses_from_flags() {
-        let cases: &[(&[&str], &str)] = &[
-            (&[], "127.0.0.1:8080"),
-            (&["--port", "9000"], "127.0.0.1:9000"),
-            (&["--host", "example.test"], "example.test:8080"),
-            (&["--host", "::1", "--port", "1"], "[::1]:1"),
-            (&["localhost:7000"], "localhost:7000"),
-            (&["localhost"], "localhost:8080"),
-            (&["[::1]:7000"], "[::1]:7000"),
-            (&["::1"], "[::1]:8080"),
-            (&["10.1.2.3:5"], "10.1.2.3:5"),
+        let cases: &[(&[&str], &str, &str, Option<bool>)] = &[
+            (&[], "127.0.0.1:8080", "127.0.0.1", None),
+            (&["--port", "9000"], "127.0.0.1:9000", "127.0.0.1", None),
+            (
+                &["--host", "example.test"],
+                "example.test:8080",
+                "example.test",
+                None,
+            ),
+            (&["--host", "::1", "--port", "1"], "[::1]:1", "::1", None),
+            (&["localhost:7000"], "localhost:7000", "localhost", None),
+            (&["localhost"], "localhost:8080", "localhost", None),
+            (&["[::1]:7000"], "[::1]:7000", "::1", None),
+            (&["::1"], "[::1]:8080", "::1", None),
+            (&["10.1.2.3:5"], "10.1.2.3:5", "10.1.2.3", None),
+            (
+                &["chats://chat.example.org:6697"],
+                "chat.example.org:6697",
+                "chat.example.org",
+                Some(true),
+            ),
+            (
+                &["chats://chat.example.org/"],
+                "chat.example.org:8080",
+                "chat.example.org",
+                Some(true),
+            ),
+            (&["chats://[::1]:7000"], "[::1]:7000", "::1", Some(true)),
+            (
+                &["chat://localhost:9"],
+                "localhost:9",
+                "localhost",
+                Some(false),
+            ),
         ];
-        for (argv, want) in cases {
-            assert_eq!(address(&args(argv)).as_deref(), Ok(*want), "{argv:?}");
+        for (argv, addr, host, url_tls) in cases {
+            let want = Target {
+                addr: (*addr).to_owned(),
+                host: (*host).to_owned(),
+                url_tls: *url_tls,
+            };
+            assert_eq!(target(&args(argv)), Ok(want), "{argv:?}");
         }
-        assert!(address(&args(&["x:1", "--port", "2"])).is_err());
-        assert!(address(&args(&["x:notaport"])).is_err());
+        for bad in [
+            &["x:1", "--port", "2"][..],
+            &["x:notaport"],
+            &["https://x:1"],
+            &["chats://"],
+            &["chats://x:1/path"],
+            &["chats://x:99999"],
+        ] {
+            assert!(target(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tls_comes_from_the_scheme_or_the_flags_and_they_must_agree() {
+        let tls = |argv: &[&str]| {
+            let a = args(argv);
+            let t = target(&a).unwrap();
+            tls_setup(&a, &t).map(|s| s.map(|s| (s.server_name, s.insecure)))
+        };
+        assert_eq!(tls(&["localhost:1"]), Ok(None));
+        assert_eq!(tls(&["chat://localhost:1"]), Ok(None));
+        assert_eq!(
+            tls(&["--tls", "localhost:1"]),
+            Ok(Some(("localhost".into(), false)))
+        );
+        assert_eq!(tls(&["chats://[::1]:1"]), Ok(Some(("::1".into(), false))));
+        assert_eq!(
+            tls(&["--insecure", "--host", "example.test"]),
+            Ok(Some(("example.test".into(), true)))
+        );
+        let pin = "AB".repeat(32);
+        assert!(matches!(tls(&["--fingerprint", &pin, "h:1"]), Ok(Some(_))));
+        let err = tls(&["--tls", "chat://localhost:1"]).unwrap_err();
+        assert!(err.contains("plaintext address"), "{err}");
+        let err = tls(&["--fingerprint", "ab:cd", "h:1"]).unwrap_err();
+        assert!(err.contains("--fingerprint"), "{err}");
+        let err = tls(&["--ca-file", "/nonexistent/ca.pem", "h:1"]).unwrap_err();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        let err = tls(&["--insecure", "--fingerprint", &pin, "h:1"]).unwrap_err();
+        assert!(err.contains("exclude each other"), "{err}");
+    }
+
+    #[test]
+    fn the_password_comes_from_the_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("chatcli-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "correct-horse\nignored second line\n").unwrap();
+        let path = file.to_str().unwrap();
+        let pw = |argv: &[&str], env: Option<&str>| {
+            password(&args(argv), env.map(Into::into)).map(|p| p.map(|p| p.expose().to_owned()))
+        };
+        assert_eq!(
+            pw(
+                &["--name", "ann", "--password-file", path],
+                Some("other-env")
+            ),
+            Ok(Some("correct-horse".into()))
+        );
+        assert_eq!(
+            pw(&["--name", "ann"], Some("from-env-1")),
+            Ok(Some("from-env-1".into()))
+        );
+        // Without --name the variable is not for us; the file is a mistake.
+        assert_eq!(pw(&[], Some("from-env-1")), Ok(None));
+        assert!(pw(&["--password-file", path], None)
+            .unwrap_err()
+            .contains("--name"));
+        let err = pw(
+            &["--name", "ann", "--password-file", "/nonexistent/pw"],
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("/nonexistent/pw"), "{err}");
+        std::fs::write(&file, "short\n").unwrap();
+        let err = pw(&["--name", "ann", "--password-file", path], None).unwrap_err();
+        assert!(!err.contains("short"), "the password is never shown: {err}");
+        assert!(err.contains("--password-file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use std::fmt;
 
 use chatproto::{
-    Command, Event, FrameError, Name, ParseError, Scope, Session, Token, COMMAND_HELP,
+    AccountState, Command, Event, FrameError, Name, ParseError, Past, Scope, Session, Token,
+    COMMAND_HELP,
 };
 
 use crate::sanitize::{sanitize, sanitize_clipped};
@@ -396,10 +397,128 @@ pub(crate) fn event(ev: &Event, session: &Session, at: Stamp) -> Option<Line> {
                 counted(*connections as usize, "connection")
             ),
         ),
+        Event::Account { name, state } => account(name, state, at),
+        // The wall clock and time zone are read here, as for the stamp.
+        Event::History(past) => history(past, session, &jiff::ZonedDateTime::now()),
+        // Shown by the caller, which knows whether it answers a `/history`.
+        Event::Replayed { .. } => return None,
         // A newer chatproto may know events this client does not render yet.
         other => notice_from_net(at, "", &other.to_string()),
     };
     Some(line)
+}
+
+/// `ACCOUNT <name> <state>`: what happened to our account, in words, bold
+/// (it matters more than a notice).
+fn account(name: &Name, state: &AccountState, at: Stamp) -> Line {
+    let name = sanitize(name.as_str());
+    let words = match state {
+        AccountState::Registered => {
+            format!("account {name} registered: you are logged in, and the name is yours")
+        }
+        AccountState::LoggedIn => format!("logged in as {name}"),
+        AccountState::PasswordChanged => format!("password of {name} changed"),
+        AccountState::Unregistered => {
+            format!("account {name} deleted: the name is free for anyone once you leave it")
+        }
+        other => format!("account {name}: {}", sanitize(other.as_str())),
+    };
+    stamped(at)
+        .push(Style::Plain, "-- ")
+        .push(Style::Own, words)
+}
+
+/// When a `HISTORY` line was said, in `now`'s time zone: the stamp, and the
+/// date when it is not `now`'s day. `None` for a time of 0 (the server did
+/// not know) or out of range.
+pub(crate) fn said_at(unix_ms: u64, now: &jiff::ZonedDateTime) -> Option<jiff::ZonedDateTime> {
+    if unix_ms == 0 {
+        return None;
+    }
+    let ms = i64::try_from(unix_ms).ok()?;
+    let ts = jiff::Timestamp::from_millisecond(ms).ok()?;
+    Some(ts.to_zoned_datetime(now.time_zone().clone()))
+}
+
+/// A line said earlier (`HISTORY`), as it was shown live but marked: stamped
+/// with when it was said, `(history)` after its scope (`(history
+/// 2026-11-30)` when not said today), and dimmed, names included. Its text is
+/// sanitised as any live line's.
+pub(crate) fn history(past: &Past, session: &Session, now: &jiff::ZonedDateTime) -> Line {
+    let when = said_at(past.unix_ms(), now);
+    let (stamp, mark) = match &when {
+        // hour() is 0..=23 and minute() 0..=59, so both fit in u8.
+        Some(t) => (
+            Stamp::new(
+                u8::try_from(t.hour()).unwrap_or(0),
+                u8::try_from(t.minute()).unwrap_or(0),
+            ),
+            if t.date() == now.date() {
+                "(history) ".to_owned()
+            } else {
+                format!("(history {}) ", t.date())
+            },
+        ),
+        None => (
+            Stamp::new(
+                u8::try_from(now.hour()).unwrap_or(0),
+                u8::try_from(now.minute()).unwrap_or(0),
+            ),
+            "(history, time unknown) ".to_owned(),
+        ),
+    };
+    // A Past holds only a MSG, ME or DM, which always render.
+    let inner = event(past.event(), session, stamp).unwrap_or_default();
+    let mut spans = inner.0.into_iter().peekable();
+    let mut out = Vec::new();
+    // The stamp, and the scope label with its space: the full-screen views
+    // drop a leading label (the view says it), so the mark goes after it.
+    while let Some(s) = spans.next_if(|s| s.style == Style::Time || s.style == Style::Scope) {
+        let scope = s.style == Style::Scope;
+        out.push(s);
+        if scope {
+            if let Some(space) = spans.next_if(|s| s.text == " ") {
+                out.push(space);
+            }
+        }
+    }
+    out.push(Span {
+        style: Style::Dim,
+        text: mark,
+    });
+    out.extend(spans.map(|s| Span {
+        style: Style::Dim,
+        text: s.text,
+    }));
+    Line(out)
+}
+
+/// The end of a replay (`REPLAYED <scope> <count>`): how many lines came, and
+/// how to page further back (`first_id`, the id of the oldest line of this
+/// replay); for a `/history` (`asked`) that found nothing, that there is
+/// nothing earlier. `None` for a replay of nothing nobody asked for (every
+/// join to a new group).
+pub(crate) fn replayed(
+    scope: &Scope,
+    count: u32,
+    first_id: Option<u64>,
+    asked: bool,
+    at: Stamp,
+) -> Option<Line> {
+    let label = scope_label(scope);
+    let text = match (count, first_id) {
+        (0, _) if !asked => return None,
+        (0, _) => format!("-- nothing earlier in {label}"),
+        (n, Some(id)) => format!(
+            "-- {} of {label} above; /history 20 {id} shows earlier ones",
+            counted(n as usize, "earlier line")
+        ),
+        (n, None) => format!(
+            "-- {} of {label} above",
+            counted(n as usize, "earlier line")
+        ),
+    };
+    Some(stamped(at).push(Style::Plain, text))
 }
 
 /// Idle time, to the most significant two units: `12s`, `5m 3s`, `2h 4m`, `3d 2h`.

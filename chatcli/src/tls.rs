@@ -9,8 +9,6 @@
 //! /etc/ssl/certs (kept by update-ca-certificates, local CAs included) where
 //! `webpki-roots` would compile Mozilla's list into the binary and ignore them.
 
-#![allow(dead_code, reason = "wired to chatcli's flags next")]
-
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -62,7 +60,9 @@ pub(crate) enum TlsError {
     Setup(String),
     /// The server's certificate was refused: what did not match, and which flag fixes it.
     Untrusted(String),
-    /// The handshake failed otherwise (not a TLS server, closed, refused us).
+    /// The port does not speak TLS (a plaintext port, say).
+    NotTls(String),
+    /// The handshake failed otherwise (closed, refused us).
     Handshake(String),
     /// The connection failed during the handshake.
     Io(io::Error),
@@ -71,9 +71,20 @@ pub(crate) enum TlsError {
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Setup(s) | Self::Untrusted(s) | Self::Handshake(s) => f.write_str(s),
+            Self::Setup(s) | Self::Untrusted(s) | Self::NotTls(s) | Self::Handshake(s) => {
+                f.write_str(s)
+            }
             Self::Io(e) => write!(f, "TLS handshake: {e}"),
         }
+    }
+}
+
+impl TlsError {
+    /// A failure that trying again cannot fix: the certificate is not trusted,
+    /// the port speaks no TLS, a flag is unusable. A reconnecting client stops
+    /// at it rather than retry forever.
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(self, Self::Setup(_) | Self::Untrusted(_) | Self::NotTls(_))
     }
 }
 
@@ -91,7 +102,7 @@ impl From<TlsError> for io::Error {
         match e {
             TlsError::Io(e) => e,
             TlsError::Setup(_) => Self::new(io::ErrorKind::InvalidInput, e),
-            TlsError::Untrusted(_) | TlsError::Handshake(_) => {
+            TlsError::Untrusted(_) | TlsError::NotTls(_) | TlsError::Handshake(_) => {
                 Self::new(io::ErrorKind::InvalidData, e)
             }
         }
@@ -272,7 +283,7 @@ fn handshake_error(server_name: &str, e: io::Error) -> TlsError {
             TlsError::Untrusted(format!("certificate of {server_name} refused: {tls}"))
         }
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
-            TlsError::Handshake(format!(
+            TlsError::NotTls(format!(
                 "{server_name} does not speak TLS on this port ({tls}): is it a plaintext port?"
             ))
         }
@@ -739,7 +750,7 @@ mod tests {
         drop(id);
         let file = TempFile::new("plaintext", &pem);
         let err = greet(&ca_file(&file), addr, "localhost").unwrap_err();
-        assert!(matches!(err, TlsError::Handshake(_)), "{err:?}");
+        assert!(matches!(err, TlsError::NotTls(_)), "{err:?}");
         assert!(err.to_string().contains("plaintext port"), "{err}");
         server.join().unwrap();
     }

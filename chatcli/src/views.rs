@@ -63,6 +63,10 @@ pub(crate) struct Origin<'a> {
     pub(crate) from_other: bool,
     /// A private message to us.
     pub(crate) private: bool,
+    /// A line said earlier (`HISTORY`), stamped with when it was said: it
+    /// marks nothing unread and does not move the view's day (its own date
+    /// is in the line when it is not today's).
+    pub(crate) history: bool,
 }
 
 impl Origin<'_> {
@@ -74,6 +78,7 @@ impl Origin<'_> {
             me: None,
             from_other: false,
             private: false,
+            history: false,
         }
     }
 }
@@ -304,6 +309,7 @@ impl Views {
             me,
             from_other,
             private,
+            history,
         } = *origin;
         let i = match target {
             Target::Current => self.current,
@@ -325,14 +331,18 @@ impl Views {
         clip(&mut line, LINE_MAX_CHARS);
         let text: String = line.0.iter().map(|s| s.text.as_str()).collect();
         let mention = from_other && me.is_some_and(|me| mentions(&text, me));
+        let from_other = from_other && !history;
+        let mention = mention && !history;
         let view = &mut self.views[i];
-        if view.last_day.is_some_and(|d| d != when.day) {
-            view.push(Entry::DayChange(format!(
-                "-- day changed: {} --",
-                day_label(when)
-            )));
+        if !history {
+            if view.last_day.is_some_and(|d| d != when.day) {
+                view.push(Entry::DayChange(format!(
+                    "-- day changed: {} --",
+                    day_label(when)
+                )));
+            }
+            view.last_day = Some(when.day);
         }
-        view.last_day = Some(when.day);
         view.push(Entry::Line {
             when,
             line,
@@ -472,6 +482,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY, 1),
             msg("bob: hi"),
@@ -484,6 +495,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY, 1),
             msg("bob: alice, look"),
@@ -495,6 +507,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: true,
+                history: false,
             },
             at(DAY, 2),
             msg("psst"),
@@ -507,6 +520,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY, 2),
             msg("alice!"),
@@ -538,6 +552,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: false,
                 private: false,
+                history: false,
             },
             at(DAY, 3),
             msg("alice: me"),
@@ -574,6 +589,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY, 1),
             line.clone(),
@@ -585,6 +601,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY, 1),
             line,
@@ -612,6 +629,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY, 1),
             msg(&huge),
@@ -652,6 +670,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY, 1),
             msg("one"),
@@ -663,6 +682,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY + 1, 1),
             msg("two"),
@@ -695,6 +715,7 @@ mod tests {
                     me: None,
                     from_other: true,
                     private: false,
+                    history: false,
                 },
                 at(DAY, 0),
                 msg(&format!("line {i}")),
@@ -720,6 +741,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
+                history: false,
             },
             at(DAY, 0),
             msg("new"),

@@ -80,13 +80,27 @@ impl Server {
         Self::start_with(&["--listen", listen])
     }
 
-    /// Starts chatd with `args` (which must include `--listen`).
+    /// Starts chatd with `args` (which must include `--listen`). Its accounts
+    /// and history are kept in memory (`--ephemeral`) unless `args` name a
+    /// `--data-dir`: tests run side by side, and chatd's default store
+    /// directory in the working directory admits one server at a time.
     pub(crate) fn start_with(args: &[&str]) -> Self {
+        let (server, _) = Self::spawn(args, Stdio::null());
+        server
+    }
+
+    /// [`start_with`](Self::start_with), its stderr to `stderr`; also returns
+    /// its later stdout lines (after the first).
+    fn spawn(args: &[&str], stderr: Stdio) -> (Self, Receiver<String>) {
+        let mut all: Vec<&str> = args.to_vec();
+        if !args.contains(&"--data-dir") && !args.contains(&"--ephemeral") {
+            all.push("--ephemeral");
+        }
         let mut child = Command::new(chatd())
-            .args(args)
+            .args(&all)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("chatd starts");
         let stdout = child.stdout.take().expect("stdout was piped");
@@ -103,7 +117,7 @@ impl Server {
             .and_then(|a| a.trim().rsplit_once(':'))
             .and_then(|(_, p)| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from chatd: {first:?}"));
-        Self { child, port }
+        (Self { child, port }, lines)
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -119,6 +133,116 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A directory under the system's temp dir, removed when dropped.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory named for `tag`, this process and the time.
+    pub(crate) fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("chatcli-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        Self(dir)
+    }
+
+    /// A file in the directory, as a flag value.
+    pub(crate) fn file(&self, name: &str) -> String {
+        self.0
+            .join(name)
+            .to_str()
+            .expect("a UTF-8 temp path")
+            .to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// chatd with a plaintext and a TLS listener and a self-signed certificate
+/// made by chatd itself (`--tls-self-signed`) in a temporary `--data-dir`,
+/// as its README tells operators to start it.
+pub(crate) struct TlsServer {
+    pub(crate) server: Server,
+    /// The TLS listener's port (`server.port` is the plaintext one).
+    pub(crate) tls_port: u16,
+    /// The certificate as chatd logged it: `AB:CD:...`.
+    pub(crate) fingerprint: String,
+    pub(crate) dir: TempDir,
+}
+
+impl TlsServer {
+    pub(crate) fn start() -> Self {
+        let dir = TempDir::new("tls");
+        let (server, tls_port, fingerprint) = Self::spawn(&dir, "127.0.0.1:0", "127.0.0.1:0");
+        Self {
+            server,
+            tls_port,
+            fingerprint,
+            dir,
+        }
+    }
+
+    /// Stops chatd and starts it again on the same ports; with `new_cert`,
+    /// chatd makes a new certificate (a new fingerprint) first.
+    pub(crate) fn restart(&mut self, new_cert: bool) {
+        self.server.kill();
+        if new_cert {
+            for f in ["data/tls-self-signed.crt", "data/tls-self-signed.key"] {
+                std::fs::remove_file(self.dir.file(f)).expect("remove the old certificate");
+            }
+        }
+        let plain = format!("127.0.0.1:{}", self.server.port);
+        let tls = format!("127.0.0.1:{}", self.tls_port);
+        let (server, _, fingerprint) = Self::spawn(&self.dir, &plain, &tls);
+        self.server = server;
+        self.fingerprint = fingerprint;
+    }
+
+    fn spawn(dir: &TempDir, plain: &str, tls: &str) -> (Server, u16, String) {
+        let data = dir.file("data");
+        let log = dir.file("chatd.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let (server, lines) = Server::spawn(
+            &[
+                "--listen",
+                plain,
+                "--tls-listen",
+                tls,
+                "--tls-self-signed",
+                "--data-dir",
+                &data,
+                "--ephemeral",
+            ],
+            Stdio::from(log_file),
+        );
+        let line = lines.recv_timeout(WAIT).expect("a second stdout line");
+        let tls_port = line
+            .strip_prefix("listening for TLS on ")
+            .and_then(|a| a.trim().rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected line from chatd: {line:?}"));
+        // Logged before the listeners print their lines, so it is there now.
+        let text = std::fs::read_to_string(&log).expect("chatd's log");
+        let fingerprint = text
+            .lines()
+            .find_map(|l| l.split_once("SHA-256 fingerprint ").map(|(_, f)| f.trim()))
+            .unwrap_or_else(|| panic!("no fingerprint in chatd's log:\n{text}"))
+            .to_owned();
+        (server, tls_port, fingerprint)
+    }
+
+    /// The certificate chatd made, for `--ca-file`.
+    pub(crate) fn cert(&self) -> String {
+        self.dir.file("data/tls-self-signed.crt")
     }
 }
 
