@@ -554,4 +554,101 @@ mod tests {
         s.name = "x\x1b]0;pwn\x07".into();
         assert_eq!(window_title(&s), "chatcli x\\x1b]0;pwn\\x07");
     }
+
+    #[test]
+    fn history_shows_when_it_was_said_before_the_live_lines() {
+        use chatproto::{parse_event, Event, Session};
+        let mut me = Session::new();
+        let _ = me.handle(&parse_event("WELCOME alice").unwrap());
+        // 2025-12-01 14:40 UTC; the views get the times as the client's
+        // clock gives them (here in UTC).
+        let now = jiff::Timestamp::from_second(1_764_600_000)
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC);
+        let mut s = Screen {
+            name: "alice".into(),
+            scope: "[rust]".into(),
+            state: "connected".into(),
+            prompt: "[rust]> ".into(),
+            ..Screen::default()
+        };
+        let rust = Target::View(ViewKey::group("rust"));
+        for (wire, day, hour, minute) in [
+            (
+                "HISTORY 3 1764513600000 MSG rust bob yesterday's news",
+                20_422,
+                14,
+                40,
+            ),
+            (
+                "HISTORY 7 1764599940000 MSG rust bob anyone here?",
+                20_423,
+                14,
+                39,
+            ),
+        ] {
+            let Event::History(past) = parse_event(wire).unwrap() else {
+                panic!("{wire} is HISTORY");
+            };
+            s.views.add(
+                &Origin {
+                    target: &rust,
+                    title: "rust",
+                    me: Some("alice"),
+                    from_other: false,
+                    private: false,
+                    history: true,
+                },
+                When {
+                    day,
+                    hour,
+                    minute,
+                    second: 0,
+                },
+                crate::render::history(&past, &me, &now),
+            );
+        }
+        s.views.add(
+            &Origin {
+                target: &rust,
+                title: "rust",
+                me: Some("alice"),
+                from_other: true,
+                private: false,
+                history: false,
+            },
+            When {
+                day: 20_423,
+                hour: 14,
+                minute: 40,
+                second: 0,
+            },
+            line(&[(Style::Name(32), "bob"), (Style::Plain, ": live now")]),
+        );
+        s.views.switch(1);
+        let rows = render(&s, 60, 6);
+        // Oldest first, each with the time it was said, no day-change line
+        // between past days and today, the scope left to the view.
+        assert_eq!(
+            rows,
+            [
+                "",
+                "14:40 (history 2025-11-30) bob: yesterday's news",
+                "14:39 (history) bob: anyone here?",
+                "14:40 bob: live now",
+                "[alice] [rust] connected · 1:Global 2:rust",
+                "[rust]>",
+            ]
+        );
+        // The history rows are dim (the live one is not).
+        let mut t = Terminal::new(TestBackend::new(60, 6)).unwrap();
+        t.draw(|f| {
+            draw(f, &s);
+        })
+        .unwrap();
+        let buf = t.backend().buffer().clone();
+        let dim = |x: u16, y: u16| buf[(x, y)].modifier.contains(Modifier::DIM);
+        assert!(dim(10, 1) && dim(30, 2), "history dimmed");
+        assert!(!dim(10, 3), "live line not dimmed");
+    }
 }

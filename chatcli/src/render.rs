@@ -992,4 +992,124 @@ mod tests {
         assert!(help.iter().any(|l| l.contains("/join <group>")));
         assert!(help.iter().any(|l| l.contains("Ctrl+C")));
     }
+
+    /// 2025-12-01 14:40:00 UTC, as PROTOCOL.md's example session.
+    fn now_utc() -> jiff::ZonedDateTime {
+        jiff::Timestamp::from_second(1_764_600_000)
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+    }
+
+    fn past_of(line: &str) -> Past {
+        match parse_event(line).unwrap() {
+            Event::History(past) => past,
+            other => panic!("not HISTORY: {other}"),
+        }
+    }
+
+    #[test]
+    fn history_is_stamped_when_said_marked_and_dimmed() {
+        let now = now_utc();
+        let me = alice();
+        let shown = |line: &str| history(&past_of(line), &me, &now).text();
+        // A minute before now, today: the stamp of then, `(history)`.
+        assert_eq!(
+            shown("HISTORY 7 1764599940000 MSG rust bob anyone here?"),
+            "14:39 [rust] (history) bob: anyone here?"
+        );
+        assert_eq!(
+            shown("HISTORY 8 1764599940000 ME * bob waves"),
+            "14:39 (history) * bob waves"
+        );
+        // Another day: its date in the mark.
+        assert_eq!(
+            shown("HISTORY 2 1764513600000 MSG * bob yesterday's news"),
+            "14:40 [Global] (history 2025-11-30) bob: yesterday's news"
+        );
+        // An offline DM, and a time the server did not know.
+        assert_eq!(
+            shown("HISTORY 16 0 DM bob alice see you tomorrow"),
+            "14:40 (history, time unknown) [DM] bob -> alice: see you tomorrow"
+        );
+        // Sanitised as a live line is.
+        assert_eq!(
+            shown("HISTORY 9 1764599940000 MSG * bob \u{202e}txt.exe"),
+            "14:39 [Global] (history) bob: \\u{202e}txt.exe"
+        );
+        // Dimmed but for the stamp and the scope label (which the full-screen
+        // views take off); our own name is no longer bold either.
+        let line = history(
+            &past_of("HISTORY 7 1764599940000 MSG rust alice mine"),
+            &me,
+            &now,
+        );
+        let styles: Vec<Style> = line.0.iter().map(|s| s.style).collect();
+        assert_eq!(styles[..3], [Style::Time, Style::Scope, Style::Plain]);
+        assert!(
+            line.0[3..].iter().all(|s| s.style == Style::Dim),
+            "{line:?}"
+        );
+        // Through `event` too (it reads the real clock: only the mark is checked).
+        let via_event = event(
+            &parse_event("HISTORY 7 1764599940000 MSG rust bob hi").unwrap(),
+            &me,
+            AT,
+        )
+        .unwrap()
+        .text();
+        assert!(
+            via_event.contains("(history 2025-12-01) bob: hi")
+                || via_event.contains("(history) bob: hi"),
+            "{via_event}"
+        );
+    }
+
+    #[test]
+    fn account_events_say_what_happened_in_bold() {
+        let me = alice();
+        let cases = [
+            (
+                "ACCOUNT alice registered",
+                "12:04 -- account alice registered: you are logged in, and the name is yours",
+            ),
+            ("ACCOUNT alice logged-in", "12:04 -- logged in as alice"),
+            (
+                "ACCOUNT alice password-changed",
+                "12:04 -- password of alice changed",
+            ),
+            (
+                "ACCOUNT alice unregistered",
+                "12:04 -- account alice deleted: the name is free for anyone once you leave it",
+            ),
+            ("ACCOUNT alice frozen", "12:04 -- account alice: frozen"),
+        ];
+        for (wire, want) in cases {
+            let line = event(&parse_event(wire).unwrap(), &me, AT).unwrap();
+            assert_eq!(line.text(), want);
+            assert_eq!(line.0.last().unwrap().style, Style::Own, "{wire}");
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_replay_says_how_to_page_back() {
+        let rust = Scope::Group(chatproto::GroupName::try_from("rust").unwrap());
+        let text = |count, first, asked| replayed(&rust, count, first, asked, AT).map(|l| l.text());
+        assert_eq!(
+            text(20, Some(41), false).as_deref(),
+            Some("12:04 -- 20 earlier lines of [rust] above; /history 20 41 shows earlier ones")
+        );
+        assert_eq!(
+            text(1, None, true).as_deref(),
+            Some("12:04 -- 1 earlier line of [rust] above")
+        );
+        // A join to a new group replays nothing: not worth a line.
+        assert_eq!(text(0, None, false), None);
+        // A /history that found nothing says so.
+        assert_eq!(
+            text(0, None, true).as_deref(),
+            Some("12:04 -- nothing earlier in [rust]")
+        );
+        // Never rendered by `event` itself: the caller knows what it answers.
+        assert!(event(&parse_event("REPLAYED * 3").unwrap(), &alice(), AT).is_none());
+    }
 }

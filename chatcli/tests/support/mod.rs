@@ -128,6 +128,24 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops chatd with SIGTERM (its store flushed) and waits for it, bounded.
+    pub(crate) fn stop(&mut self) {
+        terminate(self.child.id());
+        let deadline = Instant::now() + WAIT;
+        while self
+            .child
+            .try_wait()
+            .expect("chatd can be waited on")
+            .is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "chatd did not stop within {WAIT:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -366,8 +384,14 @@ pub(crate) struct PipedClient {
 
 impl PipedClient {
     pub(crate) fn start(args: &[&str]) -> Self {
+        Self::start_env(args, &[])
+    }
+
+    /// [`start`](Self::start) with environment variables set.
+    pub(crate) fn start_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(chatcli())
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("NO_COLOR")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
