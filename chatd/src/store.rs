@@ -359,6 +359,9 @@ fn open_database(cfg: &StoreConfig) -> Result<(Database, PathBuf), StoreError> {
     };
     make_private_dir(dir).map_err(|e| other(format!("cannot create {}: {e}", dir.display())))?;
     let existed = path.exists();
+    if existed {
+        check_read_only(&path)?;
+    }
     let db = builder.create(&path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
         e => other(e.to_string()),
@@ -369,6 +372,44 @@ fn open_database(cfg: &StoreConfig) -> Result<(Database, PathBuf), StoreError> {
         log::info!("store {} created", path.display());
     }
     Ok((db, path))
+}
+
+/// Checks the format version of an existing file without opening it for
+/// writing (a writable open alone changes the file's header), so a file of
+/// another version is left exactly as it was. A file that needs recovery
+/// cannot be opened read-only: then the check waits for the writable open.
+fn check_read_only(path: &Path) -> Result<(), StoreError> {
+    let db = match Database::builder().open_read_only(path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(StoreError::Locked(path.to_owned()))
+        }
+        Err(e) => {
+            log::debug!("store {}: no read-only check ({e})", path.display());
+            return Ok(());
+        }
+    };
+    let read = match db.begin_read() {
+        Ok(r) => r,
+        Err(e) => {
+            log::debug!("store {}: no read-only check ({e})", path.display());
+            return Ok(());
+        }
+    };
+    let tables = read.list_tables().map_or(0, Iterator::count);
+    let format = read
+        .open_table(META)
+        .ok()
+        .and_then(|meta| meta.get("format").ok().flatten().map(|v| v.value()));
+    match format {
+        Some(FORMAT_VERSION) => Ok(()),
+        Some(found) => Err(StoreError::UnknownFormat {
+            path: path.to_owned(),
+            found,
+        }),
+        None if tables > 0 => Err(StoreError::NotOurs(path.to_owned())),
+        None => Ok(()),
+    }
 }
 
 /// Creates `dir` (mode 0700: it holds password hashes) if it is missing.

@@ -439,3 +439,44 @@ pub(crate) fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> 
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A directory under the system's temp dir, removed when dropped (a test's
+/// `--data-dir`).
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory named for `tag`, this process and the time.
+    pub(crate) fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("chatd-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        Self(dir)
+    }
+
+    /// The path as a flag value.
+    pub(crate) fn arg(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Client {
+    /// Connects from the loopback address `from` (127.0.0.2, say): chatd
+    /// counts failed logins per address, and every 127/8 address is local.
+    pub(crate) fn connect_from(addr: SocketAddr, from: [u8; 4]) -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let local = SocketAddr::from((from, 0));
+        socket.bind(&local.into()).expect("bind a loopback address");
+        socket.connect(&addr.into()).expect("connect to chatd");
+        Self::from_stream(socket.into())
+    }
+}
