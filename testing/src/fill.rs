@@ -114,6 +114,8 @@ struct Sayer {
     /// `(lines taken, when)` once the `PONG` came.
     taken: Option<(u64, Instant)>,
     done: Signal,
+    /// The run's counters, for the progress line.
+    counters: Option<Arc<Counters>>,
 }
 
 impl Sayer {
@@ -150,6 +152,9 @@ impl Behavior for Sayer {
             out.extend_from_slice(&self.line);
             self.sent += 1;
             n += 1;
+        }
+        if let Some(c) = &self.counters {
+            Counters::add(&c.sent, n);
         }
         if self.sent >= self.quota || now >= self.end {
             out.extend_from_slice(b"/ping filled\n");
@@ -218,12 +223,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: FillArgs) -> Result<FillReport, Str
                     pinged: false,
                     taken: None,
                     done: Signal::new(),
+                    counters: Some(stage.counters.clone()),
                 };
                 let (mine, all) = (b.done.waiter(), stage.stop.waiter());
                 let signal = pin!(future::or(mine.recv(), all.recv()));
                 let until = ctx.bound(end + confirm_wait);
                 let ended = conn.pump(&stage.counters, &mut b, signal, until).await;
-                Counters::add(&stage.counters.sent, b.sent);
                 if let Some((n, _)) = b.taken {
                     Counters::add(&stage.counters.received, n);
                 }
@@ -298,6 +303,7 @@ mod tests {
             pinged: false,
             taken: None,
             done: Signal::new(),
+            counters: None,
         };
         let mut out = Vec::new();
         s.send(t0, &mut out);

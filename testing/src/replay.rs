@@ -584,7 +584,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: ReplayArgs) -> Result<ReplayReport,
         })
         .collect();
     drop(done_tx);
-    stage.await_ready(args.clients, ctx.deadline).await;
+    // The filler reported too, before them.
+    stage.await_ready(args.clients + 1, ctx.deadline).await;
     progress.set_phase("settling");
     settle(counters, Duration::from_millis(300), settle_max).await;
     progress.set_phase("joining");

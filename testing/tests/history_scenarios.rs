@@ -1,9 +1,8 @@
 //! The store scenarios, `fill` and `replay`, run as the real `chatload`
-//! binary with few clients. `fill` runs against the real chatd on 127.0.0.1.
-//! `replay` runs against chatd if it keeps history, and always against a
-//! small in-process server built on chatproto's state machine with history
-//! on, which can also drop or repeat one replayed line, so that the
-//! scenario's order checks are shown to catch both.
+//! binary with few clients against the real chatd on 127.0.0.1 (in memory,
+//! `--ephemeral`), and `replay` also against a small in-process server built
+//! on chatproto's state machine with history on, which can drop or repeat
+//! one replayed line, so that the scenario's checks are shown to catch both.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -70,8 +69,8 @@ fn chatd_binary() -> PathBuf {
     dir.join("chatd")
 }
 
-/// A chatd on 127.0.0.1 with an ephemeral port, killed when dropped. With
-/// `--ephemeral` when it has the flag, so no test writes a data directory.
+/// A chatd on 127.0.0.1 with an ephemeral port and its history in memory
+/// (`--ephemeral`: no test writes a data directory), killed when dropped.
 struct Chatd {
     child: Child,
     addr: String,
@@ -79,22 +78,13 @@ struct Chatd {
 
 impl Chatd {
     fn start() -> Self {
-        let bin = chatd_binary();
-        let help = run_bounded(
-            {
-                let mut c = Command::new(&bin);
-                c.arg("--help");
-                c
-            },
-            Duration::from_secs(10),
-        );
-        let has_ephemeral = String::from_utf8_lossy(&help.stdout).contains("--ephemeral");
-        let mut cmd = Command::new(&bin);
-        cmd.args(["--listen", "127.0.0.1:0", "--threads", "1"]);
-        if has_ephemeral {
-            cmd.arg("--ephemeral");
-        }
-        let mut child = cmd
+        Self::start_with(&[])
+    }
+
+    fn start_with(flags: &[&str]) -> Self {
+        let mut child = Command::new(chatd_binary())
+            .args(["--listen", "127.0.0.1:0", "--threads", "1", "--ephemeral"])
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -315,15 +305,38 @@ fn replay_counts_a_dropped_or_repeated_history_line_as_an_error() {
 }
 
 #[test]
-fn replay_against_chatd_needs_its_history() {
-    let chatd = Chatd::start();
-    match replay(&chatd.addr, &[]) {
-        // chatd with its store: the same checks as against the fake.
-        Ok(r) => {
-            assert_eq!(num(&r, "replayed"), 12, "{r}");
-            assert_eq!(num(&r, "clients_with_errors"), 0, "{r}");
-        }
-        // chatd without: one clear line, no report that measured nothing.
-        Err(e) => assert!(e.contains("keeps no history"), "{e}"),
-    }
+fn replay_against_chatd_checks_its_replay_length() {
+    let chatd = Chatd::start_with(&["--history-replay", "5"]);
+    // Live lines go on meanwhile (10/s, under chatd's pacing): each joiner's
+    // follow its replay without a gap or a repeat.
+    let live = [
+        "--history-replay",
+        "5",
+        "--spread",
+        "0.3",
+        "--live-rate",
+        "10",
+    ];
+    let r = replay(&chatd.addr, &live).expect("replay ran");
+    assert_eq!(num(&r, "replayed"), 12, "{r}");
+    assert!(num(&r, "live_lines_checked") >= 12, "{r}");
+    assert_eq!(num(&r, "expected_per_client"), 5, "{r}");
+    assert_eq!(num(&r, "clients_with_errors"), 0, "{r}");
+    // Told to expect chatd's default of 20, every joiner finds 5.
+    let r = replay(&chatd.addr, &[]).expect("replay ran");
+    assert_eq!(num(&r, "clients_with_errors"), 12, "{r}");
+    assert!(
+        r["errors"]
+            .to_string()
+            .contains("5 lines replayed, 20 expected"),
+        "{r}"
+    );
+}
+
+#[test]
+fn replay_against_a_chatd_without_history_fails_with_one_line() {
+    let chatd = Chatd::start_with(&["--history-lines", "0"]);
+    let e = replay(&chatd.addr, &[]).expect_err("no history, nothing measured");
+    assert!(e.contains("keeps no history"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
 }
