@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::tmux::{assert_left_cleanly, bottom, shell_for, Tmux};
-use support::{Peer, Server, WAIT};
+use support::{Peer, Server, TlsServer, WAIT};
 
 fn skip(test: &str) -> bool {
     if Tmux::available() {
@@ -417,5 +417,49 @@ fn a_mention_rings_when_the_window_is_behind() {
     tmux.wait_text("bob: alice: are you there?");
     wait_bell(&tmux);
     tmux.keys(&["C-u", "C-d"]);
+    assert_left_cleanly(&tmux);
+}
+
+/// Over TLS (`chats://` and chatd's self-signed certificate as `--ca-file`):
+/// the replay shown as history, a password masked as it is typed and kept out
+/// of the input history, the account's answer.
+#[test]
+fn over_tls_history_replayed_and_a_password_masked() {
+    if skip("over_tls_history_replayed_and_a_password_masked") {
+        return;
+    }
+    let srv = TlsServer::start();
+    let mut bob = Peer::join(srv.server.port, "bob");
+    bob.send("said before you came");
+    bob.send("/ping stored");
+    bob.expect("PONG stored");
+    let args = format!(
+        "--ca-file {} --name alice chats://localhost:{}",
+        srv.cert(),
+        srv.tls_port
+    );
+    let tmux = Tmux::start_sized("tls", &shell_for(&args), 80, 14);
+    tmux.wait_for("the status line", |s| {
+        status(s).starts_with("[alice] [Global] connected")
+    });
+    tmux.wait_text("(history) bob: said before you came");
+    tmux.wait_text("1 earlier line of [Global] above");
+    tmux.type_text("/register hunter2222");
+    let screen = tmux.wait_for("the masked password", |s| {
+        bottom(s) == "[Global]> /register **********"
+    });
+    assert!(!screen.contains("hunter"), "{screen}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("account alice registered");
+    bob.send("live again");
+    tmux.wait_text("bob: live again");
+    // Up finds nothing: the line with the password was not kept.
+    tmux.keys(&["Up"]);
+    thread::sleep(Duration::from_millis(300));
+    let screen = tmux.screen(false);
+    assert_eq!(bottom(&screen), "[Global]>", "{screen}");
+    assert!(!screen.contains("hunter2222"), "{screen}");
+    tmux.keys(&["C-c"]);
+    assert_eq!(bob.expect("PART * alice"), "PART * alice quit");
     assert_left_cleanly(&tmux);
 }
