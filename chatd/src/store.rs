@@ -985,3 +985,86 @@ fn read_history(
     out.reverse();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatproto::server::{ConnId, Effect, HistoryConfig, Input, ServerConfig, Time};
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn config(dir: &Path) -> StoreConfig {
+        StoreConfig {
+            dir: Some(dir.to_owned()),
+            flush: Duration::from_millis(50),
+            history_lines: 3,
+            history_days: 30,
+            replay: 2,
+        }
+    }
+
+    /// The store writes of `lines` said by `ann` (global first, then in g).
+    fn said(server: &mut Server, lines: &[&str]) -> Vec<StoreOp> {
+        let ann = ConnId::new(1);
+        let mut ops = Vec::new();
+        let now = Time::new(Instant::now(), SystemTime::now());
+        let mut run = |server: &mut Server, input| {
+            for e in server.handle(now, input) {
+                if let Effect::Store(op) = e {
+                    ops.push(op);
+                }
+            }
+        };
+        run(server, Input::Connected(ann));
+        for line in lines {
+            run(server, Input::from_frame(ann, Ok(line)));
+        }
+        ops
+    }
+
+    /// What was written comes back at the next start: the latest lines of
+    /// each scope (retention applied), the scopes in order of their last
+    /// line, and ids that keep growing.
+    #[test]
+    fn a_reopened_store_seeds_what_was_written() {
+        let dir =
+            Dir(std::env::temp_dir().join(format!("chatd-store-unit-{}", std::process::id())));
+        let cfg = config(&dir.0);
+        let mut sc = ServerConfig::default();
+        sc.history = Some(HistoryConfig::default());
+        let mut server = Server::new(sc);
+        let ops = said(
+            &mut server,
+            &[
+                "ann", "g1", "g2", "/join g", "a", "b", "c", "d", "e", "/leave", "g3",
+            ],
+        );
+        assert_eq!(ops.len(), 8);
+        let (answers, _rx) = async_channel::unbounded();
+        let (store, seed) = Store::open(&cfg, answers.clone()).unwrap();
+        assert_eq!((seed.history.len(), seed.next_id), (0, 1));
+        for op in ops {
+            store.store(op);
+        }
+        store.record_next_id(server.next_id());
+        store.close();
+        drop(store);
+
+        let (store, seed) = Store::open(&cfg, answers).unwrap();
+        let lines: Vec<String> = seed.history.iter().map(|p| p.event().to_string()).collect();
+        // g's last line is older than global's last: g comes first.
+        assert_eq!(
+            lines,
+            ["MSG g ann d", "MSG g ann e", "MSG * ann g2", "MSG * ann g3"]
+        );
+        assert_eq!(seed.stored_lines, 6, "3 per scope kept");
+        assert_eq!(seed.next_id, server.next_id());
+        store.close();
+    }
+}
