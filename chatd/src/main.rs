@@ -86,6 +86,8 @@ fn main() -> ExitCode {
         seed.history.len(),
         seed.next_id
     );
+    // Every exit from here on closes the store (written, synced, marked
+    // clean), so the next start does not take it for a crash.
     let store = Arc::new(store);
     let fd_limit = raise_descriptor_limit();
 
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 log::error!("cannot listen on {addr}: {e}");
+                store.close();
                 return ExitCode::FAILURE;
             }
         }
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
             Ok(l) => listeners.push((l, Dialect::Irc(config.irc.clone()), None)),
             Err(e) => {
                 log::error!("cannot listen for IRC on {addr}: {e}");
+                store.close();
                 return ExitCode::FAILURE;
             }
         }
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
             Ok(l) => listeners.push((l, dialect, tls_config.clone())),
             Err(e) => {
                 log::error!("cannot listen for TLS on {addr}: {e}");
+                store.close();
                 return ExitCode::FAILURE;
             }
         }
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
             if let Err(e) = spawned {
                 // The handlers are installed: nothing would act on SIGTERM.
                 log::error!("cannot start the signal thread: {e}");
+                store.close();
                 return ExitCode::FAILURE;
             }
         }
