@@ -1009,11 +1009,12 @@ mod tests {
         }
     }
 
-    /// The store writes of `lines` said by `ann` (global first, then in g).
-    fn said(server: &mut Server, lines: &[&str]) -> Vec<StoreOp> {
-        let ann = ConnId::new(1);
+    /// The store writes of `lines` sent by one connection, stamped `age`
+    /// ago.
+    fn said_at(server: &mut Server, age: Duration, lines: &[&str]) -> Vec<StoreOp> {
+        let ann = ConnId::new(server.connection_count() as u64 + 1);
         let mut ops = Vec::new();
-        let now = Time::new(Instant::now(), SystemTime::now());
+        let now = Time::new(Instant::now(), SystemTime::now() - age);
         let mut run = |server: &mut Server, input| {
             for e in server.handle(now, input) {
                 if let Effect::Store(op) = e {
@@ -1039,8 +1040,9 @@ mod tests {
         let mut sc = ServerConfig::default();
         sc.history = Some(HistoryConfig::default());
         let mut server = Server::new(sc);
-        let ops = said(
+        let ops = said_at(
             &mut server,
+            Duration::ZERO,
             &[
                 "ann", "g1", "g2", "/join g", "a", "b", "c", "d", "e", "/leave", "g3",
             ],
@@ -1065,6 +1067,46 @@ mod tests {
         );
         assert_eq!(seed.stored_lines, 6, "3 per scope kept");
         assert_eq!(seed.next_id, server.next_id());
+        store.close();
+    }
+
+    /// Lines older than --history-days are gone after the sweep, which runs
+    /// when the writer starts (and every minute); newer ones stay.
+    #[test]
+    fn the_sweep_deletes_lines_older_than_the_history_days() {
+        let dir =
+            Dir(std::env::temp_dir().join(format!("chatd-sweep-unit-{}", std::process::id())));
+        let cfg = StoreConfig {
+            history_lines: 100,
+            ..config(&dir.0)
+        };
+        let mut sc = ServerConfig::default();
+        sc.history = Some(HistoryConfig::default());
+        let mut server = Server::new(sc);
+        let day = Duration::from_secs(86_400);
+        let mut ops = said_at(&mut server, 40 * day, &["old", "old 1", "old 2"]);
+        ops.extend(said_at(
+            &mut server,
+            day,
+            &["new", "new 1", "/join g", "old in g"],
+        ));
+        let (answers, _rx) = async_channel::unbounded();
+        let (store, _) = Store::open(&cfg, answers.clone()).unwrap();
+        for op in ops {
+            store.store(op);
+        }
+        store.close();
+        drop(store);
+        // A writer sweeps when it starts (this one may have swept the old
+        // lines already if they came before its first look); the next start
+        // sees the result.
+        let (store, _) = Store::open(&cfg, answers.clone()).unwrap();
+        store.close();
+        drop(store);
+        let (store, seed) = Store::open(&cfg, answers).unwrap();
+        let lines: Vec<String> = seed.history.iter().map(|p| p.event().to_string()).collect();
+        assert_eq!(lines, ["MSG * new new 1", "MSG g new old in g"]);
+        assert_eq!(seed.stored_lines, 2);
         store.close();
     }
 }

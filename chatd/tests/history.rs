@@ -126,10 +126,10 @@ fn replay_on_join_and_registration() {
     assert_eq!(replay(&mut bob, "rust"), group);
 }
 
-/// A joiner gets the replay, then the live lines, with nothing missing and
-/// nothing twice, while another user keeps talking.
-#[test]
-fn no_gap_and_no_duplicate_while_lines_keep_coming() {
+/// A newcomer to `scope` (`g` by `/join`, or `*` by registering) gets the
+/// replay, then the live lines, with nothing missing and nothing twice,
+/// while another user keeps talking there.
+fn no_gap_and_no_duplicate(scope: &str) {
     const LINES: usize = 1500;
     let chatd = Chatd::start(&[
         "--ephemeral",
@@ -143,14 +143,16 @@ fn no_gap_and_no_duplicate_while_lines_keep_coming() {
     let addr = chatd.addr;
     let mut talker = chatd.user("talker");
     talker.expect("REPLAYED * 0");
-    talker.send("/join g");
-    talker.expect("JOIN g talker");
-    talker.expect("REPLAYED g 0");
+    if scope != "*" {
+        talker.send(&format!("/join {scope}"));
+        talker.expect(&format!("JOIN {scope} talker"));
+        talker.expect(&format!("REPLAYED {scope} 0"));
+    }
     let sender = thread::spawn(move || {
         for i in 0..LINES {
             talker.send(&format!("n{i}"));
             if i % 10 == 0 {
-                // About 0.5 s in all: the join lands in the middle.
+                // About 0.5 s in all: the newcomer lands in the middle.
                 thread::sleep(Duration::from_millis(3));
             }
         }
@@ -158,23 +160,27 @@ fn no_gap_and_no_duplicate_while_lines_keep_coming() {
         talker
     });
     thread::sleep(Duration::from_millis(100));
-    let mut joiner = Client::connect(addr);
-    joiner.expect_hello();
-    joiner.register("joiner");
-    joiner.send("/join g");
+    let mut newcomer = Client::connect(addr);
+    newcomer.expect_hello();
+    newcomer.send("newcomer");
+    if scope != "*" {
+        newcomer.send(&format!("/join {scope}"));
+    }
+    let live = format!("MSG {scope} talker n");
+    let end = format!("REPLAYED {scope} ");
     let mut numbers = Vec::new();
     let mut replayed = None;
     for _ in 0..LINES + 100 {
-        let line = joiner.line();
+        let line = newcomer.line();
         let text = if let Some((_, past)) = history(&line) {
             past
-        } else if line.starts_with("REPLAYED g ") {
+        } else if line.starts_with(&end) {
             replayed = Some(numbers.len());
             continue;
         } else {
             line
         };
-        if let Some(n) = text.strip_prefix("MSG g talker n") {
+        if let Some(n) = text.strip_prefix(&live) {
             numbers.push(n.parse::<usize>().unwrap());
             if numbers.last() == Some(&(LINES - 1)) {
                 break;
@@ -191,6 +197,16 @@ fn no_gap_and_no_duplicate_while_lines_keep_coming() {
         numbers, want,
         "a gap or a duplicate (replay was {replayed} lines)"
     );
+}
+
+#[test]
+fn no_gap_and_no_duplicate_on_join_while_lines_keep_coming() {
+    no_gap_and_no_duplicate("g");
+}
+
+#[test]
+fn no_gap_and_no_duplicate_on_registration_while_lines_keep_coming() {
+    no_gap_and_no_duplicate("*");
 }
 
 #[test]
