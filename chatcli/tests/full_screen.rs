@@ -463,3 +463,27 @@ fn over_tls_history_replayed_and_a_password_masked() {
     assert_eq!(bob.expect("PART * alice"), "PART * alice quit");
     assert_left_cleanly(&tmux);
 }
+
+/// A refused certificate ends the full-screen mode with status 1, and the
+/// reason is printed again once the terminal is back (the view is gone).
+#[test]
+fn a_refused_certificate_is_said_after_the_screen_is_gone() {
+    if skip("a_refused_certificate_is_said_after_the_screen_is_gone") {
+        return;
+    }
+    let srv = TlsServer::start();
+    let args = format!("--name alice chats://localhost:{}", srv.tls_port);
+    let tmux = Tmux::start_sized("tls-refused", &shell_for(&args), 250, 10);
+    let screen = tmux.wait_for("both terminal modes", |s| s.matches("MODE=").count() == 2);
+    assert!(screen.contains("EXIT=1"), "{screen}");
+    assert!(
+        screen.contains("MODE=icanon") && screen.contains("MODE=echo"),
+        "terminal left raw:\n{screen}"
+    );
+    let said = screen
+        .lines()
+        .find(|l| l.starts_with("chatcli: cannot connect to localhost:"))
+        .unwrap_or_else(|| panic!("no reason on the terminal:\n{screen}"));
+    assert!(said.contains("not trusted by the system's roots"), "{said}");
+    assert!(said.contains(&srv.fingerprint), "{said}");
+}
