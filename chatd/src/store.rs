@@ -34,7 +34,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -232,6 +232,8 @@ pub(crate) struct Store {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Set once dropped lines were logged, until the backlog clears.
     dropping: AtomicBool,
+    /// The next id last sent to the writer: an idle server writes nothing.
+    recorded_id: AtomicU64,
 }
 
 impl fmt::Debug for Store {
@@ -272,6 +274,7 @@ impl Store {
             answers,
             thread: Mutex::new(Some(thread)),
             dropping: AtomicBool::new(false),
+            recorded_id: AtomicU64::new(seed.next_id),
         };
         Ok((store, seed))
     }
@@ -320,7 +323,9 @@ impl Store {
 
     /// Records the state machine's next id (each tick, and at shutdown).
     pub(crate) fn record_next_id(&self, next: u64) {
-        let _ = self.writer.send(Job::NextId(next));
+        if self.recorded_id.fetch_max(next, Ordering::Relaxed) < next {
+            let _ = self.writer.send(Job::NextId(next));
+        }
     }
 
     /// Writes everything queued, commits durably, marks the file closed
