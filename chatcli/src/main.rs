@@ -216,15 +216,13 @@ fn password(
             if args.name.is_none() {
                 return Err("--password-file needs --name (the account to log in to)".to_owned());
             }
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("--password-file {}: {e}", path.display()))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| format!("--password-file {}: not UTF-8", path.display()))?;
+            let text = read_password_file(path)?;
             let first = text.lines().next().unwrap_or_default().to_owned();
             (first, format!("--password-file {}", path.display()))
         }
         None => match env {
-            Some(v) if args.name.is_some() => (
+            // Set but empty is as good as unset (`CHAT_PASSWORD= chatcli ...`).
+            Some(v) if args.name.is_some() && !v.is_empty() => (
                 v.into_string()
                     .map_err(|_| "CHAT_PASSWORD: not UTF-8".to_owned())?,
                 "CHAT_PASSWORD".to_owned(),
@@ -236,6 +234,32 @@ fn password(
     chatproto::Password::try_from(raw.as_str())
         .map(Some)
         .map_err(|e| format!("{from}: {e}"))
+}
+
+/// The start of a `--password-file`, bounded: a password is at most 256
+/// bytes, and a path such as /dev/zero must not fill the memory. Warns (on
+/// stderr, not fatal) when others may read the file, as ssh does for keys.
+fn read_password_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    /// Well past the longest password and its line ending.
+    const READ_AT_MOST: u64 = 4096;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("--password-file {shown}: {e}"))?;
+    #[cfg(unix)]
+    if let Ok(meta) = file.metadata() {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            eprintln!(
+                "chatcli: warning: --password-file {shown} can be read by others (chmod 600 {shown})"
+            );
+        }
+    }
+    let mut bytes = Vec::new();
+    file.take(READ_AT_MOST)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("--password-file {shown}: {e}"))?;
+    // A first line cut by the bound is too long anyway: the rule says so.
+    String::from_utf8(bytes).map_err(|_| format!("--password-file {shown}: not UTF-8"))
 }
 
 /// Colours unless asked not to (flag or `NO_COLOR`, see no-color.org) or
@@ -455,6 +479,10 @@ mod tests {
         );
         // Without --name the variable is not for us; the file is a mistake.
         assert_eq!(pw(&[], Some("from-env-1")), Ok(None));
+        assert_eq!(pw(&["--name", "ann"], Some("")), Ok(None));
+        // Bounded: an endless file is read no further than a password can go.
+        let err = pw(&["--name", "ann", "--password-file", "/dev/zero"], None).unwrap_err();
+        assert!(err.contains("/dev/zero"), "{err}");
         assert!(pw(&["--password-file", path], None)
             .unwrap_err()
             .contains("--name"));

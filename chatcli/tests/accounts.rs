@@ -60,6 +60,11 @@ fn logging_in_at_connect_from_a_file_or_the_environment() {
     // From a file, at connect, and again after the server comes back.
     let pw = dir.file("password");
     std::fs::write(&pw, "correct-horse\n").unwrap();
+    // As the README says to keep it (others' read access gets a warning).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let mut cli = PipedClient::start(&["--port", &port, "--name", "alice", "--password-file", &pw]);
     everything.extend(cli.expect("-- logged in as alice"));
     server.stop();
