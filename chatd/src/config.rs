@@ -651,4 +651,37 @@ mod tests {
         );
         assert!(check(&["--ipv6-prefix", "-1"]).is_err());
     }
+
+    #[test]
+    fn store_flags() {
+        let c = check(&[]).unwrap();
+        assert_eq!(c.store.dir, Some(PathBuf::from("chatd-data")));
+        assert_eq!(c.store.flush, Duration::from_millis(100));
+        assert_eq!((c.store.history_lines, c.store.history_days), (10_000, 30));
+        assert_eq!(c.server.accounts.as_ref().map(|a| a.offline_dms), Some(100));
+        assert_eq!(c.server.history.as_ref().map(|h| h.replay), Some(20));
+        assert!(c.irc.accounts, "IRC listeners offer SASL");
+
+        let c = check(&[
+            "--ephemeral",
+            "--history-replay",
+            "50",
+            "--history-lines",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(c.store.dir, None);
+        assert_eq!(c.server.history.as_ref().map(|h| h.replay), Some(30));
+        assert_eq!(c.store.replay, 30, "no more replayed than kept");
+        let c = check(&["--history-lines", "0", "--offline-dms", "0"]).unwrap();
+        assert!(c.server.history.is_none());
+        assert_eq!(c.server.accounts.as_ref().map(|a| a.offline_dms), Some(0));
+        for bad in [
+            &["--store-flush", "0ms"][..],
+            &["--store-flush", "2m"],
+            &["--history-days", "0"],
+        ] {
+            assert!(check(bad).is_err(), "{bad:?}");
+        }
+    }
 }
