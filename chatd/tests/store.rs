@@ -75,6 +75,51 @@ fn a_file_of_an_unknown_format_version_is_refused_untouched() {
     );
 }
 
+#[test]
+fn a_database_chatd_did_not_write_is_refused_untouched() {
+    let dir = TempDir::new("foreign");
+    let path = dir.0.join("chatd.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let other: redb::TableDefinition<'_, u64, u64> = redb::TableDefinition::new("other");
+            txn.open_table(other).unwrap().insert(1, 2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let (code, err) = refused(&["--data-dir", dir.arg()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("chatd did not write"), "{err}");
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the file was changed"
+    );
+}
+
+#[test]
+fn the_data_directory_is_created_private_and_logged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("create");
+    let data = dir.0.join("nested").join("data");
+    let chatd = Chatd::launch(
+        &["--data-dir", data.to_str().unwrap(), "--log-level", "info"],
+        Launch {
+            stderr: StderrTo::Capture,
+            ..Launch::default()
+        },
+    );
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert!(data.join("chatd.redb").is_file());
+    let logged = support::eventually(Duration::from_secs(5), || {
+        let err = chatd.stderr();
+        err.contains("created data directory") && err.contains("chatd.redb created")
+    });
+    assert!(logged, "{}", chatd.stderr());
+}
+
 /// Every stored line of the global scope, oldest first, paging back.
 fn stored(c: &mut Client) -> Vec<(u64, String)> {
     let mut all: Vec<(u64, String)> = Vec::new();
