@@ -85,7 +85,13 @@ impl Passwords {
                 .spawn(move || {
                     while let Ok(job) = rx.recv_blocking() {
                         let id = job.id();
-                        if let Err(why) = work(job, &writer, &answers) {
+                        // A panic must not leave the request unanswered nor
+                        // end the thread.
+                        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            work(job, &writer, &answers)
+                        }))
+                        .unwrap_or_else(|_| Err("password thread panicked".into()));
+                        if let Err(why) = done {
                             log::error!("{id:?}: {why}");
                             let _ = answers.try_send((id, Answer::Failed));
                         }

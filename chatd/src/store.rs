@@ -665,7 +665,13 @@ impl Writer {
                 _ => None,
             })
             .collect();
-        match self.try_commit(batch, durable, sweep) {
+        // A panic in redb must not leave requests unanswered (their
+        // connections would wait for ever) nor stop the writer.
+        let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.try_commit(batch, durable, sweep)
+        }))
+        .unwrap_or_else(|_| Err(redb::Error::Corrupted("the store panicked".into())));
+        match tried {
             Ok(after) => after,
             Err(e) => {
                 log::error!("store write failed (these writes are lost): {e}");
