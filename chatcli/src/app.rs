@@ -788,7 +788,7 @@ impl App {
                 me: None,
                 from_other: false,
                 private: false,
-                history: false,
+                history: None,
             };
             self.console.show(&[echo], &origin, now_when());
         }
@@ -880,7 +880,7 @@ impl App {
                         me: None,
                         from_other: false,
                         private: false,
-                        history: false,
+                        history: None,
                     };
                     self.console.show(&[line], &origin, now_when());
                 }
@@ -913,7 +913,10 @@ impl App {
                         me: me.as_deref(),
                         from_other,
                         private,
-                        history: matches!(event, Event::History(_)),
+                        history: match &event {
+                            Event::History(past) => Some(past.id()),
+                            _ => None,
+                        },
                     };
                     self.console.show(&[line], &origin, when);
                 }

@@ -93,6 +93,7 @@ fn pieces(entry: &Entry, seconds: bool, colour: bool) -> Vec<(String, TuiStyle)>
             when,
             line,
             mention,
+            ..
         } => {
             let stamp = if seconds {
                 format!("{:02}:{:02}:{:02} ", when.hour, when.minute, when.second)
@@ -387,7 +388,7 @@ mod tests {
                     me: Some("alice"),
                     from_other: true,
                     private: matches!(t, Target::View(ViewKey::Dm(_))),
-                    history: false,
+                    history: None,
                 },
                 when(sec),
                 line(&[(Style::Name(32), "bob"), (Style::Plain, text)]),
@@ -478,7 +479,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             when(9),
             line(&[(Style::Plain, &long)]),
@@ -597,7 +598,7 @@ mod tests {
                     me: Some("alice"),
                     from_other: false,
                     private: false,
-                    history: true,
+                    history: Some(past.id()),
                 },
                 When {
                     day,
@@ -615,7 +616,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             When {
                 day: 20_423,

@@ -70,7 +70,8 @@ impl FullUi {
         for line in lines {
             let added = self.screen.views.add(origin, when, line.clone());
             // Nothing drawn yet, nothing scrolled: no width to count rows at.
-            if self.screen.view_width > 0 {
+            // A line that went above the bottom moves nothing below it.
+            if self.screen.view_width > 0 && added.at_bottom {
                 let rows = last_entry_rows(&self.screen, added.view, self.screen.view_width);
                 self.screen
                     .views

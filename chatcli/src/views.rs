@@ -63,10 +63,11 @@ pub(crate) struct Origin<'a> {
     pub(crate) from_other: bool,
     /// A private message to us.
     pub(crate) private: bool,
-    /// A line said earlier (`HISTORY`), stamped with when it was said: it
-    /// marks nothing unread and does not move the view's day (its own date
-    /// is in the line when it is not today's).
-    pub(crate) history: bool,
+    /// A line said earlier (`HISTORY`), with its message id, stamped with
+    /// when it was said: it does not move the view's day (its own date is in
+    /// the line when it is not today's), and it goes before the view's later
+    /// history lines, so a `/history` page lands above the replay it extends.
+    pub(crate) history: Option<u64>,
 }
 
 impl Origin<'_> {
@@ -78,7 +79,7 @@ impl Origin<'_> {
             me: None,
             from_other: false,
             private: false,
-            history: false,
+            history: None,
         }
     }
 }
@@ -120,6 +121,8 @@ pub(crate) enum Entry {
         line: Line,
         /// It contains our name (said by someone else).
         mention: bool,
+        /// The message id of a history line.
+        id: Option<u64>,
     },
     /// `-- day changed to 2026-12-01 --`.
     DayChange(String),
@@ -162,6 +165,33 @@ impl View {
             self.entries.pop_front();
         }
         self.entries.push_back(entry);
+    }
+
+    /// Adds a history line before the first history line said after it
+    /// (a larger id), else at the bottom. Rows counted from the bottom do not
+    /// change above the insertion, so a scrolled view keeps its place.
+    /// True if it went to the bottom.
+    fn insert_history(&mut self, id: u64, entry: Entry) -> bool {
+        let later = |e: &Entry| matches!(e, Entry::Line { id: Some(x), .. } if *x > id);
+        match self.entries.iter().position(later) {
+            // Full: the oldest line goes, as for any line; a page older than
+            // everything kept goes with it.
+            Some(0) if self.entries.len() == SCROLLBACK => false,
+            Some(at) => {
+                let at = if self.entries.len() == SCROLLBACK {
+                    self.entries.pop_front();
+                    at - 1
+                } else {
+                    at
+                };
+                self.entries.insert(at, entry);
+                false
+            }
+            None => {
+                self.push(entry);
+                true
+            }
+        }
     }
 }
 
@@ -244,6 +274,8 @@ pub(crate) struct Added {
     pub(crate) wanted: bool,
     /// The view the line went to.
     pub(crate) view: usize,
+    /// It went to the bottom of the view (a history line may go higher up).
+    pub(crate) at_bottom: bool,
 }
 
 impl Views {
@@ -331,10 +363,8 @@ impl Views {
         clip(&mut line, LINE_MAX_CHARS);
         let text: String = line.0.iter().map(|s| s.text.as_str()).collect();
         let mention = from_other && me.is_some_and(|me| mentions(&text, me));
-        let from_other = from_other && !history;
-        let mention = mention && !history;
         let view = &mut self.views[i];
-        if !history {
+        if history.is_none() {
             if view.last_day.is_some_and(|d| d != when.day) {
                 view.push(Entry::DayChange(format!(
                     "-- day changed: {} --",
@@ -343,12 +373,21 @@ impl Views {
             }
             view.last_day = Some(when.day);
         }
-        view.push(Entry::Line {
+        let entry = Entry::Line {
             when,
             line,
             mention,
-        });
-        if view.scroll > 0 {
+            id: history,
+        };
+        let at_bottom = match history {
+            Some(id) => view.insert_history(id, entry),
+            None => {
+                view.push(entry);
+                true
+            }
+        };
+        // Above the bottom, the rows counted from the bottom are unchanged.
+        if view.scroll > 0 && at_bottom {
             // Keep what the person reads in place (one row here; the layout,
             // which knows the width, adds the rest: `keep_place`).
             view.scroll += 1;
@@ -365,6 +404,7 @@ impl Views {
             alert: wanted && !in_front,
             wanted,
             view: i,
+            at_bottom,
         }
     }
 
@@ -482,7 +522,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 1),
             msg("bob: hi"),
@@ -495,7 +535,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 1),
             msg("bob: alice, look"),
@@ -507,7 +547,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: true,
-                history: false,
+                history: None,
             },
             at(DAY, 2),
             msg("psst"),
@@ -520,7 +560,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 2),
             msg("alice!"),
@@ -552,7 +592,7 @@ mod tests {
                 me: Some("alice"),
                 from_other: false,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 3),
             msg("alice: me"),
@@ -589,7 +629,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 1),
             line.clone(),
@@ -601,7 +641,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 1),
             line,
@@ -629,7 +669,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 1),
             msg(&huge),
@@ -670,7 +710,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 1),
             msg("one"),
@@ -682,7 +722,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY + 1, 1),
             msg("two"),
@@ -715,7 +755,7 @@ mod tests {
                     me: None,
                     from_other: true,
                     private: false,
-                    history: false,
+                    history: None,
                 },
                 at(DAY, 0),
                 msg(&format!("line {i}")),
@@ -741,7 +781,7 @@ mod tests {
                 me: None,
                 from_other: true,
                 private: false,
-                history: false,
+                history: None,
             },
             at(DAY, 0),
             msg("new"),
@@ -749,5 +789,102 @@ mod tests {
         assert_eq!(v.current().scroll, 6);
         v.scroll(-100, 100);
         assert_eq!(v.current().scroll, 0);
+    }
+
+    /// The texts of a view's lines, oldest first.
+    fn texts(v: &View) -> Vec<String> {
+        v.entries
+            .iter()
+            .map(|e| match e {
+                Entry::Line { line, .. } => line.0.iter().map(|s| s.text.as_str()).collect(),
+                Entry::DayChange(d) => d.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_history_page_goes_above_the_replay_it_extends() {
+        let mut views = Views::default();
+        let rust = Target::View(ViewKey::group("rust"));
+        let add = |views: &mut Views, text: &str, history: Option<u64>, day: i32| {
+            views
+                .add(
+                    &Origin {
+                        target: &rust,
+                        title: "rust",
+                        me: Some("alice"),
+                        from_other: history.is_none(),
+                        private: false,
+                        history,
+                    },
+                    at(day, 1),
+                    msg(text),
+                )
+                .at_bottom
+        };
+        // The replay on /join (said days ago), then a live line today.
+        assert!(add(&mut views, "r10", Some(10), DAY - 2));
+        assert!(add(&mut views, "r11", Some(11), DAY - 1));
+        assert!(add(&mut views, "live", None, DAY));
+        // Scrolled up: lines added above the bottom do not move the view.
+        views.switch(1);
+        views.scroll(2, 10);
+        // `/history 20 10`: older lines, oldest first.
+        assert!(!add(&mut views, "p5", Some(5), DAY - 3));
+        assert!(!add(&mut views, "p6", Some(6), DAY - 3));
+        assert_eq!(views.current().scroll, 2);
+        // `/history 1`: the latest, after everything.
+        assert!(add(&mut views, "r11 again", Some(11), DAY - 1));
+        assert_eq!(views.current().scroll, 3);
+        let v = &views.all()[1];
+        // No day-change line for history: its date is in its mark.
+        assert_eq!(texts(v), ["p5", "p6", "r10", "r11", "live", "r11 again"]);
+
+        // Full: the oldest line goes to make room, as for any line.
+        let mut views = Views::default();
+        for n in 0..SCROLLBACK as u64 {
+            add(&mut views, &format!("h{}", 100 + n), Some(100 + n), DAY);
+        }
+        add(&mut views, "h50", Some(50), DAY);
+        add(&mut views, "h150b", Some(150), DAY);
+        let v = &views.all()[1];
+        assert_eq!(v.entries.len(), SCROLLBACK);
+        let t = texts(v);
+        assert_eq!(t[0], "h101", "{:?}", &t[..3]);
+        assert_eq!(t[50], "h150b");
+        assert_eq!(t[51], "h151");
+    }
+
+    #[test]
+    fn a_dm_kept_while_away_is_unread_a_replayed_line_is_not() {
+        let mut views = Views::default();
+        let add = |views: &mut Views, target: &Target, from_other, private, id| {
+            views.add(
+                &Origin {
+                    target,
+                    title: "bob",
+                    me: Some("alice"),
+                    from_other,
+                    private,
+                    history: Some(id),
+                },
+                at(DAY - 1, 1),
+                msg("bob: alice, see you"),
+            )
+        };
+        // As app.rs passes them: a DM to us from the mailbox, a group line.
+        let dm = add(&mut views, &Target::View(ViewKey::dm("bob")), true, true, 3);
+        assert!(dm.alert);
+        let group = add(
+            &mut views,
+            &Target::View(ViewKey::group("go")),
+            false,
+            false,
+            4,
+        );
+        assert!(!group.alert && !group.wanted);
+        let a = &views.all();
+        assert_eq!((a[1].activity.unread, a[1].activity.marked), (1, true));
+        assert_eq!((a[2].activity.unread, a[2].activity.marked), (0, false));
     }
 }
