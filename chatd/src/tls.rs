@@ -11,10 +11,11 @@
 //! into a `std::sync::Mutex` that the reader and the writer hold only inside
 //! non-blocking calls (decrypting what a read brought, encrypting and
 //! writing), never across an `.await`: a rustls session is one state machine
-//! for both directions. Reads and writes go through buffers of one record on
-//! the stack. Plaintext connections have no session and never touch this
-//! module.
+//! for both directions. Reads and writes go through one record's room per
+//! executor thread. Plaintext connections have no session and never touch
+//! this module.
 
+use std::cell::RefCell;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -321,12 +322,39 @@ fn self_signed_names() -> Vec<String> {
 /// The largest TLS record on the wire: header, 16 KiB of payload and the most
 /// expansion TLS 1.2 allows (RFC 5246 6.2.3). rustls refuses records whose
 /// header says more; a handshake message longer than this (one that spans
-/// records) is refused here. Reads and writes use a buffer of this size on
-/// the stack, so no connection keeps one.
+/// records) is refused here. Reads use a buffer of this size per executor
+/// thread (see [`READ_ROOM`]), so no connection keeps one.
 const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
 
 /// Plaintext encrypted per call while writing: one full record.
 const MAX_PLAINTEXT: usize = 16 * 1024;
+
+/// Room to encrypt [`MAX_PLAINTEXT`] bytes into, with the record overhead
+/// and what rustls may queue before them (an alert, a key update).
+const WRITE_ROOM_LEN: usize = MAX_PLAINTEXT + 1024;
+
+thread_local! {
+    /// Each executor thread's room to read records into and to encrypt
+    /// into: no connection keeps one, and none is zeroed on every call
+    /// (as a buffer on the stack would be, 18 KiB per line sent).
+    static READ_ROOM: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_RECORD].into_boxed_slice());
+    static WRITE_ROOM: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; WRITE_ROOM_LEN].into_boxed_slice());
+}
+
+/// Runs `f` with this thread's `room`, or with a fresh buffer of `len`
+/// bytes should the room be in use (it cannot be: nothing that runs with it
+/// calls back into this module; a fallback rather than a panic).
+fn with_room<R>(
+    room: &'static std::thread::LocalKey<RefCell<Box<[u8]>>>,
+    len: usize,
+    f: impl FnOnce(&mut [u8]) -> R,
+) -> R {
+    room.with(|room| match room.try_borrow_mut() {
+        Ok(mut room) => f(&mut room),
+        Err(_) => f(&mut vec![0; len]),
+    })
+}
 
 /// One connection's TLS state: the configuration until the handshake is
 /// done, then the session the reader and writer share.
@@ -473,7 +501,7 @@ impl TlsSession {
     /// peer's close_notify, or EOF); `WouldBlock` when nothing is there.
     pub(crate) fn read(
         &self,
-        mut stream: &TcpStream,
+        stream: &TcpStream,
         sink: &mut dyn FnMut(&[u8]),
     ) -> io::Result<usize> {
         let mut guard = self.session()?;
@@ -481,35 +509,9 @@ impl TlsSession {
         if session.peer_closed {
             return Ok(0);
         }
-        let mut buf = [0u8; MAX_RECORD];
-        let mut used = session.incoming.len();
-        buf[..used].copy_from_slice(&session.incoming);
-        // First what is there already (what followed the handshake), then
-        // the socket, until some plaintext or the end.
-        let mut from_socket = false;
-        loop {
-            if from_socket {
-                if used == buf.len() {
-                    return Err(too_large());
-                }
-                match stream.read(&mut buf[used..]) {
-                    Ok(0) => return Ok(0),
-                    Ok(n) => used += n,
-                    Err(e) => {
-                        keep_incoming(session, &buf[..used]);
-                        return Err(e);
-                    }
-                }
-            }
-            from_socket = true;
-            let (taken, plain) = decrypt(session, stream, &mut buf[..used], sink)?;
-            buf.copy_within(taken..used, 0);
-            used -= taken;
-            if plain > 0 || session.peer_closed {
-                keep_incoming(session, &buf[..used]);
-                return Ok(plain);
-            }
-        }
+        with_room(&READ_ROOM, MAX_RECORD, |buf| {
+            read_records(session, stream, buf, sink)
+        })
     }
 
     /// Encrypts and writes `bytes`, advancing it past what was taken, until
@@ -559,6 +561,43 @@ impl TlsSession {
             let _ = encrypt(&mut session, None, |traffic, out| {
                 traffic.queue_close_notify(out)
             });
+        }
+    }
+}
+
+/// [`TlsSession::read`] with `buf` (one record's room) to work in.
+fn read_records(
+    session: &mut Session,
+    mut stream: &TcpStream,
+    buf: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]),
+) -> io::Result<usize> {
+    let mut used = session.incoming.len();
+    buf[..used].copy_from_slice(&session.incoming);
+    // First what is there already (what followed the handshake), then
+    // the socket, until some plaintext or the end.
+    let mut from_socket = false;
+    loop {
+        if from_socket {
+            if used == buf.len() {
+                return Err(too_large());
+            }
+            match stream.read(&mut buf[used..]) {
+                Ok(0) => return Ok(0),
+                Ok(n) => used += n,
+                Err(e) => {
+                    keep_incoming(session, &buf[..used]);
+                    return Err(e);
+                }
+            }
+        }
+        from_socket = true;
+        let (taken, plain) = decrypt(session, stream, &mut buf[..used], sink)?;
+        buf.copy_within(taken..used, 0);
+        used -= taken;
+        if plain > 0 || session.peer_closed {
+            keep_incoming(session, &buf[..used]);
+            return Ok(plain);
         }
     }
 }
@@ -634,7 +673,21 @@ fn encrypt(
         &mut [u8],
     ) -> Result<usize, EncryptError>,
 ) -> io::Result<()> {
-    let mut stack = [0u8; MAX_PLAINTEXT + 1024];
+    with_room(&WRITE_ROOM, WRITE_ROOM_LEN, |room| {
+        encrypt_in(session, stream, &mut op, room)
+    })
+}
+
+/// [`encrypt`] with `room` (a record's room) to encrypt into.
+fn encrypt_in(
+    session: &mut Session,
+    stream: Option<&TcpStream>,
+    op: &mut impl FnMut(
+        &mut WriteTraffic<'_, ServerConnectionData>,
+        &mut [u8],
+    ) -> Result<usize, EncryptError>,
+    room: &mut [u8],
+) -> io::Result<()> {
     let mut spill = Vec::new();
     // Bounded: each turn either finishes or hands rustls's queued records
     // (alerts, a key update) to `outgoing`, which it does a few at most.
@@ -646,8 +699,8 @@ fn encrypt(
         let discard = status.discard;
         let written = match status.state.map_err(invalid)? {
             ConnectionState::WriteTraffic(mut traffic) => {
-                let out = match op(&mut traffic, &mut stack) {
-                    Ok(n) => &stack[..n],
+                let out = match op(&mut traffic, room) {
+                    Ok(n) => &room[..n],
                     Err(EncryptError::InsufficientSize(s)) => {
                         spill.resize(s.required_size, 0);
                         let n = op(&mut traffic, &mut spill).map_err(invalid)?;
@@ -655,7 +708,7 @@ fn encrypt(
                     }
                     Err(e) => return Err(invalid(e)),
                 };
-                // Straight from the stack if nothing waits before it: the
+                // Straight from the room if nothing waits before it: the
                 // usual case costs no allocation.
                 let sent = match stream {
                     Some(stream) if session.outgoing.is_empty() => write_some(stream, out)?,
