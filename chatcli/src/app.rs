@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_channel::Receiver;
 use chatproto::{
-    parse_line, Command, ErrorCode, Event, GroupName, Name, Password, Scope, Session, Text, Token,
-    DEFAULT_MAX_LINE,
+    parse_line, AccountState, Command, ErrorCode, Event, GroupName, Name, Password, Scope, Session,
+    Text, Token, DEFAULT_MAX_LINE,
 };
 use futures_lite::future::{self, BoxedLocal};
 use smol::Timer;
@@ -137,6 +137,13 @@ struct App {
     /// The client's own `/login` (`--password-file`) awaits its answer; the
     /// code of the `ERR` that refused it, once one came.
     logging_in: Option<Option<ErrorCode>>,
+    /// The account to log in to at each (re)connection: from the flags, then
+    /// whatever an account command typed here made true (`/login`,
+    /// `/register`, `/passwd`; `/unregister` forgets it). Kept in memory only.
+    credentials: Option<(Name, Password)>,
+    /// What the last account command sent will make the credentials once
+    /// the server says `ACCOUNT` (`None` inside: forget them).
+    sent_credentials: Option<Option<(Name, Password)>>,
     /// `/history` lines sent whose `REPLAYED` has not come yet: that one
     /// says so even when nothing earlier was found.
     history_asked: u32,
@@ -232,6 +239,7 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
     if std::env::var_os("CHATCLI_PANIC_FOR_TEST").is_some() {
         panic!("CHATCLI_PANIC_FOR_TEST is set");
     }
+    let credentials = opts.name.clone().zip(opts.password.clone());
     let mut app = App {
         last_name: opts.name.clone(),
         opts,
@@ -255,6 +263,8 @@ pub(crate) async fn run(opts: Options, signals: Receiver<()>) -> Exit {
         auto_users: 0,
         auto_groups: 0,
         logging_in: None,
+        credentials,
+        sent_credentials: None,
         history_asked: 0,
         replay_first_id: None,
         farewell: None,
@@ -382,7 +392,8 @@ impl App {
                 self.probing = None;
                 self.history_asked = 0;
                 self.replay_first_id = None;
-                if let (Some(name), Some(password)) = (&self.opts.name, &self.opts.password) {
+                self.sent_credentials = None;
+                if let Some((name, password)) = &self.credentials {
                     // The account's name, even after a rename: logged in,
                     // the name is the account's anyway.
                     let login = Command::Login {
@@ -545,11 +556,24 @@ impl App {
         self.flush_pending().await;
     }
 
+    /// An account command typed here: what the credentials become if the
+    /// server agrees (its `ACCOUNT` line; see [`App::credentials`]).
+    fn note_account_command(&mut self, cmd: &Command) {
+        let account = || self.session.account().or(self.session.name()).cloned();
+        self.sent_credentials = match cmd {
+            Command::Login { name, password } => Some(Some((name.clone(), password.clone()))),
+            Command::Register(password) => account().map(|n| Some((n, password.clone()))),
+            Command::Passwd { new, .. } => account().map(|n| Some((n, new.clone()))),
+            Command::Unregister(_) => Some(None),
+            _ => return,
+        };
+    }
+
     /// The client's own `/login` left it unregistered (refused with `code`,
     /// or no answer in time). A server without accounts gets the name plainly;
     /// otherwise the person is told, and stays connected to try again.
     async fn login_refused(&mut self, code: Option<ErrorCode>) {
-        let Some(name) = self.opts.name.clone() else {
+        let Some(name) = self.credentials.as_ref().map(|(n, _)| n.clone()) else {
             return;
         };
         if code == Some(ErrorCode::Unavailable) {
@@ -767,6 +791,7 @@ impl App {
         if matches!(cmd, Command::History { .. }) {
             self.history_asked += 1;
         }
+        self.note_account_command(&cmd);
         self.send(&cmd).await;
         if self.conn.is_none() {
             // The write failed and said so: no local copy of a line not sent.
@@ -1023,6 +1048,24 @@ impl App {
 
     /// State changes that follow an event, beyond the session's own.
     fn after_event(&mut self, event: &Event) {
+        if let Event::Err { .. } = event {
+            // Likely the refusal of the account command in flight (an ERR
+            // does not say): its credentials must not outlive it.
+            self.sent_credentials = None;
+        }
+        if let Event::Account { state, .. } = event {
+            // The answer to the last account command typed here; an ACCOUNT
+            // for the client's own login at connect leaves them as they are.
+            if let Some(sent) = self.sent_credentials.take() {
+                match state {
+                    AccountState::Unregistered => self.credentials = None,
+                    AccountState::Registered
+                    | AccountState::LoggedIn
+                    | AccountState::PasswordChanged => self.credentials = sent,
+                    _ => {}
+                }
+            }
+        }
         if let Event::Welcome(name) = event {
             // Registered (or renamed): the name to use after a reconnection.
             self.last_name = Some(name.clone());

@@ -88,6 +88,50 @@ fn logging_in_at_connect_from_a_file_or_the_environment() {
     }
 }
 
+/// `/register`, `/passwd` and `/unregister` typed here decide how the client
+/// logs in again after a reconnection (the password kept in memory only).
+#[test]
+fn account_commands_typed_here_are_remembered_for_reconnections() {
+    let dir = TempDir::new("relogin");
+    let data = dir.file("data");
+    let mut server = Server::start_with(&["--listen", "127.0.0.1:0", "--data-dir", &data]);
+    let port = server.port;
+    let restart = |server: &mut Server| {
+        server.stop();
+        *server = Server::start_with(&[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &data,
+        ]);
+    };
+    let mut cli = PipedClient::start(&["--port", &port.to_string(), "--name", "alice"]);
+    cli.expect("-- you are alice");
+    cli.send("/register correct-horse");
+    cli.expect("account alice registered");
+    restart(&mut server);
+    cli.expect("-- reconnected");
+    cli.expect("-- logged in as alice");
+    cli.send("/passwd correct-horse new-horse-1");
+    cli.expect("password of alice changed");
+    restart(&mut server);
+    cli.expect("-- reconnected");
+    cli.expect("-- logged in as alice");
+    cli.send("/unregister new-horse-1");
+    cli.expect("account alice deleted");
+    restart(&mut server);
+    cli.expect("-- reconnected");
+    let seen = cli.expect("-- you are alice");
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("logged in") || l.contains("!!")),
+        "a plain registration after /unregister: {seen:#?}"
+    );
+    cli.send("/quit");
+    assert!(cli.wait().0.success());
+}
+
 #[test]
 fn an_unreadable_password_file_exits_2() {
     let mut cli = PipedClient::start(&[
