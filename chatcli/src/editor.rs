@@ -397,4 +397,25 @@ mod tests {
         e.key(&Key::Yank);
         assert_eq!(e.line(), "oops");
     }
+
+    #[test]
+    fn a_password_is_masked_and_never_recalled() {
+        let mut e = typed("/login bob hunter22");
+        assert_eq!(e.shown(), ("/login bob ********".into(), 19));
+        e.key(&Key::Home);
+        e.key(&Key::Right);
+        assert_eq!(e.shown().1, 1);
+        e.key(&Key::End);
+        let sent = e.take();
+        assert_eq!(sent, "/login bob hunter22");
+        e.insert("/join rust");
+        e.take();
+        e.insert("/register hunter22");
+        e.take();
+        // Up finds only the line without a password.
+        e.key(&Key::Up);
+        assert_eq!(e.line(), "/join rust");
+        e.key(&Key::Up);
+        assert_eq!(e.line(), "/join rust");
+    }
 }

@@ -5,7 +5,8 @@
 //! `printf 'alice\nhello\n/quit\n' | chatcli` works in scripts.
 //!
 //! Exit status: 0 when the person leaves (`/quit`, Ctrl+C, Ctrl+D, end of
-//! input, SIGTERM), 1 when the server cannot be reached or goes away, 2 for bad
+//! input, SIGTERM), 1 when the server cannot be reached or goes away (or its
+//! TLS certificate is refused, which no reconnection retries), 2 for bad
 //! arguments.
 
 #![forbid(unsafe_code)]
