@@ -849,6 +849,71 @@ fn key_updates_from_the_client_are_answered() {
 }
 
 #[test]
+fn tls12_clients_chat_too() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (_chatd, addr) = start_tls(&dir, &cert, &["--flood-rate", "0"]);
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::new(ring_provider::default_provider()))
+        .with_protocol_versions(&[&futures_rustls::rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    assert_eq!(
+        tls.conn.protocol_version(),
+        Some(futures_rustls::rustls::ProtocolVersion::TLSv1_2)
+    );
+    let mut c = TlsClient {
+        tls,
+        framer: LineFramer::new(1 << 20),
+    };
+    assert!(c.line().starts_with("HELLO "));
+    c.send("old");
+    c.expect("WELCOME old");
+    c.send("/echo on");
+    // TLS 1.2 records carry more overhead (an explicit nonce): full-size
+    // ones both ways.
+    let lines: Vec<String> = (0..40)
+        .map(|i| format!("{i:02} {}", "z".repeat(1000)))
+        .collect();
+    let all: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    c.tls.write_all(all.as_bytes()).unwrap();
+    c.tls.flush().unwrap();
+    for line in &lines {
+        c.expect(&format!("MSG * old {line}"));
+    }
+}
+
+#[test]
+fn a_client_close_notify_ends_its_connection() {
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (_chatd, addr) = start_tls(&dir, &cert, &["--max-per-ip", "1", "--limit-loopback"]);
+    let mut ann = TlsClient::user(addr, &cert.der, "ann");
+    ann.tls.conn.send_close_notify();
+    while ann.tls.conn.wants_write() {
+        ann.tls.conn.write_tls(&mut ann.tls.sock).unwrap();
+    }
+    // The TCP connection stays open: close_notify alone ends it, and the
+    // server answers with its own.
+    let (_, clean) = ann.until_closed();
+    assert!(clean, "no close_notify from the server");
+    // Its place (one per address here) is free again.
+    assert!(eventually(Duration::from_secs(5), || {
+        TlsClient::try_connect(addr, &cert.der).is_ok()
+    }));
+}
+
+#[test]
 fn oversized_records_and_handshake_messages_are_refused() {
     let dir = TempDir::new();
     let cert = Cert::new();
