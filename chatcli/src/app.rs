@@ -1090,6 +1090,7 @@ impl App {
             None => format!("connection to {addr} closed by the server"),
         };
         self.awaiting = None;
+        self.logging_in = None;
         if self.opts.reconnect {
             self.rejoin = self.session.scope().group().cloned().or(self.rejoin.take());
             let wait = self.backoff;
@@ -1112,8 +1113,16 @@ impl App {
         }
         if self.awaiting.as_ref().is_some_and(|a| a.until <= now) {
             self.awaiting = None;
-            self.error("no answer from the server in time; going on");
-            self.flush_pending().await;
+            match self.logging_in.take() {
+                // Our own login went unanswered: said as such.
+                Some(refused) if !self.session.is_registered() => {
+                    self.login_refused(refused).await;
+                }
+                _ => {
+                    self.error("no answer from the server in time; going on");
+                    self.flush_pending().await;
+                }
+            }
         }
         if self.reconnect_at.is_some_and(|at| at <= now) {
             self.reconnect_at = None;
