@@ -336,7 +336,7 @@ const WRITE_ROOM_LEN: usize = MAX_PLAINTEXT + 1024;
 thread_local! {
     /// Each executor thread's room to read records into and to encrypt
     /// into: no connection keeps one, and none is zeroed on every call
-    /// (as a buffer on the stack would be, 18 KiB per line sent).
+    /// (as an 18 KiB array on the stack would be, on every read and write).
     static READ_ROOM: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_RECORD].into_boxed_slice());
     static WRITE_ROOM: RefCell<Box<[u8]>> =
         RefCell::new(vec![0; WRITE_ROOM_LEN].into_boxed_slice());
