@@ -31,7 +31,7 @@
 //! 1000 most recent scopes, the accounts and their offline counts: never
 //! the whole `lines` table.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -43,7 +43,7 @@ use chatproto::server::{Answer, Outgoing, Request, RequestId, Server, StoreOp};
 use chatproto::{Event, Name, Past, Scope};
 use redb::backends::InMemoryBackend;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 
 use crate::passwords::{HashJob, Passwords};
@@ -701,20 +701,23 @@ impl Writer {
         txn.set_durability(durability)
             .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
         let mut after = Vec::new();
-        let mut touched = BTreeSet::new();
         let mut stopped = None;
-        for job in batch {
-            match job {
-                Job::Stop(tx) => stopped = Some(tx),
-                job => self.apply(&txn, job, &mut touched, &mut after)?,
+        {
+            let mut t = Tables::open(&txn)?;
+            for job in batch {
+                match job {
+                    Job::Stop(tx) => stopped = Some(tx),
+                    job => self.apply(&mut t, job, &mut after)?,
+                }
             }
-        }
-        self.trim(&txn, &touched)?;
-        if sweep {
-            self.sweep(&txn)?;
-        }
-        if stopped.is_some() {
-            txn.open_table(META)?.insert("clean", 1)?;
+            t.write_scopes()?;
+            self.trim(&mut t)?;
+            if sweep {
+                self.sweep(&mut t)?;
+            }
+            if stopped.is_some() {
+                t.meta.insert("clean", 1)?;
+            }
         }
         txn.commit()?;
         after.extend(stopped.map(After::Stopped));
@@ -723,9 +726,8 @@ impl Writer {
 
     fn apply(
         &self,
-        txn: &WriteTransaction,
+        t: &mut Tables<'_>,
         job: Job,
-        touched: &mut BTreeSet<String>,
         after: &mut Vec<After>,
     ) -> Result<(), redb::Error> {
         match job {
@@ -734,36 +736,34 @@ impl Writer {
                     return Ok(()); // Only MSG and ME are history.
                 };
                 let key = scope_key(scope);
-                txn.open_table(LINES)?
+                t.lines
                     .insert((key.as_str(), o.id()), (o.unix_ms(), line_of(&o)))?;
-                let mut scopes = txn.open_table(SCOPES)?;
-                let (last, count) = scopes.get(key.as_str())?.map_or((0, 0), |v| v.value());
-                scopes.insert(key.as_str(), (last.max(o.id()), count + 1))?;
-                touched.insert(key);
+                let (last, count) = t.scope_row(&key)?;
+                t.touched.insert(key, (last.max(o.id()), count + 1));
             }
             Job::Op(StoreOp::OfflineDm { account, event }) => {
-                txn.open_table(OFFLINE)?.insert(
+                t.offline.insert(
                     (account.key().as_str(), event.id()),
                     (event.unix_ms(), line_of(&event)),
                 )?;
-                bump_next_id(txn, event.id() + 1)?;
+                bump_next_id(&mut t.meta, event.id() + 1)?;
             }
             Job::Op(StoreOp::DeleteOfflineDms { account, through }) => {
                 let key = account.key();
                 let key = key.as_str();
-                txn.open_table(OFFLINE)?
+                t.offline
                     .retain_in((key, 0)..=(key, through), |_, _| false)?;
             }
             Job::Op(other) => log::warn!("store: an operation this chatd does not know: {other:?}"),
-            Job::NextId(next) => bump_next_id(txn, next)?,
-            Job::Request(id, request) => after.push(self.first_step(txn, id, request)?),
+            Job::NextId(next) => bump_next_id(&mut t.meta, next)?,
+            Job::Request(id, request) => after.push(self.first_step(t, id, request)?),
             Job::Create { id, account, hash } => {
                 let key = account.key();
-                let mut accounts = txn.open_table(ACCOUNTS)?;
-                let answer = if accounts.get(key.as_str())?.is_some() {
+                let answer = if t.accounts.get(key.as_str())?.is_some() {
                     Answer::NameTaken
                 } else {
-                    accounts.insert(key.as_str(), (account.as_str(), hash.as_str()))?;
+                    t.accounts
+                        .insert(key.as_str(), (account.as_str(), hash.as_str()))?;
                     log::info!("account {account} registered");
                     Answer::Done
                 };
@@ -771,11 +771,14 @@ impl Writer {
             }
             Job::SetHash { id, account, hash } => {
                 let key = account.key();
-                let mut accounts = txn.open_table(ACCOUNTS)?;
-                let name = accounts.get(key.as_str())?.map(|v| v.value().0.to_owned());
+                let name = t
+                    .accounts
+                    .get(key.as_str())?
+                    .map(|v| v.value().0.to_owned());
                 let answer = match name {
                     Some(name) => {
-                        accounts.insert(key.as_str(), (name.as_str(), hash.as_str()))?;
+                        t.accounts
+                            .insert(key.as_str(), (name.as_str(), hash.as_str()))?;
                         log::info!("account {account}: password changed");
                         Answer::Done
                     }
@@ -786,14 +789,14 @@ impl Writer {
             Job::Delete { id, account } => {
                 let key = account.key();
                 let key = key.as_str();
-                txn.open_table(ACCOUNTS)?.remove(key)?;
-                txn.open_table(OFFLINE)?
+                t.accounts.remove(key)?;
+                t.offline
                     .retain_in((key, 0)..=(key, u64::MAX), |_, _| false)?;
                 log::info!("account {account} unregistered");
                 after.push(After::Answer(id, Answer::Done));
             }
             Job::FinishLogin { id, account } => {
-                let offline = read_offline(txn, &account)?;
+                let offline = read_offline(&t.offline, &account)?;
                 after.push(After::Answer(id, Answer::LoggedIn { offline }));
             }
             Job::Stop(_) => {}
@@ -804,13 +807,13 @@ impl Writer {
     /// A request's reads; hashing, if any, is the next step.
     fn first_step(
         &self,
-        txn: &WriteTransaction,
+        t: &Tables<'_>,
         id: RequestId,
         request: Request,
     ) -> Result<After, redb::Error> {
         let hash_of = |account: &Name| -> Result<Option<String>, redb::Error> {
-            let accounts = txn.open_table(ACCOUNTS)?;
-            let hash = accounts
+            let hash = t
+                .accounts
                 .get(account.key().as_str())?
                 .map(|v| v.value().1.to_owned());
             Ok(hash)
@@ -822,7 +825,7 @@ impl Writer {
                 limit,
             } => After::Answer(
                 id,
-                Answer::History(read_history(txn, &scope, before, limit)?),
+                Answer::History(read_history(&t.lines, &scope, before, limit)?),
             ),
             Request::Register { account, password } => After::Hash(HashJob::Register {
                 id,
@@ -863,13 +866,10 @@ impl Writer {
 
     /// `--history-lines`: deletes the oldest lines of the scopes just
     /// written to, down to the limit.
-    fn trim(&self, txn: &WriteTransaction, touched: &BTreeSet<String>) -> Result<(), redb::Error> {
-        let mut scopes = txn.open_table(SCOPES)?;
-        let mut lines = txn.open_table(LINES)?;
-        for scope in touched {
-            let Some((last, count)) = scopes.get(scope.as_str())?.map(|v| v.value()) else {
-                continue;
-            };
+    fn trim(&self, t: &mut Tables<'_>) -> Result<(), redb::Error> {
+        let touched = std::mem::take(&mut t.touched);
+        let (scopes, lines) = (&mut t.scopes, &mut t.lines);
+        for (scope, (last, count)) in touched {
             if count <= self.cfg.history_lines {
                 continue;
             }
@@ -891,13 +891,12 @@ impl Writer {
 
     /// `--history-days`: deletes lines older than that from the front of
     /// each scope, at most [`SWEEP_BUDGET`] per run.
-    fn sweep(&self, txn: &WriteTransaction) -> Result<(), redb::Error> {
+    fn sweep(&self, t: &mut Tables<'_>) -> Result<(), redb::Error> {
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let cutoff = now_ms.saturating_sub(u64::from(self.cfg.history_days) * 86_400_000);
-        let mut scopes = txn.open_table(SCOPES)?;
-        let mut lines = txn.open_table(LINES)?;
+        let (scopes, lines) = (&mut t.scopes, &mut t.lines);
         let all: Vec<(String, u64, u64)> = scopes
             .iter()?
             .map(|r| {
@@ -925,13 +924,57 @@ impl Writer {
             if left == 0 {
                 scopes.remove(scope.as_str())?;
                 // The highest id must survive its lines.
-                bump_next_id(txn, last + 1)?;
+                bump_next_id(&mut t.meta, last + 1)?;
             } else if !old.is_empty() {
                 scopes.insert(scope.as_str(), (last, left))?;
             }
             if budget == 0 {
                 break;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Rows keyed by (scope or account, id): the `lines` and `offline` tables.
+type Stored<'t> = Table<'t, (&'static str, u64), (u64, &'static str)>;
+
+/// The tables of one write transaction, opened once per batch, and the
+/// scope rows changed by it (written once, at its end).
+struct Tables<'t> {
+    meta: Table<'t, &'static str, u64>,
+    lines: Stored<'t>,
+    scopes: Table<'t, &'static str, (u64, u64)>,
+    accounts: Table<'t, &'static str, (&'static str, &'static str)>,
+    offline: Stored<'t>,
+    /// Scope → (last id, count), as they will be.
+    touched: HashMap<String, (u64, u64)>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, redb::Error> {
+        Ok(Self {
+            meta: txn.open_table(META)?,
+            lines: txn.open_table(LINES)?,
+            scopes: txn.open_table(SCOPES)?,
+            accounts: txn.open_table(ACCOUNTS)?,
+            offline: txn.open_table(OFFLINE)?,
+            touched: HashMap::new(),
+        })
+    }
+
+    /// A scope's (last id, count), as changed in this batch so far.
+    fn scope_row(&self, scope: &str) -> Result<(u64, u64), redb::Error> {
+        if let Some(row) = self.touched.get(scope) {
+            return Ok(*row);
+        }
+        Ok(self.scopes.get(scope)?.map_or((0, 0), |v| v.value()))
+    }
+
+    /// Writes the changed scope rows (they stay in `touched` for trimming).
+    fn write_scopes(&mut self) -> Result<(), redb::Error> {
+        for (scope, row) in &self.touched {
+            self.scopes.insert(scope.as_str(), *row)?;
         }
         Ok(())
     }
@@ -948,8 +991,7 @@ fn job_request(job: &Job) -> Option<RequestId> {
     }
 }
 
-fn bump_next_id(txn: &WriteTransaction, next: u64) -> Result<(), redb::Error> {
-    let mut meta = txn.open_table(META)?;
+fn bump_next_id(meta: &mut Table<'_, &'static str, u64>, next: u64) -> Result<(), redb::Error> {
     let old = meta.get("next_id")?.map_or(1, |v| v.value());
     if next > old {
         meta.insert("next_id", next)?;
@@ -957,10 +999,9 @@ fn bump_next_id(txn: &WriteTransaction, next: u64) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn read_offline(txn: &WriteTransaction, account: &Name) -> Result<Vec<Past>, redb::Error> {
+fn read_offline(offline: &Stored<'_>, account: &Name) -> Result<Vec<Past>, redb::Error> {
     let key = account.key();
     let key = key.as_str();
-    let offline = txn.open_table(OFFLINE)?;
     let mut out = Vec::new();
     for row in offline.range((key, 0)..=(key, u64::MAX))? {
         let (k, v) = row?;
@@ -975,14 +1016,13 @@ fn read_offline(txn: &WriteTransaction, account: &Name) -> Result<Vec<Past>, red
 
 /// The latest `limit` lines of `scope` below `before`, oldest first.
 fn read_history(
-    txn: &WriteTransaction,
+    lines: &Stored<'_>,
     scope: &Scope,
     before: Option<u64>,
     limit: usize,
 ) -> Result<Vec<Past>, redb::Error> {
     let key = scope_key(scope);
     let key = key.as_str();
-    let lines = txn.open_table(LINES)?;
     let mut out = Vec::new();
     let end = before.unwrap_or(u64::MAX);
     for row in lines.range((key, 0)..(key, end))?.rev().take(limit) {

@@ -265,6 +265,7 @@ fn startup_with_a_million_stored_messages() {
     ];
     let mut chatd = Chatd::start(&args);
     let addr = chatd.addr;
+    let fill = Instant::now();
     let fillers: Vec<_> = (0..4)
         .map(|t| {
             std::thread::spawn(move || {
@@ -286,8 +287,15 @@ fn startup_with_a_million_stored_messages() {
     for f in fillers {
         f.join().unwrap();
     }
+    let filled = fill.elapsed();
+    // The writer may still be behind: the stop waits until all is written.
+    let stop = Instant::now();
     chatd.signal("TERM");
-    assert!(chatd.wait_exit(Duration::from_secs(60)).unwrap().success());
+    assert!(chatd.wait_exit(Duration::from_secs(120)).unwrap().success());
+    eprintln!(
+        "handled by the server in {filled:.1?}, written and synced {:.1?} later",
+        stop.elapsed()
+    );
     drop(chatd);
     let size = std::fs::metadata(dir.0.join("chatd.redb")).unwrap().len();
     let started = Instant::now();
