@@ -85,10 +85,11 @@ impl Chatd {
         Self::start_with(&[])
     }
 
-    /// A chatd with `flags` added to the usual ones.
+    /// A chatd with `flags` added to the usual ones. `--ephemeral`: its store
+    /// in memory, so no test leaves a `chatd-data` directory behind.
     fn start_with(flags: &[&str]) -> Self {
         let mut child = Command::new(chatd_binary())
-            .args(["--listen", "127.0.0.1:0", "--threads", "1"])
+            .args(["--listen", "127.0.0.1:0", "--threads", "1", "--ephemeral"])
             .args(flags)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
