@@ -177,3 +177,41 @@ fn irc_sasl_plain_logs_in_to_a_real_account() {
     bad.send(&format!("AUTHENTICATE {}", base64(b"\0dave\0wrong-secret")));
     bad.read_until(100, |l| l.contains(" 904 "));
 }
+
+/// No password reaches the log, even at trace level, whatever the command.
+#[test]
+fn passwords_are_never_logged() {
+    let chatd = Chatd::launch(
+        &["--ephemeral", "--log-level", "trace"],
+        support::Launch {
+            stderr: support::StderrTo::Capture,
+            ..support::Launch::default()
+        },
+    );
+    let mut eve = chatd.user("eve");
+    eve.send("/register first-secret-1");
+    eve.expect("ACCOUNT eve registered");
+    eve.send("/passwd first-secret-1 second-secret-2");
+    eve.expect("ACCOUNT eve password-changed");
+    eve.send("/passwd wrong-secret-3 whatever-secret-4");
+    eve.expect_prefix("ERR wrong-password ");
+    eve.send("/unregister second-secret-2");
+    eve.expect("ACCOUNT eve unregistered");
+    let mut other = chatd.connect();
+    other.send("/login eve fifth-secret-5");
+    other.expect_prefix("ERR no-such-account ");
+    let log = chatd.stderr();
+    assert!(
+        log.contains("account eve registered"),
+        "the log was captured"
+    );
+    for secret in [
+        "first-secret",
+        "second-secret",
+        "wrong-secret",
+        "whatever-secret",
+        "fifth-secret",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
