@@ -322,3 +322,33 @@ fn offline_messages_and_history_survive_a_restart() {
     again.expect("ACCOUNT ann logged-in");
     again.expect_nothing();
 }
+
+/// --offline-dms bounds what waits for an account: past it the sender is
+/// refused and the oldest are kept.
+#[test]
+fn a_full_mailbox_refuses_and_keeps_the_oldest() {
+    let chatd = Chatd::start(&["--ephemeral", "--offline-dms", "2"]);
+    let mut ann = chatd.user("ann");
+    ann.send("/register anns-secret");
+    ann.expect("ACCOUNT ann registered");
+    ann.send("/quit");
+    ann.expect("BYE quit");
+    let mut bob = chatd.user("bob");
+    for i in 0..2 {
+        bob.send(&format!("/msg ann note {i}"));
+        bob.expect(&format!("DM bob ann note {i}"));
+        bob.expect_prefix("INFO ");
+    }
+    bob.send("/msg ann note 2");
+    bob.expect_prefix("ERR mailbox-full ");
+    let mut ann = chatd.connect();
+    ann.send("/login ann anns-secret");
+    ann.expect("WELCOME ann");
+    ann.expect("ACCOUNT ann logged-in");
+    let got: Vec<String> = (0..2)
+        .filter_map(|_| history(&ann.line()))
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(got, ["DM bob ann note 0", "DM bob ann note 1"]);
+    ann.expect_nothing();
+}
