@@ -91,8 +91,8 @@ struct Args {
     /// CHAT_PASSWORD environment variable does the same
     #[argh(option)]
     password_file: Option<std::path::PathBuf>,
-    /// server address: HOST:PORT or HOST, chat://HOST[:PORT] (plaintext) or
-    /// chats://HOST[:PORT] (TLS); port 8080 unless given
+    /// server address: HOST:PORT or HOST, chat://HOST:PORT (plaintext) or
+    /// chats://HOST:PORT (TLS); the port is 8080 unless given
     #[argh(positional)]
     addr: Option<String>,
 }
