@@ -231,3 +231,46 @@ fn ctrl_c_while_the_connection_hangs() {
     let screen = tmux.screen(false);
     assert!(!screen.contains("cannot connect"), "{screen}");
 }
+
+/// The line mode logging in by hand: the password masked as it is typed (also
+/// after moving the cursor into it), the answer shown, Up not bringing it back.
+#[test]
+fn a_typed_login_is_masked_and_forgotten() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED a_typed_login_is_masked_and_forgotten: tmux is not installed");
+        return;
+    }
+    let server = Server::start();
+    // The account, made by a raw client that then leaves.
+    let mut owner = Peer::join(server.port, "alice");
+    owner.send("/register correct-horse");
+    owner.expect("ACCOUNT alice registered");
+    owner.send("/quit");
+    owner.expect("BYE ");
+    let tmux = Tmux::start(
+        "login",
+        &shell_for(&format!("--plain --port {}", server.port)),
+    );
+    tmux.wait_for("the name prompt", |s| bottom(s).starts_with("name>"));
+    tmux.type_text("/login alice correct-horse");
+    tmux.wait_for("the masked line", |s| {
+        bottom(s) == "name> /login alice *************"
+    });
+    tmux.keys(&["Left", "Left", "Left"]);
+    tmux.type_text("x");
+    tmux.keys(&["BSpace"]);
+    let screen = tmux.wait_for("still masked", |s| {
+        bottom(s) == "name> /login alice *************"
+    });
+    assert!(!screen.contains("correct-horse"), "{screen}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("-- logged in as alice");
+    tmux.wait_for("the global prompt", |s| bottom(s).starts_with("[Global]>"));
+    tmux.keys(&["Up"]);
+    thread::sleep(std::time::Duration::from_millis(300));
+    let screen = tmux.screen(false);
+    assert_eq!(bottom(&screen), "[Global]>", "{screen}");
+    assert!(!screen.contains("correct-horse"), "{screen}");
+    tmux.keys(&["C-d"]);
+    assert_left_cleanly(&tmux);
+}
