@@ -168,6 +168,19 @@ fn irc_sasl_plain_logs_in_to_a_real_account() {
     let (_, welcome) = c.read_until(200, |l| l.contains(" 001 "));
     assert!(welcome.contains(" 001 dave "), "{welcome}");
 
+    c.send("QUIT");
+    c.read_until(100, |l| l.starts_with("ERROR"));
+
+    // PASS name:password at registration logs in too (no CAP needed).
+    let mut p = Client::connect(irc);
+    p.send("PASS dave:daves-secret");
+    p.send("NICK someone");
+    p.send("USER dave 0 * :dave");
+    let (_, welcome) = p.read_until(200, |l| l.contains(" 001 "));
+    assert!(welcome.contains(" 001 dave "), "{welcome}");
+    let (_, logged_in) = p.read_until(100, |l| l.contains(" 900 "));
+    assert!(logged_in.contains("dave"), "{logged_in}");
+
     // A wrong password over SASL fails with 904 (after the delay).
     let mut bad = Client::connect_from(irc, [127, 0, 0, 4]);
     bad.send("CAP REQ :sasl");
