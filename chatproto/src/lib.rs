@@ -115,6 +115,30 @@
 //! # run("127.0.0.1:8080", "ann").unwrap();
 //! ```
 //!
+//! # TLS
+//! TLS is transport, so it stays outside this crate: the loop above is the
+//! same over an encrypted stream. Connect the TCP socket, run the handshake
+//! with the TLS library of your runtime (rustls through `rustls::StreamOwned`
+//! for blocking code, `futures-rustls` for smol or async-std, `tokio-rustls`
+//! for tokio, or `native-tls`), then read the decrypted bytes into the
+//! [`LineFramer`] and write encoded commands to the TLS stream instead of the
+//! socket. Things a chat client should get right:
+//!
+//! - Verify the server: its certificate chain against trusted roots and its
+//!   name against the host you dialled. A chatd started with
+//!   `--tls-self-signed` logs its certificate's SHA-256 fingerprint (as
+//!   `openssl x509 -fingerprint -sha256` prints it): trust that certificate
+//!   file as a root, or pin the fingerprint, rather than turning verification
+//!   off.
+//! - Never fall back to plaintext when the handshake fails: say what did not
+//!   match and stop.
+//! - A peer that closes without TLS's `close_notify` looks like an unexpected
+//!   EOF to most TLS libraries; after chatd's `BYE` it is an ordinary close.
+//!
+//! chatd serves this protocol over TLS on `--tls-listen` and IRC over TLS on
+//! `--irc-tls-listen` (by convention port 6697). `chatcli/src/tls.rs` in this
+//! repository is a complete client side on futures-rustls.
+//!
 //! # A server
 //! A server drives [`server::Server`]: [`guide`] says how, and what is left to
 //! the driver; `chatproto/examples/std_server.rs` is a small one on std threads.
