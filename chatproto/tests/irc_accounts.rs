@@ -285,6 +285,27 @@ fn pass_account_password_logs_in_at_registration() {
 }
 
 #[test]
+fn pass_with_another_nick_registers_as_the_account_without_an_error() {
+    // IRC clients send their configured nick with PASS; after the login the
+    // connection has the account's name, and the nick is not refused for it.
+    let mut w = World::new();
+    w.irc_conn("a");
+    w.send("a", "PASS acct:hunter22");
+    w.send("a", "NICK someone");
+    w.send("a", "USER a 0 * :A");
+    w.store_answers();
+    let got = w.take("a");
+    assert!(got[0].starts_with(":chatd 001 acct "), "{got:?}");
+    assert!(commands(&got).contains(&"900".to_owned()), "{got:?}");
+    assert!(
+        !commands(&got)
+            .iter()
+            .any(|c| c == "432" || c == "433" || c == "NOTICE"),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn nickserv_identify_and_register() {
     let mut w = World::new();
     w.irc_conn("a");

@@ -652,6 +652,11 @@ impl IrcSession {
         text: &Text,
     ) {
         match (pending, code) {
+            // The nick sent with a successful `PASS` login: 001 already
+            // named the account.
+            (Some(Pending::Nick(_)), ErrorCode::LoggedIn) if self.nick_after_pass => {
+                self.nick_after_pass = false;
+            }
             (Some(Pending::Nick(n)), ErrorCode::NameTaken) => {
                 self.registration_refused();
                 r.numeric(me, "433", &[n.as_str(), ":Nickname is already in use"]);
@@ -682,6 +687,7 @@ impl IrcSession {
                 r.numeric(me, "904", &[":SASL authentication failed"]);
             }
             (Some(Pending::Account(Via::Pass)), _) => {
+                self.nick_after_pass = false;
                 r.numeric(me, "464", &[":Password incorrect"]);
             }
             (_, ErrorCode::NotRegistered) => r.numeric(me, "451", &[":You have not registered"]),

@@ -274,6 +274,10 @@ pub struct IrcSession {
     away: Option<String>,
     /// `PASS account:password`, used at registration.
     pass: Option<(Name, Password)>,
+    /// The registration nick went out behind a `PASS` login: once the login
+    /// succeeds the server refuses it as `logged-in` (the connection has the
+    /// account's name), which is no error to the client.
+    pub(super) nick_after_pass: bool,
     /// `AUTHENTICATE PLAIN` came: the base64 received so far (chunks of 400
     /// mean more follows).
     sasl: Option<String>,
@@ -312,6 +316,7 @@ impl IrcSession {
             in_global: false,
             away: None,
             pass: None,
+            nick_after_pass: false,
             sasl: None,
             held: None,
             pending: VecDeque::new(),
@@ -617,6 +622,8 @@ impl IrcSession {
         if let Some((name, password)) = self.pass.take() {
             // The nick follows: after a login it confirms the account's name
             // (or is refused, harmlessly); after a failed one it registers.
+            // Another nick than the account's is refused once logged in.
+            self.nick_after_pass = self.wanted.as_ref().is_some_and(|w| !w.same_as(&name));
             let login = Command::Login { name, password };
             self.issue(out, login, Pending::Account(Via::Pass));
         }
