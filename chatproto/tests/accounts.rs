@@ -378,6 +378,117 @@ fn a_failing_store_is_unavailable_not_wrong() {
     );
 }
 
+/// Connects `label` from `peer`, names it `label` and sends `/register`;
+/// returns the lines it got after `WELCOME` and the rest of the greeting.
+fn register_from(w: &mut World, label: &str, peer: u64) -> Vec<String> {
+    w.conn_from(label, peer);
+    w.send(label, label);
+    w.take_all();
+    w.send(label, "/register hunter22");
+    w.take(label)
+}
+
+const TOO_MANY: &str = "ERR rate-limited too many registrations from your address; try again in";
+
+#[test]
+fn registrations_per_peer_are_limited_and_refused_at_once() {
+    let mut w = World::with_config(config(false));
+    let limit = AccountsConfig::default().max_registrations;
+    for n in 0..limit {
+        if n > 0 {
+            w.advance(Duration::from_secs(1));
+        }
+        let label = format!("u{n}");
+        assert_eq!(register_from(&mut w, &label, 7), Vec::<String>::new());
+        let _ = w.answer(Answer::Done);
+        assert_eq!(
+            w.take(&label),
+            lines(&[&format!("ACCOUNT {label} registered")])
+        );
+    }
+    // One more from the same address: refused with no request, and the
+    // connection is not held (its next line is answered at once).
+    let got = register_from(&mut w, "extra", 7);
+    assert_eq!(got, lines(&[&format!("{TOO_MANY} 15 min")]));
+    assert!(w.requests.is_empty(), "no hash for a refused registration");
+    let extra = w.conn("extra");
+    assert!(!w.server.is_waiting(extra));
+    assert_eq!(w.server.account_of(extra), None);
+    w.send("extra", "/ping 1");
+    assert_eq!(w.take("extra"), lines(&["PONG 1"]));
+    // Its name did not become an account: another may take it.
+    w.send("extra", "/nick extra2");
+    w.send("other", "extra");
+    assert_eq!(w.take("other").last().unwrap(), "WELCOME extra");
+    // Other addresses, and connections without one, are not limited.
+    assert_eq!(register_from(&mut w, "elsewhere", 8), Vec::<String>::new());
+    assert!(matches!(w.answer(Answer::Done), Request::Register { .. }));
+    w.user("peerless");
+    w.send("peerless", "/register hunter22");
+    assert!(matches!(w.answer(Answer::Done), Request::Register { .. }));
+    // The wait shown shrinks (the first was 4 s ago, 4 min 56 s are left);
+    // once the first registration is 15 minutes old, one more is allowed
+    // (one, not the whole limit again: the second was a second later).
+    w.advance(Duration::from_secs(10 * 60));
+    assert_eq!(
+        register_from(&mut w, "later", 7),
+        lines(&[&format!("{TOO_MANY} 5 min")])
+    );
+    w.advance(Duration::from_secs(5 * 60 - 4));
+    assert_eq!(register_from(&mut w, "again", 7), Vec::<String>::new());
+    assert!(matches!(w.answer(Answer::Done), Request::Register { .. }));
+    assert_eq!(
+        register_from(&mut w, "again2", 7),
+        lines(&[&format!("{TOO_MANY} 1 s")])
+    );
+}
+
+#[test]
+fn every_registration_asked_counts_but_passwd_and_unregister_do_not() {
+    let mut accounts = AccountsConfig::default();
+    accounts.max_registrations = 2;
+    let mut config = ServerConfig::default();
+    config.accounts = Some(accounts);
+    let mut w = World::with_config(config);
+    // A registration the store refuses cost a hash all the same.
+    assert_eq!(register_from(&mut w, "a", 7), Vec::<String>::new());
+    let _ = w.answer(Answer::NameTaken);
+    assert_eq!(w.take("a")[0].split(' ').nth(1), Some("name-reserved"));
+    // Logged in: changing the password and unregistering are not limited.
+    assert_eq!(register_from(&mut w, "b", 7), Vec::<String>::new());
+    let _ = w.answer(Answer::Done);
+    for _ in 0..3 {
+        w.send("b", "/passwd hunter22 hunter23");
+        assert!(matches!(
+            w.answer(Answer::Done),
+            Request::ChangePassword { .. }
+        ));
+    }
+    w.send("b", "/unregister hunter23");
+    assert!(matches!(w.answer(Answer::Done), Request::Unregister { .. }));
+    w.take_all();
+    // Registering again, now that it is no account, is a third.
+    w.send("b", "/register hunter22");
+    assert_eq!(w.take("b")[0].split(' ').nth(1), Some("rate-limited"));
+    assert!(w.requests.is_empty());
+    // Refusals for other reasons do not count: after three of them, the
+    // peer still has both its registrations.
+    w.conn_from("c", 9);
+    w.take_all();
+    for _ in 0..3 {
+        w.send("c", "/register hunter22");
+        assert_eq!(w.take("c")[0].split(' ').nth(1), Some("not-registered"));
+    }
+    w.send("c", "c");
+    w.take_all();
+    w.send("c", "/register short");
+    assert_eq!(w.take("c")[0].split(' ').nth(1), Some("bad-password"));
+    w.send("c", "/register hunter22");
+    let _ = w.answer(Answer::Failed);
+    w.send("c", "/register hunter22");
+    assert!(matches!(w.answer(Answer::Done), Request::Register { .. }));
+}
+
 #[test]
 fn offline_messages_are_stored_bounded_and_delivered_at_login() {
     let mut cfg = config(false);

@@ -1,8 +1,9 @@
 //! Accounts as the state machine knows them: the set of account names (with
-//! each one's count of stored offline messages), and the memory of failed
-//! logins that slows guessing down.
+//! each one's count of stored offline messages), the memory of failed
+//! logins that slows guessing down, and the memory of recent registrations
+//! that limits how many accounts one peer makes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::PeerKey;
@@ -31,6 +32,26 @@ pub struct AccountsConfig {
     /// Accounts and peers whose failures are remembered at most; past it the
     /// oldest are forgotten. Default 10,000 (about 1 MB).
     pub max_failure_keys: usize,
+    /// `/register`s one peer ([`PeerKey`]) may make within
+    /// `registration_window`; the next is refused at once with `ERR
+    /// rate-limited`, saying when to try again, and reaches no store. Every
+    /// `/register` that is asked of the driver counts, whatever its answer:
+    /// each costs a password hash. Connections without a peer key
+    /// ([`Input::Connected`](super::Input::Connected)) are not limited. 0
+    /// refuses every `/register` from a peer. Default 5: a household or an
+    /// office behind one address can still register together, while one
+    /// address makes at most 480 accounts a day instead of one per round trip,
+    /// and costs at most 5 hashes per window.
+    pub max_registrations: usize,
+    /// The window of `max_registrations`: a registration is forgotten this
+    /// long after it was asked. Zero turns the limit off. Default 15 minutes,
+    /// as long as failures are remembered.
+    pub registration_window: Duration,
+    /// Peers whose registrations are remembered at most; past it those whose
+    /// registrations are all older than the window are forgotten, then those
+    /// that registered least recently. Default 10,000 (at most
+    /// `max_registrations` times per peer: about 1.5 MB).
+    pub max_registration_peers: usize,
 }
 
 impl Default for AccountsConfig {
@@ -41,6 +62,9 @@ impl Default for AccountsConfig {
             max_failure_delay: Duration::from_secs(16),
             failure_memory: Duration::from_secs(15 * 60),
             max_failure_keys: 10_000,
+            max_registrations: 5,
+            registration_window: Duration::from_secs(15 * 60),
+            max_registration_peers: 10_000,
         }
     }
 }
@@ -186,6 +210,77 @@ impl Failures {
     }
 }
 
+/// Recent registrations per peer, each peer's oldest first, at most
+/// `max_registrations` each.
+#[derive(Debug, Default)]
+pub(super) struct Registrations {
+    by_peer: HashMap<PeerKey, VecDeque<Instant>>,
+}
+
+impl Registrations {
+    /// Counts a registration by `peer` at `now`, if its limit allows one;
+    /// else returns when the next one will be allowed.
+    pub(super) fn admit(
+        &mut self,
+        peer: PeerKey,
+        now: Instant,
+        cfg: &AccountsConfig,
+    ) -> Result<(), Instant> {
+        let window = cfg.registration_window;
+        if window.is_zero() {
+            return Ok(()); // No limit: nothing to remember.
+        }
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < window;
+        if let Some(times) = self.by_peer.get_mut(&peer) {
+            times.retain(recent);
+            if times.len() >= cfg.max_registrations {
+                // The earliest recent one frees a place when it expires (the
+                // minimum, not the front: a driver's clock may step back).
+                let oldest = times.iter().min().copied().unwrap_or(now);
+                return Err(oldest + window);
+            }
+        } else if cfg.max_registrations == 0 {
+            return Err(now + window);
+        } else {
+            self.make_room(now, cfg);
+        }
+        self.by_peer.entry(peer).or_default().push_back(now);
+        Ok(())
+    }
+
+    /// Makes room for one more peer within `max_registration_peers`:
+    /// forgets peers with no recent registration, then those that registered
+    /// least recently.
+    fn make_room(&mut self, now: Instant, cfg: &AccountsConfig) {
+        let max = cfg.max_registration_peers.max(1);
+        if self.by_peer.len() < max {
+            return;
+        }
+        let window = cfg.registration_window;
+        self.by_peer.retain(|_, times| {
+            times
+                .iter()
+                .any(|t| now.saturating_duration_since(*t) < window)
+        });
+        while self.by_peer.len() >= max {
+            let Some(stalest) = self
+                .by_peer
+                .iter()
+                .min_by_key(|(_, times)| times.iter().max().copied())
+                .map(|(peer, _)| *peer)
+            else {
+                break;
+            };
+            self.by_peer.remove(&stalest);
+        }
+    }
+
+    /// Peers remembered (for [`Server::check_invariants`](super::Server::check_invariants)).
+    pub(super) fn len(&self) -> usize {
+        self.by_peer.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +324,60 @@ mod tests {
             );
             assert!(f.len() <= 3);
         }
+    }
+
+    #[test]
+    fn registrations_are_limited_per_peer_in_a_sliding_window() {
+        let cfg = AccountsConfig {
+            max_registrations: 2,
+            registration_window: Duration::from_secs(60),
+            ..AccountsConfig::default()
+        };
+        let mut r = Registrations::default();
+        let t0 = Instant::now();
+        let (a, b) = (PeerKey::new(1), PeerKey::new(2));
+        let sec = Duration::from_secs;
+        assert_eq!(r.admit(a, t0, &cfg), Ok(()));
+        assert_eq!(r.admit(a, t0 + sec(10), &cfg), Ok(()));
+        assert_eq!(r.admit(a, t0 + sec(20), &cfg), Err(t0 + sec(60)));
+        assert_eq!(
+            r.admit(b, t0 + sec(20), &cfg),
+            Ok(()),
+            "other peers are not"
+        );
+        // The first expires at 60 s: one place, not two.
+        assert_eq!(r.admit(a, t0 + sec(60), &cfg), Ok(()));
+        assert_eq!(r.admit(a, t0 + sec(61), &cfg), Err(t0 + sec(70)));
+    }
+
+    #[test]
+    fn registration_memory_is_bounded_and_zero_settings_mean_what_they_say() {
+        let cfg = AccountsConfig {
+            max_registration_peers: 3,
+            ..AccountsConfig::default()
+        };
+        let mut r = Registrations::default();
+        let t0 = Instant::now();
+        for p in 0..10 {
+            assert_eq!(
+                r.admit(PeerKey::new(p), t0 + Duration::from_secs(p), &cfg),
+                Ok(())
+            );
+            assert!(r.len() <= 3);
+        }
+        let closed = AccountsConfig {
+            max_registrations: 0,
+            ..AccountsConfig::default()
+        };
+        assert_eq!(
+            r.admit(PeerKey::new(99), t0, &closed),
+            Err(t0 + closed.registration_window)
+        );
+        let off = AccountsConfig {
+            registration_window: Duration::ZERO,
+            max_registrations: 0,
+            ..AccountsConfig::default()
+        };
+        assert_eq!(r.admit(PeerKey::new(99), t0, &off), Ok(()));
     }
 }

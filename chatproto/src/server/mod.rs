@@ -28,7 +28,7 @@ use crate::{
     parse_line, AccountState, CloseReason, Command, ErrorCode, Event, FrameError, GroupName, Name,
     NameKey, Password, Past, Refusal, Scope, Text, Token, COMMAND_HELP,
 };
-use accounts::{Accounts, FailKey, Failures};
+use accounts::{Accounts, FailKey, Failures, Registrations};
 use groups::Groups;
 use history::{scope_key, Rings, ScopeKey};
 use users::Users;
@@ -155,7 +155,9 @@ pub enum Input {
     /// A connection was accepted. The server greets it with `HELLO`.
     Connected(ConnId),
     /// A connection was accepted from `peer`: as [`Input::Connected`], and
-    /// failed logins from the same peer slow each other down.
+    /// failed logins from the same peer slow each other down, and its
+    /// `/register`s count against the peer's limit
+    /// ([`AccountsConfig::max_registrations`]).
     ConnectedFrom(ConnId, PeerKey),
     /// The driver's answer to the [`Effect::Request`] with this id. Answers
     /// that come late (the connection gone, or its id reused), twice, or
@@ -409,9 +411,21 @@ pub struct Server {
     shut_down: bool,
     accounts: Accounts,
     failures: Failures,
+    registrations: Registrations,
     rings: Rings,
     requests: HashMap<RequestId, Outstanding>,
     next_request: u64,
+}
+
+/// A wait as a person reads it: whole seconds under a minute, else whole
+/// minutes, rounded up so that trying again then succeeds.
+fn wait_text(wait: Duration) -> String {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if secs < 60 {
+        format!("{} s", secs.max(1))
+    } else {
+        format!("{} min", secs.div_ceil(60))
+    }
 }
 
 /// A constant reply: id 0, time 0.
@@ -519,6 +533,7 @@ impl Server {
             shut_down: false,
             accounts: Accounts::default(),
             failures: Failures::default(),
+            registrations: Registrations::default(),
             rings: Rings::default(),
             requests: HashMap::new(),
             next_request: 1,
@@ -848,7 +863,7 @@ impl Server {
                 out,
             ),
             Command::Whois(name) => self.whois(now, conn, name, out),
-            Command::Register(password) => self.register_account(conn, password, out),
+            Command::Register(password) => self.register_account(now, conn, password, out),
             Command::Login { name, password } => self.login(now, conn, name, password, out),
             Command::Passwd { old, new } => {
                 self.with_account(conn, out, |account| Request::ChangePassword {
@@ -912,7 +927,7 @@ impl Server {
     }
 
     /// `/register <password>`: the connection's name becomes an account.
-    fn register_account(&mut self, conn: ConnId, password: Password, out: &mut Out) {
+    fn register_account(&mut self, now: Instant, conn: ConnId, password: Password, out: &mut Out) {
         if self.accounts_on(conn, out).is_none() {
             return;
         }
@@ -925,6 +940,17 @@ impl Server {
         };
         if self.refuse_account_name(conn, &name, out) {
             return;
+        }
+        // Counted last, so that only a registration that would cost a hash
+        // counts; refused at once, as waiting would hold the line's queue.
+        let peer = self.conns.get(&conn).and_then(|c| c.peer);
+        let limit = peer.zip(self.config.accounts.as_ref());
+        if let Some(Err(open)) = limit.map(|(p, cfg)| self.registrations.admit(p, now, cfg)) {
+            let msg = format!(
+                "too many registrations from your address; try again in {}",
+                wait_text(open.saturating_duration_since(now))
+            );
+            return out.error(conn, ErrorCode::RateLimited, &msg);
         }
         // Protected at once: were the connection to leave before the answer,
         // nobody may take the name the store may be giving an account.
@@ -1790,6 +1816,12 @@ impl Server {
                 }
             }
             members += g.len();
+        }
+        if let Some(cfg) = &self.config.accounts {
+            if self.registrations.len() > cfg.max_registration_peers.max(1) {
+                let n = self.registrations.len();
+                return Err(format!("registrations of {n} peers remembered"));
+            }
         }
         if let Some(cfg) = &self.config.history {
             if self.rings.scopes() > cfg.max_scopes.max(2) {

@@ -34,10 +34,12 @@ impl fmt::Debug for RequestId {
     }
 }
 
-/// Where a connection comes from, as far as failed logins go: an opaque key
-/// the driver derives from the peer's address (the IPv4 address, or the
-/// IPv6 /64), passed with [`Input::ConnectedFrom`](super::Input::ConnectedFrom).
-/// Failed logins from one key slow down further logins from it.
+/// Where a connection comes from, as far as failed logins and registrations
+/// go: an opaque key the driver derives from the peer's address (the IPv4
+/// address, or the IPv6 /64), passed with
+/// [`Input::ConnectedFrom`](super::Input::ConnectedFrom). Failed logins from
+/// one key slow down further logins from it, and its `/register`s are
+/// limited ([`AccountsConfig::max_registrations`](super::AccountsConfig::max_registrations)).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey(u64);
 
