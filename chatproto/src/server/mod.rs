@@ -942,7 +942,8 @@ impl Server {
             return;
         }
         // Counted last, so that only a registration that would cost a hash
-        // counts; refused at once, as waiting would hold the line's queue.
+        // counts. Refused rather than held, as a failed login is: the wait
+        // can be minutes, and the connection's other lines would wait too.
         let peer = self.conns.get(&conn).and_then(|c| c.peer);
         let limit = peer.zip(self.config.accounts.as_ref());
         if let Some(Err(open)) = limit.map(|(p, cfg)| self.registrations.admit(p, now, cfg)) {
