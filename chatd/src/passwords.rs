@@ -3,19 +3,51 @@
 //! own, never on the executor nor under the hub lock.
 //!
 //! At most [`Passwords::THREADS`] hashes run at once (each takes 19 MiB and
-//! tens of milliseconds of a core). More wait in a FIFO queue: each
-//! connection has at most one account command in flight (its later lines
-//! wait in the state machine), so the queue holds at most one job per
-//! connection. Passwords are never logged: [`chatproto::Password`]'s `Debug`
-//! is redacted and nothing here prints one.
+//! tens of milliseconds of a core). More wait in a FIFO queue of at most
+//! [`Passwords::QUEUE`] jobs; a job that does not fit is answered
+//! [`Answer::Failed`] at once (the user is told to try again later). A
+//! connection has at most one account command in flight while it is open,
+//! but a closed connection's job stays queued: so a login, password change
+//! or unregistration whose connection has closed by the time a thread takes
+//! it is answered `Failed` without hashing, and reconnecting clients cannot
+//! pile up work. A registration is always carried out: its answer, not the
+//! connection, decides whether the account exists. Passwords are never
+//! logged: [`chatproto::Password`]'s `Debug` is redacted and nothing here
+//! prints one.
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
 use argon2::Argon2;
 use chatproto::server::{Answer, RequestId};
 use chatproto::{Name, Password};
 
+use crate::outbox::ConnIo;
 use crate::store::{Answers, Job, WriterTx};
+
+/// The connection that asked, to see whether it is still there: not kept
+/// alive by the job.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Asker(Weak<ConnIo>);
+
+impl Asker {
+    pub(crate) fn new(io: &Arc<ConnIo>) -> Self {
+        Self(Arc::downgrade(io))
+    }
+
+    /// True once the connection is closed or closing. An asker made with
+    /// `default()` (no connection known) is never gone.
+    fn gone(&self) -> bool {
+        if self.0.ptr_eq(&Weak::new()) {
+            return false;
+        }
+        self.0
+            .upgrade()
+            .is_none_or(|io| io.close_reason().is_some())
+    }
+}
 
 /// Work for a password thread: what to check or hash, and where the
 /// request goes next.
@@ -33,6 +65,7 @@ pub(crate) enum HashJob {
         account: Name,
         password: Password,
         hash: String,
+        asker: Asker,
     },
     /// Check `old`, hash `new`, then the writer keeps it.
     ChangePassword {
@@ -41,6 +74,7 @@ pub(crate) enum HashJob {
         old: Password,
         new: Password,
         hash: String,
+        asker: Asker,
     },
     /// Check, then the writer deletes the account.
     Unregister {
@@ -48,6 +82,7 @@ pub(crate) enum HashJob {
         account: Name,
         password: Password,
         hash: String,
+        asker: Asker,
     },
 }
 
@@ -60,12 +95,24 @@ impl HashJob {
             | Self::Unregister { id, .. } => *id,
         }
     }
+
+    /// True for a check whose connection has gone: nobody waits for it.
+    fn abandoned(&self) -> bool {
+        match self {
+            Self::Register { .. } => false,
+            Self::Login { asker, .. }
+            | Self::ChangePassword { asker, .. }
+            | Self::Unregister { asker, .. } => asker.gone(),
+        }
+    }
 }
 
 /// The queue to the password threads.
 #[derive(Clone, Debug)]
 pub(crate) struct Passwords {
     tx: async_channel::Sender<HashJob>,
+    /// Set while the queue is full, so that is logged once per episode.
+    full: Arc<AtomicBool>,
 }
 
 impl Passwords {
@@ -73,10 +120,17 @@ impl Passwords {
     /// core: a burst of logins must not take every core from the chat.
     pub(crate) const THREADS: usize = 2;
 
+    /// Jobs waiting at most. At about 25 ms a hash on two threads, a full
+    /// queue is about 3 s of work: a reconnect burst of a few hundred
+    /// logins still gets through, while a flood of `/login`s from many
+    /// connections is refused at once instead of making every user wait
+    /// minutes (and the memory stays small: a job is under 1 KiB).
+    pub(crate) const QUEUE: usize = 256;
+
     /// Starts the threads; they pass requests on to `writer` and answers to
     /// `answers`, and stop when every [`Passwords`] is dropped.
     pub(crate) fn start(writer: WriterTx, answers: Answers) -> Self {
-        let (tx, rx) = async_channel::unbounded::<HashJob>();
+        let (tx, rx) = async_channel::bounded::<HashJob>(Self::QUEUE);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for i in 0..Self::THREADS.min(cores).max(1) {
             let (rx, writer, answers) = (rx.clone(), writer.clone(), answers.clone());
@@ -85,6 +139,11 @@ impl Passwords {
                 .spawn(move || {
                     while let Ok(job) = rx.recv_blocking() {
                         let id = job.id();
+                        if job.abandoned() {
+                            log::debug!("{id:?}: connection gone, not checked");
+                            let _ = answers.try_send((id, Answer::Failed));
+                            continue;
+                        }
                         // A panic must not leave the request unanswered nor
                         // end the thread.
                         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -101,17 +160,40 @@ impl Passwords {
                 log::error!("cannot start password thread {i}: {e}");
             }
         }
-        Self { tx }
+        Self {
+            tx,
+            full: Arc::new(AtomicBool::new(false)),
+        }
     }
 
-    /// Queues `job`; false if the threads are gone.
+    /// Queues `job`; false if the queue is full or the threads are gone
+    /// (then the caller answers `Failed`).
     pub(crate) fn send(&self, job: HashJob) -> bool {
-        self.tx.try_send(job).is_ok()
+        self.send_or_id(job).is_none()
     }
 
-    /// Queues `job`; if the threads are gone, the id to answer `Failed`.
+    /// Queues `job`; if the queue is full or the threads are gone, the id to
+    /// answer `Failed`.
     pub(crate) fn send_or_id(&self, job: HashJob) -> Option<RequestId> {
-        self.tx.try_send(job).err().map(|e| e.into_inner().id())
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                if self.tx.len() < Self::QUEUE / 2 && self.full.swap(false, Ordering::Relaxed) {
+                    log::info!("password queue has room again");
+                }
+                None
+            }
+            Err(async_channel::TrySendError::Full(job)) => {
+                if !self.full.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "password queue full ({} jobs): account commands are refused \
+                         ('try again later') until it drains",
+                        Self::QUEUE
+                    );
+                }
+                Some(job.id())
+            }
+            Err(async_channel::TrySendError::Closed(job)) => Some(job.id()),
+        }
     }
 }
 
@@ -150,6 +232,7 @@ fn work(job: HashJob, writer: &WriterTx, answers: &Answers) -> Result<(), String
             account,
             password,
             hash,
+            ..
         } => {
             if !verify(&password, &hash)? {
                 let _ = answers.try_send((id, Answer::WrongPassword));
@@ -163,6 +246,7 @@ fn work(job: HashJob, writer: &WriterTx, answers: &Answers) -> Result<(), String
             old,
             new,
             hash: stored,
+            ..
         } => {
             if !verify(&old, &stored)? {
                 let _ = answers.try_send((id, Answer::WrongPassword));
@@ -179,6 +263,7 @@ fn work(job: HashJob, writer: &WriterTx, answers: &Answers) -> Result<(), String
             account,
             password,
             hash,
+            ..
         } => {
             if !verify(&password, &hash)? {
                 let _ = answers.try_send((id, Answer::WrongPassword));

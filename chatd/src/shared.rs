@@ -32,6 +32,7 @@ use smol::Executor;
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::outbox::{Outbox, SendBudget};
+use crate::passwords::Asker;
 use crate::store::{Seed, Store};
 
 /// Slow consumers kicked per hold of the lock, at most. A kick costs a `PART`
@@ -410,7 +411,14 @@ impl Hub {
                 // Handed over without waiting; answers come back through
                 // the answers task.
                 Effect::Store(op) => self.store.store(op),
-                Effect::Request { id, request } => self.store.request(id, request),
+                // The asker's line made the request: if it closes before
+                // its password is checked, the check is skipped.
+                Effect::Request { id, request } => {
+                    let asker = asker
+                        .and_then(|a| self.outboxes.get(&a))
+                        .map_or_else(Asker::default, |o| Asker::new(o.io()));
+                    self.store.request(id, request, asker);
+                }
             }
         }
         fanout

@@ -1,5 +1,6 @@
 //! The store file against the real binary: one chatd per data directory,
-//! unknown format versions refused untouched, kill -9 in a message storm
+//! unknown format versions refused untouched, the file private (0600) in a
+//! directory others can read, kill -9 in a message storm
 //! (the file opens, what survived is a prefix, ids keep increasing), SIGTERM
 //! losing nothing; and (ignored, for measuring) start-up with a million
 //! stored messages.
@@ -116,6 +117,34 @@ fn the_data_directory_is_created_private_and_logged() {
     let logged = support::eventually(Duration::from_secs(5), || {
         let err = chatd.stderr();
         err.contains("created data directory") && err.contains("chatd.redb created")
+    });
+    assert!(logged, "{}", chatd.stderr());
+}
+
+/// A --data-dir that exists already with mode 0755 (other users may look
+/// in): the store file is created 0600 all the same, and the directory's
+/// mode is warned about.
+#[test]
+fn the_store_file_is_private_in_a_shared_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("shared-dir");
+    let data = dir.0.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chatd = Chatd::launch(
+        &["--data-dir", data.to_str().unwrap(), "--log-level", "info"],
+        Launch {
+            stderr: StderrTo::Capture,
+            ..Launch::default()
+        },
+    );
+    let mode = std::fs::metadata(data.join("chatd.redb"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let logged = support::eventually(Duration::from_secs(5), || {
+        chatd.stderr().contains("has mode 0755: other users")
     });
     assert!(logged, "{}", chatd.stderr());
 }
