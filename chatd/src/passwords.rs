@@ -130,9 +130,19 @@ impl Passwords {
     /// Starts the threads; they pass requests on to `writer` and answers to
     /// `answers`, and stop when every [`Passwords`] is dropped.
     pub(crate) fn start(writer: WriterTx, answers: Answers) -> Self {
-        let (tx, rx) = async_channel::bounded::<HashJob>(Self::QUEUE);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for i in 0..Self::THREADS.min(cores).max(1) {
+        Self::start_with(
+            writer,
+            answers,
+            Self::THREADS.min(cores).max(1),
+            Self::QUEUE,
+        )
+    }
+
+    /// [`Passwords::start`] with `threads` threads and room for `queue` jobs.
+    fn start_with(writer: WriterTx, answers: Answers, threads: usize, queue: usize) -> Self {
+        let (tx, rx) = async_channel::bounded::<HashJob>(queue);
+        for i in 0..threads {
             let (rx, writer, answers) = (rx.clone(), writer.clone(), answers.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("chatd-passwords-{i}"))
@@ -177,7 +187,8 @@ impl Passwords {
     pub(crate) fn send_or_id(&self, job: HashJob) -> Option<RequestId> {
         match self.tx.try_send(job) {
             Ok(()) => {
-                if self.tx.len() < Self::QUEUE / 2 && self.full.swap(false, Ordering::Relaxed) {
+                let half = self.tx.capacity().unwrap_or(Self::QUEUE) / 2;
+                if self.tx.len() < half && self.full.swap(false, Ordering::Relaxed) {
                     log::info!("password queue has room again");
                 }
                 None
@@ -187,7 +198,7 @@ impl Passwords {
                     log::warn!(
                         "password queue full ({} jobs): account commands are refused \
                          ('try again later') until it drains",
-                        Self::QUEUE
+                        self.tx.len()
                     );
                 }
                 Some(job.id())
@@ -293,5 +304,85 @@ mod tests {
         assert!(!verify(&wrong, &h).unwrap());
         assert!(verify(&right, "not a hash").is_err());
         assert_ne!(h, hash(&right).unwrap(), "a fresh salt each time");
+    }
+
+    fn register(id: u64) -> HashJob {
+        HashJob::Register {
+            id: RequestId::new(id),
+            account: Name::try_from("ann").unwrap(),
+            password: Password::try_from("correct-horse").unwrap(),
+        }
+    }
+
+    /// A writer nobody reads, and the answers channel.
+    fn channels() -> (
+        WriterTx,
+        std::sync::mpsc::Receiver<Job>,
+        Answers,
+        async_channel::Receiver<(RequestId, Answer)>,
+    ) {
+        let (tx, jobs) = std::sync::mpsc::channel();
+        let (answers, answered) = async_channel::unbounded();
+        (WriterTx::for_tests(tx), jobs, answers, answered)
+    }
+
+    /// A job that does not fit the queue is refused at once (the caller
+    /// answers it `Failed`), while the queued ones stay.
+    #[test]
+    fn a_job_past_the_queue_bound_is_refused_at_once() {
+        // No thread takes jobs: the queue fills.
+        let (tx, _rx) = async_channel::bounded(2);
+        let passwords = Passwords {
+            tx,
+            full: Arc::new(AtomicBool::new(false)),
+        };
+        assert_eq!(passwords.send_or_id(register(1)), None);
+        assert_eq!(passwords.send_or_id(register(2)), None);
+        assert_eq!(passwords.send_or_id(register(3)), Some(RequestId::new(3)));
+        assert!(!passwords.send(register(4)));
+    }
+
+    /// A login whose connection has gone is answered `Failed` without being
+    /// checked; one whose connection is open is checked (a wrong password
+    /// here).
+    #[test]
+    fn a_check_for_a_closed_connection_is_skipped() {
+        use crate::outbox::SendBudget;
+        use chatproto::server::ConnId;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let budget = Arc::new(SendBudget::new(1 << 16, 1 << 20));
+        let io = Arc::new(ConnIo::new(
+            ConnId::new(1),
+            smol::Async::new(server).unwrap(),
+            budget,
+        ));
+        let stored = hash(&Password::try_from("correct-horse").unwrap()).unwrap();
+        let login = |id, asker| HashJob::Login {
+            id: RequestId::new(id),
+            account: Name::try_from("ann").unwrap(),
+            password: Password::try_from("wrong-horse").unwrap(),
+            hash: stored.clone(),
+            asker,
+        };
+        let open = Asker::new(&io);
+        let gone = Asker::new(&Arc::new(ConnIo::new(
+            ConnId::new(2),
+            smol::Async::new(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap())
+                .unwrap(),
+            Arc::new(SendBudget::new(1 << 16, 1 << 20)),
+        )));
+        assert!(gone.gone() && !open.gone() && !Asker::default().gone());
+        let (writer, jobs, answers, answered) = channels();
+        let passwords = Passwords::start_with(writer, answers, 1, 4);
+        assert!(passwords.send(login(1, gone)));
+        assert!(passwords.send(login(2, open)));
+        let next = || answered.recv_blocking().unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(next(), (RequestId::new(1), Answer::Failed));
+        assert_eq!(next(), (RequestId::new(2), Answer::WrongPassword));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        assert!(jobs.try_recv().is_err(), "nothing reached the writer");
     }
 }

@@ -14,7 +14,8 @@
 //! [`Durability::Immediate`], which makes it and every earlier commit durable.
 //! A stop ([`Store::close`]) commits immediately. redb's two-phase commit is
 //! on, so a crash leaves the file at its last durable commit: a prefix of the
-//! writes, in order.
+//! writes, in order. A batch that cannot be committed (after a few retries)
+//! stops the writer for good, so a failing disk keeps a prefix too.
 //!
 //! # File layout (format version 1)
 //! | table | key | value |
@@ -218,6 +219,14 @@ impl WriterTx {
             return false;
         }
         true
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(tx: mpsc::Sender<Job>) -> Self {
+        Self {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     fn backlog(&self) -> usize {
