@@ -497,7 +497,9 @@ impl TlsSession {
 
     /// One non-blocking read: decrypts what the socket has (and what was
     /// left of a record before) and hands the plaintext to `sink`. Returns
-    /// how many plaintext bytes it handed over; `Ok(0)` at the end (the
+    /// how many bytes it read from the socket, what pacing charges: record
+    /// overhead and records without text (empty ones, key updates) cost the
+    /// client too, not only the text they carry. `Ok(0)` only at the end (the
     /// peer's close_notify, or EOF); `WouldBlock` when nothing is there.
     pub(crate) fn read(
         &self,
@@ -575,29 +577,35 @@ fn read_records(
     let mut used = session.incoming.len();
     buf[..used].copy_from_slice(&session.incoming);
     // First what is there already (what followed the handshake), then
-    // the socket, until some plaintext or the end.
-    let mut from_socket = false;
+    // the socket: one read of it, so that whatever it brought is charged
+    // even when it holds no text.
+    let mut read = 0;
     loop {
-        if from_socket {
-            if used == buf.len() {
-                return Err(too_large());
-            }
-            match stream.read(&mut buf[used..]) {
-                Ok(0) => return Ok(0),
-                Ok(n) => used += n,
-                Err(e) => {
-                    keep_incoming(session, &buf[..used]);
-                    return Err(e);
-                }
-            }
-        }
-        from_socket = true;
         let (taken, plain) = decrypt(session, stream, &mut buf[..used], sink)?;
         buf.copy_within(taken..used, 0);
         used -= taken;
-        if plain > 0 || session.peer_closed {
+        if read > 0 || plain > 0 {
+            // After a close_notify the next call says so: the text before it
+            // is taken first. Text left from the handshake was not charged.
             keep_incoming(session, &buf[..used]);
-            return Ok(plain);
+            return Ok(read.max(plain));
+        }
+        if session.peer_closed {
+            return Ok(0);
+        }
+        if used == buf.len() {
+            return Err(too_large());
+        }
+        match stream.read(&mut buf[used..]) {
+            Ok(0) => return Ok(0),
+            Ok(n) => {
+                used += n;
+                read = n;
+            }
+            Err(e) => {
+                keep_incoming(session, &buf[..used]);
+                return Err(e);
+            }
         }
     }
 }

@@ -967,6 +967,32 @@ fn per_address_limits_count_tls_connections_too() {
 }
 
 #[test]
+fn pacing_charges_what_tls_records_cost_not_only_their_text() {
+    // 1500 bytes of text, one byte per record: 6 tokens of text, but some
+    // 34 KB from the socket (138 tokens at 250 bytes a token). Charged by
+    // text alone the PONG would come at once; charged by what was read, the
+    // client owes ~88 tokens past its burst of 50, over 2 s at 40 a second.
+    let dir = TempDir::new();
+    let cert = Cert::new();
+    let (_chatd, addr) = start_tls(&dir, &cert, &["--flood-burst", "50", "--flood-rate", "40"]);
+    let mut c = TlsClient::user(addr, &cert.der, "tiny");
+    for _ in 0..1500 {
+        assert_eq!(c.tls.conn.writer().write(b"a").unwrap(), 1);
+    }
+    c.tls.conn.writer().write_all(b"\n/ping paid\n").unwrap();
+    let start = Instant::now();
+    while c.tls.conn.wants_write() {
+        c.tls.conn.write_tls(&mut c.tls.sock).unwrap();
+    }
+    c.expect("PONG paid");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "record overhead not charged: {took:?}"
+    );
+}
+
+#[test]
 fn flood_pacing_holds_over_tls_and_drops_nothing() {
     let dir = TempDir::new();
     let cert = Cert::new();
