@@ -1377,9 +1377,26 @@ mod tests {
             }
             txn.commit().unwrap();
         }
-        let (store, seed) = Store::open(&cfg, answers).unwrap();
+        let (store, seed) = Store::open(&cfg, answers.clone()).unwrap();
         assert!(seed.accounts.is_empty(), "{:?}", seed.accounts);
         store.store(dms[1].clone());
+        store.close();
+        drop(store);
+        let rows: Vec<u64> = Database::create(dir.0.join(FILE_NAME))
+            .unwrap()
+            .begin_read()
+            .unwrap()
+            .open_table(OFFLINE)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|row| row.unwrap().0.value().1)
+            .collect();
+        let StoreOp::OfflineDm { event: stale, .. } = &dms[0] else {
+            unreachable!()
+        };
+        assert_eq!(rows, [stale.id()], "only the stale row, not the new one");
+        let (store, _) = Store::open(&cfg, answers).unwrap();
         let password = Password::try_from("correct-horse").unwrap();
         let asker = Asker::default;
         store.request(
