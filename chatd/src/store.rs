@@ -663,9 +663,12 @@ struct Writer {
     drop_logged: Option<Instant>,
 }
 
-/// Waits before the second, third and fourth attempt at a failing commit: a
-/// passing hiccup (a full disk freed by a log rotation) survives, a dead
-/// disk stops the store within about 1.3 s.
+/// Waits before the second, third and fourth attempt at a failing commit,
+/// about 1.3 s in all. redb latches an I/O error (every later operation
+/// fails until the file is reopened), so only errors that are not I/O
+/// errors can pass meanwhile. Reopening is no cure: it recovers the file to
+/// its last synced commit, dropping commits already visible, and writing
+/// on after that would leave a hole.
 const RETRY_BACKOFF: [Duration; 3] = [
     Duration::from_millis(50),
     Duration::from_millis(250),
@@ -697,6 +700,8 @@ fn with_retries<T, E: fmt::Display>(
 
 /// What to do once a batch is committed.
 enum After {
+    /// Logged once committed (not for an attempt that failed).
+    Log(String),
     Answer(RequestId, Answer),
     Hash(HashJob),
     Stopped(mpsc::Sender<()>),
@@ -746,6 +751,7 @@ impl Writer {
             }
             for a in after {
                 match a {
+                    After::Log(line) => log::info!("{line}"),
                     After::Answer(id, answer) => {
                         let _ = self.answers.try_send((id, answer));
                     }
@@ -918,7 +924,7 @@ impl Writer {
                     t.offline.retain_in((k, 0)..=(k, u64::MAX), |_, _| false)?;
                     t.accounts
                         .insert(key.as_str(), (account.as_str(), hash.as_str()))?;
-                    log::info!("account {account} registered");
+                    after.push(After::Log(format!("account {account} registered")));
                     Answer::Done
                 };
                 after.push(After::Answer(*id, answer));
@@ -933,7 +939,7 @@ impl Writer {
                     Some(name) => {
                         t.accounts
                             .insert(key.as_str(), (name.as_str(), hash.as_str()))?;
-                        log::info!("account {account}: password changed");
+                        after.push(After::Log(format!("account {account}: password changed")));
                         Answer::Done
                     }
                     None => Answer::Failed, // Unregistered meanwhile.
@@ -946,7 +952,7 @@ impl Writer {
                 t.accounts.remove(key)?;
                 t.offline
                     .retain_in((key, 0)..=(key, u64::MAX), |_, _| false)?;
-                log::info!("account {account} unregistered");
+                after.push(After::Log(format!("account {account} unregistered")));
                 after.push(After::Answer(*id, Answer::Done));
             }
             Job::FinishLogin { id, account } => {
