@@ -15,11 +15,11 @@
 //! logged: [`chatproto::Password`]'s `Debug` is redacted and nothing here
 //! prints one.
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use chatproto::server::{Answer, RequestId};
 use chatproto::{Name, Password};
