@@ -5,11 +5,10 @@
 //! one replayed line, so that the scenario's checks are shown to catch both.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,112 +16,10 @@ use chatproto::server::{ConnId, Effect, HistoryConfig, Input, Server, ServerConf
 use chatproto::{parse_line, CloseReason, Event, LineFramer, Refusal, DEFAULT_MAX_LINE};
 use serde_json::Value;
 
-const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Runs `cmd`, killing it if it outlives `limit`.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "{cmd:?} still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The chatd of the same profile (see against_chatd.rs), or `CHATD_BIN`.
-fn chatd_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CHATD_BIN") {
-        return PathBuf::from(bin);
-    }
-    let chatload = Path::new(env!("CARGO_BIN_EXE_chatload"));
-    let dir = chatload.parent().expect("binary has a directory");
-    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    cmd.args(["build", "--quiet", "-p", "chatd"]);
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    if let Some(target) = dir.parent() {
-        cmd.arg("--target-dir").arg(target);
-    }
-    let out = run_bounded(cmd, BUILD_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "cargo build -p chatd failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("chatd")
-}
-
-/// A chatd on 127.0.0.1 with an ephemeral port and its history in memory
-/// (`--ephemeral`: no test writes a data directory), killed when dropped.
-struct Chatd {
-    child: Child,
-    addr: String,
-}
-
-impl Chatd {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    fn start_with(flags: &[&str]) -> Self {
-        let mut child = Command::new(chatd_binary())
-            .args(["--listen", "127.0.0.1:0", "--threads", "1", "--ephemeral"])
-            .args(flags)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chatd");
-        let stdout = child.stdout.take().expect("stdout was piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut guard = Self {
-            child,
-            addr: String::new(),
-        };
-        // Its first lines may be about the data directory: a bounded look.
-        for _ in 0..10 {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("chatd printed its address");
-            if let Some(a) = line.strip_prefix("listening on ") {
-                guard.addr = a.to_owned();
-                break;
-            }
-        }
-        assert!(guard.addr.starts_with("127.0.0.1:"), "{:?}", guard.addr);
-        guard
-    }
-}
-
-impl Drop for Chatd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::{run_bounded, Chatd};
 
 /// `chatload --json --addr addr args...`: its report, or its stderr.
 fn chatload(addr: &str, args: &[&str]) -> Result<Value, String> {
