@@ -702,35 +702,12 @@ impl App {
             // Leaving: what is typed now would follow the /quit.
             Input::Line(_) if self.quitting.is_some() => {}
             Input::Line(line) => {
-                let Some(line) = self.meant_in_view(line) else {
-                    return;
-                };
-                if self.awaiting.is_some() || self.connecting.is_some() {
-                    if self.pending.len() < MAX_PENDING {
-                        self.pending.push_back(line);
-                    } else {
-                        self.error("still waiting for the server's answer; line dropped");
-                    }
-                } else {
-                    self.on_line(&line).await;
-                }
+                self.typed(line).await;
             }
             Input::Lines(lines) => {
                 for line in lines {
-                    if self.quitting.is_some() || self.exit.is_some() {
+                    if self.quitting.is_some() || self.exit.is_some() || !self.typed(line).await {
                         break;
-                    }
-                    let Some(line) = self.meant_in_view(line) else {
-                        break;
-                    };
-                    if self.awaiting.is_some() || self.connecting.is_some() {
-                        if self.pending.len() < MAX_PENDING {
-                            self.pending.push_back(line);
-                        } else {
-                            self.error("still waiting for the server's answer; line dropped");
-                        }
-                    } else {
-                        self.on_line(&line).await;
                     }
                 }
             }
@@ -738,6 +715,25 @@ impl App {
             Input::Refused(why) => self.error(&why),
             Input::Quit | Input::Eof => self.quit(None).await,
         }
+    }
+
+    /// A line typed or pasted: handled now, or queued while an answer or the
+    /// connection is awaited. False if it fits no view (it stays in the
+    /// input), which ends a paste there too.
+    async fn typed(&mut self, line: String) -> bool {
+        let Some(line) = self.meant_in_view(line) else {
+            return false;
+        };
+        if self.awaiting.is_some() || self.connecting.is_some() {
+            if self.pending.len() < MAX_PENDING {
+                self.pending.push_back(line);
+            } else {
+                self.error("still waiting for the server's answer; line dropped");
+            }
+        } else {
+            self.on_line(&line).await;
+        }
+        true
     }
 
     /// One line the person typed.
