@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use chatproto::server::PeerKey;
 use chatproto::CloseReason;
 use futures_rustls::rustls::ServerConfig;
 use rustix::io::Errno;
@@ -134,6 +136,15 @@ fn per_ip_key(ip: IpAddr, prefix: u8) -> IpAddr {
         }
         v4 => v4,
     }
+}
+
+/// What the state machine counts failed logins and registrations against:
+/// the address as the per-address limit counts it (IPv4, or the leading
+/// `ipv6_prefix` bits of IPv6), hashed.
+pub(crate) fn peer_key(ip: IpAddr, ipv6_prefix: u8) -> PeerKey {
+    let mut h = DefaultHasher::new();
+    per_ip_key(ip, ipv6_prefix).hash(&mut h);
+    PeerKey::new(h.finish())
 }
 
 /// One admitted connection's place; dropping it frees the place.
@@ -427,6 +438,19 @@ mod tests {
         let permits: Vec<_> = (0..3).map(|_| limits.admit(v6("::1")).unwrap()).collect();
         assert_eq!(permits.len(), 3);
         assert!(limits.counts().per_ip.is_empty());
+    }
+
+    #[test]
+    fn peer_keys_follow_the_ipv6_prefix() {
+        let key = |ip: &str, prefix| peer_key(v6(ip), prefix);
+        assert_eq!(key("2001:db8:a:b::1", 64), key("2001:db8:a:b::2", 64));
+        assert_ne!(key("2001:db8:a:b::1", 64), key("2001:db8:a:c::1", 64));
+        assert_eq!(key("2001:db8:a:b::1", 48), key("2001:db8:a:c::1", 48));
+        assert_ne!(key("2001:db8::1", 128), key("2001:db8::2", 128));
+        assert_eq!(
+            key("::ffff:10.1.2.3", 64),
+            peer_key(IpAddr::from([10, 1, 2, 3]), 64)
+        );
     }
 
     #[test]

@@ -15,22 +15,20 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_lock::Mutex;
 use chatproto::irc::{encode_shared, Caps, Delivery, IrcSession};
-use chatproto::server::{
-    Answer, ConnId, Effect, Input, Outgoing, PeerKey, RequestId, Server, Time,
-};
+use chatproto::server::{Answer, ConnId, Effect, Input, Outgoing, RequestId, Server, Time};
 use chatproto::CloseReason;
 use smol::Executor;
 
 use crate::config::Config;
 use crate::dialect::Dialect;
+use crate::listener::peer_key;
 use crate::outbox::{Outbox, SendBudget};
 use crate::passwords::Asker;
 use crate::store::{Seed, Store};
@@ -56,20 +54,6 @@ fn now() -> Time {
 /// Answers handled per hold of the lock, at most, so a burst of answers
 /// (history pages, logins) lets other inputs in between.
 const ANSWERS_PER_HOLD: usize = 64;
-
-/// What failed logins from `peer` count against: its IPv4 address, or its
-/// IPv6 /64 (one host usually holds a whole /64), as a hash.
-pub(crate) fn peer_key(peer: SocketAddr) -> PeerKey {
-    let mut h = DefaultHasher::new();
-    match peer.ip() {
-        IpAddr::V4(v4) => (4u8, v4.octets()).hash(&mut h),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => (4u8, v4.octets()).hash(&mut h),
-            None => (6u8, &v6.octets()[..8]).hash(&mut h),
-        },
-    }
-    PeerKey::new(h.finish())
-}
 
 /// Shared by the listeners, every connection task and the ticker.
 #[derive(Debug)]
@@ -153,7 +137,7 @@ impl Shared {
         }
         hub.outboxes.insert(id, outbox);
         let input = match peer {
-            Some(peer) => Input::ConnectedFrom(id, peer_key(peer)),
+            Some(peer) => Input::ConnectedFrom(id, peer_key(peer.ip(), self.config.ipv6_prefix)),
             None => Input::Connected(id),
         };
         let effects = hub.server.handle(now, input);
