@@ -75,6 +75,10 @@ pub(super) struct Account {
     pub(super) name: Name,
     /// Offline `DM`s stored for it (as far as this server told the store).
     pub(super) stored_dms: usize,
+    /// The highest id of an offline `DM` delivered to it: a second login
+    /// checked at the same time, or a store read that predates the deletion,
+    /// may bring it again, and it must not be delivered twice.
+    pub(super) delivered_through: u64,
 }
 
 /// Every account name, by case-folded name.
@@ -97,7 +101,14 @@ impl Accounts {
     }
 
     pub(super) fn insert(&mut self, name: Name, stored_dms: usize) {
-        self.by_key.insert(name.key(), Account { name, stored_dms });
+        self.by_key.insert(
+            name.key(),
+            Account {
+                name,
+                stored_dms,
+                delivered_through: 0,
+            },
+        );
     }
 
     pub(super) fn remove(&mut self, key: &NameKey) {

@@ -1294,6 +1294,8 @@ impl Server {
             .collect();
         offline.sort_by_key(Past::id);
         offline.dedup_by_key(|p| p.id());
+        let done = self.accounts.get(&key).map_or(0, |a| a.delivered_through);
+        offline.retain(|p| p.id() > done);
         let Some(through) = offline.last().map(Past::id) else {
             return;
         };
@@ -1307,6 +1309,7 @@ impl Server {
         }
         if let Some(a) = self.accounts.get_mut(&key) {
             a.stored_dms = a.stored_dms.saturating_sub(delivered);
+            a.delivered_through = through;
         }
         out.store(StoreOp::DeleteOfflineDms { account, through });
     }
