@@ -473,14 +473,7 @@ mod tests {
         let mut s = screen();
         let long = "x".repeat(50);
         s.views.add(
-            &Origin {
-                target: &Target::Current,
-                title: "",
-                me: None,
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&Target::Current, "", None),
             when(9),
             line(&[(Style::Plain, &long)]),
         );
@@ -610,14 +603,7 @@ mod tests {
             );
         }
         s.views.add(
-            &Origin {
-                target: &rust,
-                title: "rust",
-                me: Some("alice"),
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&rust, "rust", Some("alice")),
             When {
                 day: 20_423,
                 hour: 14,

@@ -70,6 +70,21 @@ pub(crate) struct Origin<'a> {
     pub(crate) history: Option<u64>,
 }
 
+#[cfg(test)]
+impl<'a> Origin<'a> {
+    /// A line someone else said (unread, not private, live): what most tests add.
+    pub(crate) fn said_in(target: &'a Target, title: &'a str, me: Option<&'a str>) -> Self {
+        Self {
+            target,
+            title,
+            me,
+            from_other: true,
+            private: false,
+            history: None,
+        }
+    }
+}
+
 impl Origin<'_> {
     /// Local notices and answers to commands: the view in front, never unread.
     pub(crate) fn current() -> Origin<'static> {
@@ -516,27 +531,13 @@ mod tests {
         let rust = Target::View(ViewKey::group("rust"));
         let bob = Target::View(ViewKey::dm("bob"));
         let a = v.add(
-            &Origin {
-                target: &rust,
-                title: "rust",
-                me: Some("alice"),
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&rust, "rust", Some("alice")),
             at(DAY, 1),
             msg("bob: hi"),
         );
         assert!(!a.alert);
         v.add(
-            &Origin {
-                target: &rust,
-                title: "rust",
-                me: Some("alice"),
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&rust, "rust", Some("alice")),
             at(DAY, 1),
             msg("bob: alice, look"),
         );
@@ -554,14 +555,7 @@ mod tests {
         );
         assert!(a.alert, "a DM away from the front");
         let global = v.add(
-            &Origin {
-                target: &Target::View(ViewKey::Global),
-                title: "Global",
-                me: Some("alice"),
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&Target::View(ViewKey::Global), "Global", Some("alice")),
             at(DAY, 2),
             msg("alice!"),
         );
@@ -623,26 +617,12 @@ mod tests {
         ]);
         let rust = Target::View(ViewKey::group("rust"));
         v.add(
-            &Origin {
-                target: &rust,
-                title: "rust",
-                me: None,
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&rust, "rust", None),
             at(DAY, 1),
             line.clone(),
         );
         v.add(
-            &Origin {
-                target: &Target::Current,
-                title: "",
-                me: None,
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&Target::Current, "", None),
             at(DAY, 1),
             line,
         );
@@ -663,14 +643,7 @@ mod tests {
         let mut v = Views::default();
         let huge = "n".repeat(LINE_MAX_CHARS + 500);
         v.add(
-            &Origin {
-                target: &Target::Current,
-                title: "",
-                me: None,
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&Target::Current, "", None),
             at(DAY, 1),
             msg(&huge),
         );
@@ -703,30 +676,8 @@ mod tests {
     fn a_new_day_gets_a_line_and_stamps_are_kept_apart() {
         let mut v = Views::default();
         let g = Target::Current;
-        v.add(
-            &Origin {
-                target: &g,
-                title: "",
-                me: None,
-                from_other: true,
-                private: false,
-                history: None,
-            },
-            at(DAY, 1),
-            msg("one"),
-        );
-        v.add(
-            &Origin {
-                target: &g,
-                title: "",
-                me: None,
-                from_other: true,
-                private: false,
-                history: None,
-            },
-            at(DAY + 1, 1),
-            msg("two"),
-        );
+        v.add(&Origin::said_in(&g, "", None), at(DAY, 1), msg("one"));
+        v.add(&Origin::said_in(&g, "", None), at(DAY + 1, 1), msg("two"));
         let e = &v.current().entries;
         assert_eq!(e.len(), 3);
         assert_eq!(
@@ -749,14 +700,7 @@ mod tests {
         let mut v = Views::default();
         for i in 0..SCROLLBACK + 10 {
             v.add(
-                &Origin {
-                    target: &Target::Current,
-                    title: "",
-                    me: None,
-                    from_other: true,
-                    private: false,
-                    history: None,
-                },
+                &Origin::said_in(&Target::Current, "", None),
                 at(DAY, 0),
                 msg(&format!("line {i}")),
             );
@@ -775,14 +719,7 @@ mod tests {
         // Scrolled up, new lines keep the view in place.
         v.scroll(5, 100);
         v.add(
-            &Origin {
-                target: &Target::Current,
-                title: "",
-                me: None,
-                from_other: true,
-                private: false,
-                history: None,
-            },
+            &Origin::said_in(&Target::Current, "", None),
             at(DAY, 0),
             msg("new"),
         );
